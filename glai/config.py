@@ -1,0 +1,201 @@
+"""Structured configs (Hydra ConfigStore) and the checks that run before any work starts.
+
+The dataclasses are the schema of ``conf/``: a misspelled key or a wrong type fails when Hydra composes
+the config. :func:`validate` adds the range checks of SPEC 1, 3, 6 and names the key to fix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig
+
+from glai.data_config import BackboneConfig, DatasetConfig
+
+__all__ = ["Config", "ExperimentConfig", "HeadConfig", "ConfigError", "validate", "register_configs"]
+
+HEADS = ("mlp", "mlp_reduced", "linear", "glai")
+FAMILIES = ("A", "B", "C")
+MONITORS = {"val_acc": "max", "val_loss": "min"}
+OPTIMIZERS = ("sgd", "adam")
+
+
+class ConfigError(ValueError):
+    """A config value is out of range; the message names the key and how to fix it."""
+
+
+@dataclass
+class ExperimentConfig:
+    """One experiment of the suite (paper Tables 1-2, SPEC 6). Set by ``conf/experiment/*.yaml``."""
+
+    name: str = MISSING
+    # A supervised, B self-supervised (InfoNCE), C few-shot (SPEC 7)
+    family: str = "A"
+    # head widths (n0, n1, ..., nL, n_out)
+    arch: list[int] = MISSING
+    # learning rate of every head (paper Table 2)
+    lr: float = 1e-3
+    # samples per step
+    batch_size: int = 16
+    # weight decay of the MLP heads (original, reduced, linear) and of the reduced-MLP phase of GLAI
+    wd_mlp: float = 1e-3
+    # weight decay of the GLAI estimator
+    wd_glai: float = 0.1
+    # epochs of GLAI's reduced-MLP phase (structural knowledge)
+    reduced_epochs: int = 20
+    # early-stopping monitor: val_acc (percent, maximised) or val_loss (minimised)
+    monitor: str = "val_acc"
+    # epochs without improvement before stopping
+    patience: int = 5
+    # smallest improvement that counts, in the monitor's unit (percentage points for val_acc)
+    min_delta: float = 0.1
+    # epoch cap (SPEC 6: 60 for families A and B, 500 for C)
+    max_epochs: int = 60
+    # family B: dropout on the head input that makes the two views
+    dropout: float = 0.0
+    # family B: InfoNCE temperature
+    temperature: float = 0.07
+    # family C: classes, support and query samples per class of an episode
+    n_way: int = 5
+    k_shot: int = 4
+    q_query: int = 6
+    # deviations from the paper recorded with every run (SPEC errata)
+    deviations: list[str] = field(default_factory=list)
+
+
+@dataclass
+class HeadConfig:
+    """A head and its optimiser (SPEC 5). Set by ``conf/head/*.yaml``; values default to experiment keys."""
+
+    # mlp | mlp_reduced | linear | glai
+    name: str = MISSING
+    # optimiser of the head (GLAI: of its estimator): sgd (no momentum) | adam (default betas)
+    optimizer: str = "sgd"
+    lr: float = MISSING
+    weight_decay: float = MISSING
+    # hidden-width factor: 1 for mlp, rho for mlp_reduced and GLAI's selector; unused by linear
+    width_factor: float = 1.0
+    # GLAI: optimiser and weight decay of the reduced-MLP phase
+    reduced_optimizer: str = "sgd"
+    reduced_weight_decay: float = 0.0
+    # GLAI: estimator implementation: sparse | dense (the paper's Listing 1 reference)
+    estimator: str = "sparse"
+    # GLAI sparse estimator backend: auto | triton | torch
+    backend: str = "auto"
+    # GLAI: end the reduced phase early when the path distance m_t falls below this (0 = off, paper's fixed epochs)
+    structure_threshold: float = 0.0
+
+
+@dataclass
+class WandbConfig:
+    """Optional Weights & Biases logging, offline by default."""
+
+    enabled: bool = False
+    project: str = "glai"
+    mode: str = "offline"
+
+
+@dataclass
+class Config:
+    """The whole run. See ``conf/config.yaml``."""
+
+    experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
+    head: HeadConfig = field(default_factory=HeadConfig)
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    wandb: WandbConfig = field(default_factory=WandbConfig)
+    seed: int = 0
+    # hidden-width reduction factor of GLAI and mlp_reduced, 0 < rho < 1
+    rho: float = 0.5
+    # family C: episodes averaged (each one a fresh N-way K-shot Q-query draw)
+    episodes: int = 1
+    # auto | cpu | cuda
+    device: str = "cpu"
+    # CPU threads for torch (0 = torch's default). Heads are small: at batch 16 one thread is fastest and
+    # parallel sweep jobs do not fight over cores. Every head of a run uses the same setting.
+    num_threads: int = 1
+    # root of offline data and weights (GLAI_DATA_ROOT)
+    data_root: str = "../shared"
+    # embedding cache (GLAI_CACHE_DIR)
+    cache_dir: str = ".cache/glai"
+    # run records go to <results_dir>/<experiment>/<head>[-<tag>]/rho<rho>-seed<seed>.json
+    results_dir: str = "results/runs"
+    # label for variants (e.g. an optimiser-controlled run); part of the record path
+    tag: str = ""
+    # redo a run whose record says "done"
+    overwrite: bool = False
+    # fixed-size sample of training embeddings for the path distance m_t (SPEC 4); 0 = off
+    structure_samples: int = 512
+    # print the run summary
+    verbose: bool = True
+
+
+def register_configs() -> None:
+    """Register the schemas with Hydra's ConfigStore (called by ``run.py`` and the scripts)."""
+    ConfigStore.instance().store(name="config_schema", node=Config)
+
+
+def _fail(key: str, value: Any, why: str, fix: str) -> None:
+    raise ConfigError(f"{key}={value!r}: {why}. Fix: {fix}")
+
+
+def validate(cfg: DictConfig | Config) -> None:
+    """Range checks that Hydra's types cannot express (SPEC 1, 3, 6), run before any work starts.
+
+    Raises:
+        ConfigError: naming the key, the value and the fix.
+    """
+    exp, head = cfg.experiment, cfg.head
+    if head.name not in HEADS:
+        _fail("head", head.name, f"unknown head, choose one of {HEADS}", "head=glai (conf/head/*.yaml)")
+    if exp.family not in FAMILIES:
+        _fail("experiment.family", exp.family, f"unknown family, choose one of {FAMILIES}", "family: A")
+    arch = list(exp.arch)
+    if len(arch) < 3 or min(arch) < 1:
+        _fail("experiment.arch", arch, "need (n0, n1, ..., nL, n_out) with L >= 1 positive widths",
+              "experiment.arch=[64,128,10]")
+    if not 0.0 < cfg.rho < 1.0:
+        _fail("rho", cfg.rho, "the reduction factor must lie in (0, 1) (paper 4.2)", "rho=0.5")
+    if head.name in ("glai", "mlp_reduced") and round(cfg.rho * arch[-2]) < arch[-1]:
+        _fail("rho", cfg.rho, f"round(rho * nL) = {round(cfg.rho * arch[-2])} < n_out = {arch[-1]}: the reduced "
+              "MLP would be a bottleneck (paper 4.2)", f"rho >= {arch[-1] / arch[-2]:.3f}")
+    for key in ("max_epochs", "batch_size", "patience"):
+        if getattr(exp, key) < 1:
+            _fail(f"experiment.{key}", getattr(exp, key), "must be a positive integer", f"experiment.{key}=16")
+    if head.name == "glai" and exp.reduced_epochs < 1:
+        _fail("experiment.reduced_epochs", exp.reduced_epochs, "GLAI needs >= 1 reduced-MLP epoch",
+              "experiment.reduced_epochs=20")
+    if exp.monitor not in MONITORS:
+        _fail("experiment.monitor", exp.monitor, f"choose one of {tuple(MONITORS)}", "experiment.monitor=val_acc")
+    if exp.min_delta < 0:
+        _fail("experiment.min_delta", exp.min_delta, "must be >= 0", "experiment.min_delta=0.1")
+    if not head.lr > 0:
+        _fail("head.lr", head.lr, "the learning rate must be positive", "experiment.lr=1e-3")
+    if head.weight_decay < 0:
+        _fail("head.weight_decay", head.weight_decay, "must be >= 0", "experiment.wd_mlp=1e-3")
+    for key in ("optimizer", "reduced_optimizer"):
+        if getattr(head, key) not in OPTIMIZERS:
+            _fail(f"head.{key}", getattr(head, key), f"choose one of {OPTIMIZERS}", f"head.{key}=sgd")
+    if head.estimator not in ("sparse", "dense"):
+        _fail("head.estimator", head.estimator, "choose sparse or dense", "head.estimator=sparse")
+    if head.backend not in ("auto", "triton", "torch"):
+        _fail("head.backend", head.backend, "choose auto, triton or torch", "head.backend=auto")
+    if not 0.0 <= exp.dropout < 1.0:
+        _fail("experiment.dropout", exp.dropout, "must lie in [0, 1)", "experiment.dropout=0.2")
+    if exp.family == "B" and not exp.temperature > 0:
+        _fail("experiment.temperature", exp.temperature, "must be positive", "experiment.temperature=0.07")
+    if exp.family == "C":
+        for key in ("n_way", "k_shot", "q_query"):
+            if getattr(exp, key) < 1:
+                _fail(f"experiment.{key}", getattr(exp, key), "must be a positive integer", f"experiment.{key}=5")
+        if exp.n_way != arch[-1]:
+            _fail("experiment.n_way", exp.n_way, f"an N-way episode needs n_out = N, but arch ends in {arch[-1]}",
+                  f"experiment.arch[-1]={exp.n_way} or experiment.n_way={arch[-1]}")
+    if cfg.episodes < 1:
+        _fail("episodes", cfg.episodes, "must be a positive integer", "episodes=1")
+    if cfg.num_threads < 0:
+        _fail("num_threads", cfg.num_threads, "must be >= 0 (0 = torch default)", "num_threads=1")
+    if cfg.device not in ("auto", "cpu", "cuda"):
+        _fail("device", cfg.device, "choose auto, cpu or cuda", "device=auto")
