@@ -50,7 +50,9 @@ class ParamBudget:
         E: estimator size before pruning: path weights + ``n_out`` output biases.
         mu: kept fraction ``(O - R) / E`` as computed (may exceed 1, paper Remark 5).
         kept: estimator parameters kept after pruning (kept paths + ``n_out`` biases).
-        kept_paths: path weights kept, ``round(min(mu, 1) * (E - n_out))`` (SPEC 3).
+        kept_paths: path weights kept, ``O - R - n_out`` so that ``R + kept = O`` exactly (SPEC 3). SPEC 3's
+            "top mu * (E - n_out) paths" plus the never-pruned biases would overshoot O by ``n_out * (1 - mu)``
+            (9 parameters on digits); we keep the exact parity the fraction is defined by.
         mu_clipped: True when ``mu >= 1`` and nothing is pruned (Remark 5).
     """
 
@@ -85,5 +87,5 @@ def parameter_budget(arch: Sequence[int], rho: float) -> ParamBudget:
     clipped = mu >= 1.0
     if clipped:
         log.warning("mu = %.3f >= 1 for arch %s, rho %s: keeping every path (paper Remark 5)", mu, arch, rho)
-    kept_paths = E - n_out if clipped else int(round(mu * (E - n_out)))
+    kept_paths = E - n_out if clipped else O - R - n_out
     return ParamBudget(O=O, R=R, E=E, mu=mu, kept=kept_paths + n_out, kept_paths=kept_paths, mu_clipped=clipped)

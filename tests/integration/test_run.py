@@ -1,0 +1,91 @@
+"""``run.py`` end to end on digits: every head writes a valid record; multirun; resume; NaN losses."""
+
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+
+from glai.compose import compose_config
+from glai.records import record_path
+from glai.runner import run
+
+FAST = ["experiment.max_epochs=3", "experiment.reduced_epochs=2", "structure_samples=64"]
+HEADS = ["mlp", "mlp_reduced", "linear", "glai"]
+
+
+def _check_record(rec, head):
+    assert rec["schema_version"] == 1 and rec["status"] == "done" and rec["error"] is None
+    assert rec["experiment"] == "digits" and rec["head"] == head and rec["family"] == "A"
+    m, c = rec["metrics"], rec["cost"]
+    assert m["monitor"] == "val_acc" and m["mode"] == "max"
+    assert 1 <= m["epochs"] <= 3 and len(m["curves"]["val_acc"]) == m["epochs"]
+    assert 0 < m["bvs"] <= 100 and m["bvs"] == max(m["curves"]["val_acc"])
+    assert c["total_s"] > 0 and math.isclose(sum(c["time_s"].values()), c["total_s"], rel_tol=1e-9)
+    assert rec["config"]["head"]["name"] == head and rec["environment"]["versions"]["torch"]
+    if head == "glai":
+        assert set(c["time_s"]) == {"reduced_mlp", "conversion", "estimator"}
+        assert m["reduced_epochs"] == 2 and len(m["reduced_curves"]["val_acc"]) == 2
+        p = c["params"]
+        assert (p["O"], p["R"], p["E"]) == (9_610, 4_810, 41_610)
+        assert p["R"] + p["kept"] == p["O"] and p["trainable"] == p["kept"]
+        assert len(m["structure"]["path_distance"]) == 2
+    if head in ("mlp", "mlp_reduced"):
+        assert len(m["structure"]["weight_change"]) == m["epochs"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("head", HEADS)
+def test_run_py_writes_a_valid_record(head, tmp_path, repo_root):
+    out = subprocess.run(
+        [sys.executable, "run.py", f"head={head}", f"results_dir={tmp_path}", *FAST,
+         f"hydra.run.dir={tmp_path}/hydra"],
+        cwd=repo_root, capture_output=True, text=True, timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "BVS (val_acc)" in out.stdout
+    rec = json.loads(record_path(tmp_path, "digits", head, 0.5, 0).read_text())
+    _check_record(rec, head)
+
+
+@pytest.mark.slow
+def test_multirun_writes_one_record_per_job(tmp_path, repo_root):
+    out = subprocess.run(
+        [sys.executable, "run.py", "-m", "head=mlp,mlp_reduced,glai,linear", "seed=0,1", f"results_dir={tmp_path}",
+         "experiment.max_epochs=2", "experiment.reduced_epochs=1", "structure_samples=0",
+         f"hydra.sweep.dir={tmp_path}/multirun", "verbose=false"],
+        cwd=repo_root, capture_output=True, text=True, timeout=600,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    records = sorted(tmp_path.glob("digits/*/*.json"))
+    assert len(records) == 8
+    got = {(json.loads(p.read_text())["head"], json.loads(p.read_text())["seed"]) for p in records}
+    assert got == {(h, s) for h in HEADS for s in (0, 1)}
+    assert all(json.loads(p.read_text())["status"] == "done" for p in records)
+
+
+def test_done_record_is_not_overwritten_unless_asked(tmp_path, capsys):
+    cfg = compose_config(["head=linear", f"results_dir={tmp_path}", *FAST])
+    first = run(cfg)
+    path = record_path(tmp_path, "digits", "linear", 0.5, 0)
+    before = path.read_text()
+    again = run(cfg)
+    assert "skipping" in capsys.readouterr().out
+    assert path.read_text() == before and again["environment"] == first["environment"]
+    run(compose_config(["head=linear", f"results_dir={tmp_path}", "overwrite=true", *FAST]))
+    assert path.read_text() != before
+
+
+def test_nan_loss_fails_the_run_with_its_reason(tmp_path):
+    cfg = compose_config(["head=mlp", f"results_dir={tmp_path}", "experiment.lr=1e30", *FAST])
+    rec = run(cfg)
+    assert rec["status"] == "failed" and "NonFiniteLossError" in rec["error"]
+    on_disk = json.loads(record_path(tmp_path, "digits", "mlp", 0.5, 0).read_text())
+    assert on_disk["status"] == "failed" and on_disk["error"] == rec["error"]
+
+
+def test_same_seed_same_result(tmp_path):
+    a = run(compose_config(["head=glai", f"results_dir={tmp_path}/a", *FAST]))
+    b = run(compose_config(["head=glai", f"results_dir={tmp_path}/b", *FAST]))
+    assert a["metrics"]["curves"]["val_loss"] == b["metrics"]["curves"]["val_loss"]
