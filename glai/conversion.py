@@ -103,8 +103,9 @@ def mlp_to_glai(mlp: MLPHead) -> PathExpansion:
     """
     if mlp.num_hidden < 1:
         raise ValueError("GLAI conversion needs an MLP with >= 1 hidden ReLU layer (a linear head has no paths)")
-    Ws = [layer.weight.detach().double().cpu() for layer in mlp.layers]
-    bs = [layer.bias.detach().double().cpu() for layer in mlp.layers]
+    # on the MLP's device: conversion is part of GLAI's clock, so it runs where training runs
+    Ws = [layer.weight.detach().double() for layer in mlp.layers]
+    bs = [layer.bias.detach().double() for layer in mlp.layers]
     L = mlp.num_hidden
     n0, n_out = mlp.arch[0], mlp.arch[-1]
     hidden = mlp.arch[1:-1]
@@ -124,7 +125,7 @@ def mlp_to_glai(mlp: MLPHead) -> PathExpansion:
             D = Ws[l].reshape(Ws[l].shape + (1,) * (D.dim() - 1)) * D.unsqueeze(0)
         w = Ws[L].reshape(Ws[L].shape + (1,) * (D.dim() - 1)) * D.unsqueeze(0)  # [o, sL, ..., s_{k+1}]
         w = w.permute([0, *range(w.dim() - 1, 0, -1)]).reshape(n_out, 1, -1)
-        block = torch.zeros(n_out, n0 + 1, w.shape[2], dtype=torch.float64)
+        block = w.new_zeros(n_out, n0 + 1, w.shape[2])
         block[:, n0:, :] = w
         blocks.append(block)
         route_blocks.append((k + 1, tuple(hidden[k:])))
@@ -133,7 +134,7 @@ def mlp_to_glai(mlp: MLPHead) -> PathExpansion:
     valid = None
     if L > 1:
         n_full = math.prod(hidden)
-        valid = torch.zeros(n0 + 1, weight.shape[2], dtype=torch.bool)
+        valid = torch.zeros(n0 + 1, weight.shape[2], dtype=torch.bool, device=weight.device)
         valid[:, :n_full] = True
         valid[n0, n_full:] = True
     return PathExpansion(

@@ -43,7 +43,7 @@ def path_norms(x_tilde: torch.Tensor, gates: torch.Tensor, chunk: int = 8192) ->
     Returns:
         float32 [n_in, n_gates].
     """
-    acc = torch.zeros(x_tilde.shape[1], gates.shape[1], dtype=torch.float64)
+    acc = torch.zeros(x_tilde.shape[1], gates.shape[1], dtype=torch.float64, device=x_tilde.device)
     for start in range(0, x_tilde.shape[0], chunk):
         xa = x_tilde[start : start + chunk].abs().double()
         acc += xa.T @ gates[start : start + chunk].double()

@@ -116,15 +116,14 @@ def train_head(cfg, train: EmbeddingSplit, val: EmbeddingSplit, seed: int) -> di
     train_gates = expansion.gates(selector, train.x)
     val_gates = expansion.gates(selector, val.x)
     x_tilde = torch.cat([train.x, train.x.new_ones(train.x.shape[0], 1)], dim=1)
-    kept = prune(expansion, x_tilde.cpu(), train_gates.cpu(), budget.kept_paths)
+    kept = prune(expansion, x_tilde, train_gates, budget.kept_paths)
     gate_idx, gate_fn = kept.gate_idx, None
     if selector.num_hidden > 1:
         # L > 1: keep only the gate columns (routes) that a kept path uses.
         used, gate_idx = torch.unique(kept.gate_idx, return_inverse=True)
-        used_dev = used.to(train.x.device)
-        train_gates, val_gates = train_gates[:, used_dev], val_gates[:, used_dev]
+        train_gates, val_gates = train_gates[:, used], val_gates[:, used]
 
-        def gate_fn(patterns, _e=expansion, _u=used_dev):
+        def gate_fn(patterns, _e=expansion, _u=used):
             return _e.gates_from_patterns(patterns)[:, _u]
 
     dims = dict(n_in=expansion.n_in, n_gates=train_gates.shape[1], n_out=expansion.n_out)
