@@ -17,7 +17,9 @@ SCHEMA_VERSION = 1
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-def record_path(results_dir: str | os.PathLike, experiment: str, head: str, rho: float, seed: int, tag: str = "") -> Path:
+def record_path(
+    results_dir: str | os.PathLike, experiment: str, head: str, rho: float, seed: int, tag: str = ""
+) -> Path:
     """``<results_dir>/<experiment>/<head>[-<tag>]/rho<rho>-seed<seed>.json``."""
     head_dir = f"{head}-{tag}" if tag else head
     return Path(results_dir) / experiment / head_dir / f"rho{rho:g}-seed{seed}.json"

@@ -111,28 +111,9 @@ def train_head(cfg, train: EmbeddingSplit, val: EmbeddingSplit, seed: int) -> di
     # GLAI phase 2: conversion = path weights, cached gates for train and val, path norms, pruning, estimator.
     t0 = time.perf_counter()
     budget = parameter_budget(arch, head_cfg.width_factor)
-    selector.eval()
-    expansion = mlp_to_glai(selector)
-    train_gates = expansion.gates(selector, train.x)
-    val_gates = expansion.gates(selector, val.x)
-    x_tilde = torch.cat([train.x, train.x.new_ones(train.x.shape[0], 1)], dim=1)
-    kept = prune(expansion, x_tilde, train_gates, budget.kept_paths)
-    gate_idx, gate_fn = kept.gate_idx, None
-    if selector.num_hidden > 1:
-        # L > 1: keep only the gate columns (routes) that a kept path uses.
-        used, gate_idx = torch.unique(kept.gate_idx, return_inverse=True)
-        train_gates, val_gates = train_gates[:, used], val_gates[:, used]
-
-        def gate_fn(patterns, _e=expansion, _u=used):
-            return _e.gates_from_patterns(patterns)[:, _u]
-
-    dims = dict(n_in=expansion.n_in, n_gates=train_gates.shape[1], n_out=expansion.n_out)
-    if head_cfg.estimator == "dense":
-        estimator = DenseEstimator.from_paths(kept.out_idx, kept.in_idx, gate_idx, kept.values, expansion.bias, **dims)
-    else:
-        estimator = SparseEstimator.from_paths(kept.out_idx, kept.in_idx, gate_idx, kept.values, expansion.bias,
-                                               backend=head_cfg.backend, **dims)
-    model = GLAIHead(selector, estimator.to(train.x.device), gate_fn)
+    model, kept, (train_gates, val_gates) = build_glai_head(
+        selector, train.x, budget.kept_paths, head_cfg.estimator, head_cfg.backend, cache=(val.x,)
+    )
     conversion_s = time.perf_counter() - t0
 
     # GLAI phase 3: the estimator, with early stopping.
@@ -150,13 +131,54 @@ def train_head(cfg, train: EmbeddingSplit, val: EmbeddingSplit, seed: int) -> di
     return {"metrics": metrics, "cost": cost}
 
 
+def build_glai_head(selector: MLPHead, x_train: torch.Tensor, keep: int, estimator: str = "sparse",
+                    backend: str = "auto", cache: tuple[torch.Tensor, ...] = ()):
+    """Convert a trained reduced MLP into a GLAI head pruned to ``keep`` paths (paper 3.3, SPEC 2-3).
+
+    Args:
+        selector: the trained reduced MLP (frozen by this call).
+        x_train: float32 [N, n0], Omega for the path norms.
+        keep: path weights to keep (``ParamBudget.kept_paths``).
+        estimator: "sparse" (:class:`SparseEstimator`) or "dense" (paper Listing 1).
+        backend: sparse estimator backend, "auto" | "triton" | "torch".
+        cache: more inputs whose gates to compute once now (SPEC 2: never run the selector in the loop).
+
+    Returns:
+        ``(GLAIHead, KeptPaths, gates)``: gates is a tuple of uint8 [N_k, n_gates], for ``x_train`` and then
+        each ``cache`` entry.
+    """
+    selector.eval()
+    expansion = mlp_to_glai(selector)
+    gates = [expansion.gates(selector, x) for x in (x_train, *cache)]
+    x_tilde = torch.cat([x_train, x_train.new_ones(x_train.shape[0], 1)], dim=1)
+    kept = prune(expansion, x_tilde, gates[0], keep)
+    gate_idx, gate_fn = kept.gate_idx, None
+    if selector.num_hidden > 1:
+        # L > 1: keep only the gate columns (routes) that a kept path uses.
+        used, gate_idx = torch.unique(kept.gate_idx, return_inverse=True)
+        gates = [g[:, used] for g in gates]
+
+        def gate_fn(patterns, _e=expansion, _u=used):
+            return _e.gates_from_patterns(patterns)[:, _u]
+
+    dims = dict(n_in=expansion.n_in, n_gates=gates[0].shape[1], n_out=expansion.n_out)
+    if estimator == "dense":
+        est = DenseEstimator.from_paths(kept.out_idx, kept.in_idx, gate_idx, kept.values, expansion.bias, **dims)
+    else:
+        est = SparseEstimator.from_paths(kept.out_idx, kept.in_idx, gate_idx, kept.values, expansion.bias,
+                                         backend=backend, **dims)
+    head = GLAIHead(selector, est.to(x_train.device), gate_fn)
+    return head, kept, tuple(gates)
+
+
 def _check_data(cfg, splits: dict[str, EmbeddingSplit]) -> None:
     arch = list(cfg.experiment.arch)
     for name, split in splits.items():
         if split.x.shape[1] != arch[0]:
             raise ConfigError(
                 f"experiment.arch[0]={arch[0]} but the {name} embeddings of dataset '{cfg.dataset.name}' with "
-                f"backbone '{cfg.backbone.name}' have {split.x.shape[1]} dims. Fix: experiment.arch[0]={split.x.shape[1]}"
+                f"backbone '{cfg.backbone.name}' have {split.x.shape[1]} dims. "
+                f"Fix: experiment.arch[0]={split.x.shape[1]}"
             )
         if cfg.experiment.family == "A" and split.y is not None and int(split.y.max()) >= arch[-1]:
             raise ConfigError(

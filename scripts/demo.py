@@ -34,9 +34,10 @@ def main(argv: list[str]) -> None:
         epochs = f"{m['epochs']}" if head != "glai" else f"{m['reduced_epochs']}+{m['epochs']}"
         p = c["params"]
         params = f"{p['R'] + p['kept']:,} (R+kept)" if "O" in p else f"{p['trainable']:,}"
-        print(f"{head:<12} {m['bvs']:>8.2f} {epochs:>10} {c['total_s']:>9.2f} {t_mlp / c['total_s']:>7.2f}x {params:>22}")
+        speedup = t_mlp / c["total_s"]
+        print(f"{head:<12} {m['bvs']:>8.2f} {epochs:>10} {c['total_s']:>9.2f} {speedup:>7.2f}x {params:>22}")
     g = records["glai"]["cost"]
-    print(f"\nGLAI phases: " + ", ".join(f"{k} {v:.2f}s" for k, v in g["time_s"].items())
+    print("\nGLAI phases: " + ", ".join(f"{k} {v:.2f}s" for k, v in g["time_s"].items())
           + f"; O={g['params']['O']:,} R={g['params']['R']:,} E={g['params']['E']:,} "
           f"mu={g['params']['mu']:.4f} kept={g['params']['kept']:,}")
     gap = records["glai"]["metrics"]["bvs"] - records["mlp"]["metrics"]["bvs"]

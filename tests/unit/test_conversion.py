@@ -100,3 +100,19 @@ def test_prune_rejects_bad_keep():
     x_tilde = torch.cat([x, torch.ones(10, 1)], 1)
     with pytest.raises(ValueError, match="keep"):
         prune(e, x_tilde, e.gates(mlp, x), e.num_paths + 1)
+
+
+@pytest.mark.parametrize("arch", [(13, 10, 3), (11, 8, 6, 3)], ids=["L1", "L2"])
+def test_glai_head_runs_its_selector_when_gates_are_not_cached(arch):
+    from glai.runner import build_glai_head
+
+    mlp = _mlp(arch, seed=4)
+    x = torch.randn(50, arch[0])
+    e = mlp_to_glai(mlp)
+    head, kept, (gates,) = build_glai_head(mlp, x, e.num_paths)  # keep every path
+    assert gates.shape[1] <= e.n_gates and len(kept) == e.num_paths
+    with torch.no_grad():
+        y_cached, y_fresh, y_mlp = head(x, gates), head(x), mlp(x)
+    assert torch.equal(y_cached, y_fresh)
+    assert torch.allclose(y_cached, y_mlp, atol=1e-5 * float(y_mlp.abs().max()))
+    assert all(not p.requires_grad for p in head.selector.parameters())
