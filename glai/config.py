@@ -7,7 +7,7 @@ the config. :func:`validate` adds the range checks of SPEC 1, 3, 6 and names the
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig

@@ -266,9 +266,26 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         write_record(path, record)
         raise
     write_record(path, record)
+    if cfg.wandb.enabled:
+        _log_wandb(cfg, record)
     if cfg.verbose:
         print(summary(record, path))
     return record
+
+
+def _log_wandb(cfg, record: dict[str, Any]) -> None:
+    """Log a finished run to Weights & Biases (offline by default), after training: no cost on the clock."""
+    try:
+        import wandb
+    except ImportError as err:
+        raise ConfigError("wandb.enabled=true but wandb is not installed. Fix: pip install -e '.[wandb]'") from err
+    name = f"{record['experiment']}-{record['head']}{'-' + cfg.tag if cfg.tag else ''}-rho{cfg.rho:g}-seed{cfg.seed}"
+    run_ = wandb.init(project=cfg.wandb.project, mode=cfg.wandb.mode, name=name, config=record["config"])
+    curves = record["metrics"]["curves"]
+    for epoch in range(len(curves["train_loss"])):
+        run_.log({k: v[epoch] for k, v in curves.items() if v[epoch] is not None}, step=epoch + 1)
+    run_.summary.update({"bvs": record["metrics"]["bvs"], "total_s": record["cost"]["total_s"]})
+    run_.finish()
 
 
 def _overrides() -> list[str]:

@@ -10,8 +10,9 @@ t and t+1 (paper 3.6)::
 
 P grows as the product of the widths, so paths are never enumerated. For binary patterns the sum over the
 routes ``(s_k, ..., s_L)`` of ``|prod_l a_l^t - prod_l a_l^{t+1}|`` is, per sample,
-``prod_l |a_l^t| + prod_l |a_l^{t+1}| - 2 prod_l <a_l^t, a_l^{t+1}>`` (``|a|`` = number of active units), because
-``|A - B| = A + B - 2AB`` for bits A, B and each sum over routes of a product factorises over the layers.
+``prod_l |a_l^t| + prod_l |a_l^{t+1}| - 2 prod_l <a_l^t, a_l^{t+1}>`` (``|a|`` = number of active units),
+because ``|A - B| = A + B - 2AB`` for bits A, B and each sum over routes of a product factorises over the
+layers.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def _route_sums(
     prod_b = torch.ones(m, dtype=torch.float64, device=before[0].device)
     prod_a = torch.ones_like(prod_b)
     prod_ab = torch.ones_like(prod_b)
-    for a_t, a_t1 in zip(before[start:], after[start:]):
+    for a_t, a_t1 in zip(before[start:], after[start:], strict=True):
         a_t = a_t.to(torch.float64)
         a_t1 = a_t1.to(torch.float64)
         prod_b *= a_t.sum(dim=1)
@@ -75,7 +76,7 @@ def path_distance(
     if len(before) == 0 or len(before) != len(after):
         raise ValueError(f"need the same number (>= 1) of hidden layers, got {len(before)} and {len(after)}")
     m = x.shape[0]
-    for a_t, a_t1 in zip(before, after):
+    for a_t, a_t1 in zip(before, after, strict=True):
         if a_t.shape != a_t1.shape or a_t.shape[0] != m:
             raise ValueError(f"pattern shapes {tuple(a_t.shape)} / {tuple(a_t1.shape)} do not match M = {m}")
     widths = [int(a.shape[1]) for a in before]
