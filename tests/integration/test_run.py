@@ -89,3 +89,15 @@ def test_same_seed_same_result(tmp_path):
     a = run(compose_config(["head=glai", f"results_dir={tmp_path}/a", *FAST]))
     b = run(compose_config(["head=glai", f"results_dir={tmp_path}/b", *FAST]))
     assert a["metrics"]["curves"]["val_loss"] == b["metrics"]["curves"]["val_loss"]
+
+
+def test_structural_convergence_switch_ends_the_reduced_phase(tmp_path):
+    """head.structure_threshold > 0: the reduced MLP stops once m_t < threshold (beyond the paper)."""
+    cfg = compose_config(["head=glai", f"results_dir={tmp_path}", "experiment.max_epochs=2",
+                          "experiment.reduced_epochs=10", "head.structure_threshold=1e9"])
+    m = run(cfg)["metrics"]
+    assert m["reduced_epochs"] == 1 and m["reduced_stopped_by"] == "structure"
+    cfg = compose_config(["head=glai", f"results_dir={tmp_path}/off", "experiment.max_epochs=2",
+                          "experiment.reduced_epochs=3"])
+    m = run(cfg)["metrics"]
+    assert m["reduced_epochs"] == 3 and m["reduced_stopped_by"] == "fixed_epochs"
