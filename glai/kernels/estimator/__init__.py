@@ -1,0 +1,21 @@
+"""The pruned GLAI estimator op: reference, layout, PyTorch CSR path, Triton kernels, autograd op."""
+
+from glai.kernels.estimator.cpu import estimator_bwd_torch, estimator_fwd_torch
+from glai.kernels.estimator.function import BACKENDS, EstimatorFunction, glai_estimator, resolve_backend
+from glai.kernels.estimator.layout import PathLayout
+from glai.kernels.estimator.reference import estimator_reference
+from glai.kernels.estimator.triton import estimator_bwd, estimator_fwd, triton_available
+
+__all__ = [
+    "BACKENDS",
+    "EstimatorFunction",
+    "PathLayout",
+    "estimator_bwd",
+    "estimator_bwd_torch",
+    "estimator_fwd",
+    "estimator_fwd_torch",
+    "estimator_reference",
+    "glai_estimator",
+    "resolve_backend",
+    "triton_available",
+]

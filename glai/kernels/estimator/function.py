@@ -1,0 +1,116 @@
+"""Autograd function and public op of the pruned GLAI estimator (SPEC 2-3, 11; paper Listings 1-3)."""
+
+from __future__ import annotations
+
+import torch
+
+from glai.kernels.estimator.cpu import estimator_bwd_torch, estimator_fwd_torch
+from glai.kernels.estimator.layout import PathLayout
+from glai.kernels.estimator.triton import estimator_bwd, estimator_fwd, triton_available
+
+__all__ = ["EstimatorFunction", "glai_estimator", "resolve_backend", "BACKENDS"]
+
+BACKENDS = ("auto", "triton", "torch")
+
+
+def resolve_backend(backend: str, device: torch.device | str) -> str:
+    """``"auto"`` -> ``"triton"`` on CUDA when Triton imports, else ``"torch"``; others pass through.
+
+    Raises:
+        ValueError: for an unknown backend name.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "auto":
+        is_cuda = torch.device(device).type == "cuda"
+        return "triton" if is_cuda and triton_available(device) else "torch"
+    return backend
+
+
+class EstimatorFunction(torch.autograd.Function):
+    """``y = estimator(x~, gates; values, bias)`` with gradients for ``values`` and ``bias`` only.
+
+    The inputs and gates are constants of estimator training (cached embeddings and frozen activation
+    patterns, SPEC 2), so their gradients are None; :func:`glai_estimator` refuses inputs that require grad.
+    """
+
+    @staticmethod
+    def forward(ctx, x_tilde, gates, values, bias, layout: PathLayout, backend: str):
+        if backend == "triton":
+            y = estimator_fwd(x_tilde, gates, layout, values, bias)
+            ctx.save_for_backward(x_tilde, gates)
+        else:
+            y, gate_rows, rows = estimator_fwd_torch(x_tilde, gates, layout, values, bias)
+            ctx.save_for_backward(x_tilde, gate_rows)
+            # A sparse CSR tensor cannot go through save_for_backward; it holds no autograd history.
+            ctx.rows = rows
+        ctx.layout, ctx.backend = layout, backend
+        return y
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        if ctx.backend == "triton":
+            x_tilde, gates = ctx.saved_tensors
+            grad_values, grad_bias = estimator_bwd(grad_y, x_tilde, gates, ctx.layout)
+        else:
+            x_tilde, gate_rows = ctx.saved_tensors
+            grad_values, grad_bias = estimator_bwd_torch(grad_y, x_tilde, gate_rows, ctx.layout, ctx.rows)
+        return None, None, grad_values, grad_bias, None, None
+
+
+def glai_estimator(
+    x_tilde: torch.Tensor,
+    gates: torch.Tensor,
+    layout: PathLayout,
+    values: torch.Tensor,
+    bias: torch.Tensor,
+    backend: str = "auto",
+) -> torch.Tensor:
+    """The pruned GLAI estimator, at a cost proportional to the kept paths.
+
+    ``y[b,o] = sum_{p: out_idx[p]=o} x~[b,in_idx[p]] * gates[b,gate_idx[p]] * values[p] + bias[o]``
+    (SPEC 2; paper Listing 1 restricted to the kept paths, Listings 2-3 for forward and backward).
+
+    Args:
+        x_tilde: float32 [B, n_in], inputs with the constant column (a constant: no gradient flows to it).
+        gates: uint8 {0, 1} [B, n_gates] (bool or float accepted), the cached activation pattern.
+        layout: :class:`PathLayout` of the kept paths, on the same device as the inputs.
+        values: float32 [P], path weights in layout order (``layout.to_layout(values)``).
+        bias: float32 [n_out].
+        backend: ``"auto"`` (Triton on CUDA, the PyTorch CSR path otherwise), ``"triton"`` (CUDA, or CPU under
+            TRITON_INTERPRET=1), or ``"torch"`` (PyTorch sparse CSR ops, any device).
+
+    Returns:
+        float32 [B, n_out].
+
+    Raises:
+        ValueError: on a shape, dtype or backend mismatch, or when ``x_tilde``/``gates`` require grad.
+        RuntimeError: if ``backend="triton"`` and Triton cannot run on the inputs' device.
+    """
+    if x_tilde.dim() != 2 or x_tilde.shape[1] != layout.n_in:
+        raise ValueError(f"x_tilde must be [B, n_in={layout.n_in}], got {tuple(x_tilde.shape)}")
+    if gates.dim() != 2 or gates.shape != (x_tilde.shape[0], layout.n_gates):
+        raise ValueError(
+            f"gates must be [B={x_tilde.shape[0]}, n_gates={layout.n_gates}], got {tuple(gates.shape)}"
+        )
+    if values.shape != (layout.num_paths,) or bias.shape != (layout.n_out,):
+        raise ValueError(
+            f"values must be [{layout.num_paths}] and bias [{layout.n_out}], "
+            f"got {tuple(values.shape)} and {tuple(bias.shape)}"
+        )
+    if x_tilde.dtype != torch.float32 or values.dtype != torch.float32 or bias.dtype != torch.float32:
+        raise ValueError(
+            f"x_tilde, values and bias must be float32, got {x_tilde.dtype}, {values.dtype}, {bias.dtype}"
+        )
+    if x_tilde.requires_grad or gates.requires_grad:
+        raise ValueError(
+            "the estimator's inputs are constants (cached embeddings, frozen gates; SPEC 2) and get no "
+            "gradient: pass x_tilde.detach()"
+        )
+    backend = resolve_backend(backend, x_tilde.device)
+    if backend == "triton" and not triton_available(x_tilde.device):
+        raise RuntimeError(
+            f"backend='triton' needs Triton and a CUDA device (got {x_tilde.device}); set TRITON_INTERPRET=1 "
+            "before importing triton to run it on CPU, or use backend='torch'"
+        )
+    return EstimatorFunction.apply(x_tilde, gates, values, bias, layout, backend)

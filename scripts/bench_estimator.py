@@ -1,0 +1,223 @@
+"""Time one training step of the MLP, the dense GLAI estimator and the sparse one on the paper's shapes.
+
+For each shape (SPEC 6 arch, rho = 0.5) a random reduced MLP is converted and pruned for real
+(``glai.conversion.mlp_to_glai`` + ``glai.pruning.prune`` on random inputs) down to
+``O - R - n_out`` kept paths (glai.params.parameter_budget: O and R counted from the modules, SPEC 3).
+Then, interleaved and after a warm-up, it times one full step (forward, cross-entropy, backward, optimiser
+step, zero_grad) of:
+
+- ``mlp``: the original MLP (nn.Linear-ReLU-nn.Linear), SGD (SPEC 5);
+  every optimiser comes from ``glai.training.build_optimizer``, as in the runner (fused where available);
+- ``dense``: the dense reference estimator (paper Listing 1 einsum on [n_out, n_in, n_gates] with a mask), Adam;
+- ``sparse``: :class:`glai.sparse_estimator.SparseEstimator` on every backend available, Adam (fused when the
+  device supports it).
+
+Prints each median step time and its ratio to the MLP's, and writes one CSV row per
+(shape, batch, device, method, backend) to ``results/bench/estimator-<device>.csv`` (atomically).
+
+Usage:
+    python scripts/bench_estimator.py [--shapes A1,B1] [--batches 16,1024] [--repeats 30] [--device cpu|cuda]
+                                      [--threads 2] [--quick] [--out results/bench/estimator-cpu.csv]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from glai.estimator import DenseEstimator  # noqa: E402
+from glai.heads import MLPHead, reduced_arch  # noqa: E402
+from glai.kernels.estimator import triton_available  # noqa: E402
+from glai.params import parameter_budget  # noqa: E402
+from glai.sparse_estimator import SparseEstimator  # noqa: E402
+from glai.training import build_optimizer  # noqa: E402
+
+# SPEC 6 (A2 with 14 outputs, its erratum).
+SHAPES = {
+    "A1": (384, 256, 37),
+    "A2": (768, 128, 14),
+    "B1": (1280, 640, 128),
+    "B2": (768, 768, 128),
+    "C1": (576, 256, 5),
+    "C2": (768, 512, 4),
+}
+RHO = 0.5
+# Dense steps whose [B, n_in, n_gates] einsum intermediate exceeds this many floats are skipped (memory).
+DENSE_MAX_ELEMENTS = 2e8
+# Inputs used to score paths for pruning (the role of the training embeddings Omega).
+NUM_SCORE_SAMPLES = 2048
+COLUMNS = ["shape", "batch", "device", "method", "backend", "step_ms", "ratio_to_mlp"]
+
+
+def kept_paths(arch: tuple[int, ...], device: torch.device, seed: int = 0):
+    """Real pruning of a random reduced MLP: returns (selector, KeptPaths, expansion bias, n_in, n_gates, P)."""
+    from glai.conversion import mlp_to_glai
+    from glai.pruning import prune
+
+    torch.manual_seed(seed)
+    budget = parameter_budget(arch, RHO)  # O, R counted from the modules, E from the paths (SPEC 3)
+    O, R, E, mu, keep = budget.O, budget.R, budget.E, budget.mu, budget.kept_paths
+    selector = MLPHead(reduced_arch(arch, RHO))
+    n_in, n_gates = arch[0] + 1, selector.arch[1]
+    x = torch.randn(NUM_SCORE_SAMPLES, arch[0])
+    expansion = mlp_to_glai(selector)
+    gates = expansion.gates(selector, x)
+    x_tilde = torch.cat([x, torch.ones(len(x), 1)], 1)
+    kept = prune(expansion, x_tilde, gates, keep)
+    del expansion
+    return selector.to(device), kept, n_in, n_gates, dict(O=O, R=R, E=E, mu=mu, P=keep)
+
+
+def make_step(model: nn.Module, opt: torch.optim.Optimizer, inputs: tuple, target: torch.Tensor) -> Callable:
+    def step():
+        loss = F.cross_entropy(model(*inputs), target)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    return step
+
+
+def time_interleaved(steps: dict[str, Callable], repeats: int, warmup: int, device: torch.device,
+                     budget_s: float, clock: Callable[[], float] = time.perf_counter) -> dict[str, float]:
+    """Median milliseconds per step of each callable, run round-robin so load drifts hit all alike."""
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    for step in steps.values():
+        for _ in range(warmup):
+            step()
+    sync()
+    times: dict[str, list[float]] = {k: [] for k in steps}
+    start = time.perf_counter()
+    for r in range(repeats):
+        for name, step in steps.items():
+            # A slow method (the dense reference) stops early once it has 3 samples and the budget is spent.
+            if r >= 3 and time.perf_counter() - start > budget_s and name.startswith("dense"):
+                continue
+            sync()
+            t0 = clock()
+            step()
+            sync()
+            times[name].append((clock() - t0) * 1e3)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def bench_shape(name: str, batches: list[int], device: torch.device, repeats: int, warmup: int,
+                budget_s: float, clock: Callable[[], float]) -> list[dict]:
+    arch = SHAPES[name]
+    n0, _, n_out = arch
+    t0 = time.perf_counter()
+    selector, kept, n_in, n_gates, counts = kept_paths(arch, device)
+    print(f"\n{name} arch {arch}: O={counts['O']:,} R={counts['R']:,} E={counts['E']:,} mu={counts['mu']:.4f} "
+          f"kept paths P={counts['P']:,} (pruned in {time.perf_counter() - t0:.1f} s)", flush=True)
+    dims = dict(n_in=n_in, n_gates=n_gates, n_out=n_out)
+    backends = ["torch"] + (["triton"] if device.type == "cuda" and triton_available(device) else [])
+    rows = []
+    for batch in batches:
+        torch.manual_seed(1)
+        x = torch.randn(batch, n0, device=device)
+        target = torch.randint(0, n_out, (batch,), device=device)
+        x_tilde = torch.cat([x, torch.ones(batch, 1, device=device)], 1)
+        with torch.no_grad():
+            gates = selector.hidden_patterns(x)[0]  # [B, n_gates] uint8 (L = 1)
+
+        mlp = MLPHead(arch).to(device)
+        # every method's optimiser comes from the runner's builder: the fused kernel where the device has one
+        steps = {"mlp/-": make_step(mlp, build_optimizer("sgd", mlp.parameters(), 1e-3, 1e-3), (x,), target)}
+        if batch * n_in * n_gates <= DENSE_MAX_ELEMENTS:
+            dense = DenseEstimator.from_paths(kept.out_idx, kept.in_idx, kept.gate_idx, kept.values,
+                                              torch.zeros(n_out), **dims).to(device)
+            steps["dense/einsum"] = make_step(dense, build_optimizer("adam", dense.parameters(), 1e-3, 0.1),
+                                              (x_tilde, gates), target)
+        else:
+            print(f"  B{batch}: dense skipped ([B, n_in, n_gates] = {batch * n_in * n_gates:.2g} floats)")
+        for backend in backends:
+            sparse = SparseEstimator.from_paths(kept.out_idx, kept.in_idx, kept.gate_idx, kept.values,
+                                                torch.zeros(n_out), backend=backend, **dims).to(device)
+            steps[f"sparse/{backend}"] = make_step(sparse, build_optimizer("adam", sparse.parameters(), 1e-3, 0.1),
+                                                   (x_tilde, gates), target)
+        if batch == batches[0]:
+            print(f"  layout: {sparse.layout.extra_repr()}")
+        medians = time_interleaved(steps, repeats, warmup, device, budget_s, clock)
+        mlp_ms = medians["mlp/-"]
+        for key, ms in medians.items():
+            method, backend = key.split("/")
+            extra = ""
+            if method == "sparse" and "dense/einsum" in medians:
+                extra = f"  ({medians['dense/einsum'] / ms:.1f}x faster than dense)"
+            print(f"  B{batch:<5} {method:<6} {backend:<7} {ms:10.3f} ms   {ms / mlp_ms:6.2f}x MLP{extra}",
+                  flush=True)
+            rows.append(dict(shape=name, batch=batch, device=device.type, method=method, backend=backend,
+                             step_ms=round(ms, 4), ratio_to_mlp=round(ms / mlp_ms, 4)))
+    return rows
+
+
+def write_csv_atomic(rows: list[dict], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
+    with os.fdopen(fd, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--shapes", default=",".join(SHAPES), help="comma list of SPEC 6 shapes")
+    parser.add_argument("--batches", default="16,1024", help="comma list of batch sizes")
+    parser.add_argument("--repeats", type=int, default=30, help="timed steps per method (median reported)")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed steps per method first")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                        choices=["cpu", "cuda"])
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch.set_num_threads for every method")
+    parser.add_argument("--dense-budget", type=float, default=20.0,
+                        help="seconds after which the dense reference stops at 3 samples (per shape x batch)")
+    parser.add_argument("--clock", default="wall", choices=["wall", "cpu"],
+                        help="wall: perf_counter; cpu: process CPU time (robust on a shared machine, with "
+                        "--threads 1 it equals the wall time of an unloaded core; CPU device only)")
+    parser.add_argument("--quick", action="store_true", help="5 repeats, 2 warm-up steps")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="CSV path (default results/bench/estimator-<device>.csv)")
+    args = parser.parse_args(argv)
+
+    shapes = [s.strip() for s in args.shapes.split(",") if s.strip()]
+    unknown = [s for s in shapes if s not in SHAPES]
+    if unknown:
+        parser.error(f"unknown shapes {unknown}; choose from {list(SHAPES)}")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda but torch.cuda.is_available() is False")
+    batches = [int(b) for b in args.batches.split(",")]
+    repeats, warmup = (5, 2) if args.quick else (args.repeats, args.warmup)
+    if args.clock == "cpu" and args.device != "cpu":
+        parser.error("--clock cpu measures host CPU time: use it with --device cpu")
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    print(f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}, "
+          f"clock {args.clock}, repeats {repeats}, warm-up {warmup}")
+
+    rows = []
+    for name in shapes:
+        rows += bench_shape(name, batches, device, repeats, warmup, args.dense_budget, clock)
+    out = args.out or ROOT / "results" / "bench" / f"estimator-{device.type}.csv"
+    write_csv_atomic(rows, out)
+    print(f"\nwrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,263 @@
+"""The pruned GLAI estimator: every backend's forward and gradients against the reference (SPEC 2-3).
+
+Run: ``.venv/bin/python -m pytest -q tests/kernels``; ``-m "not interpreter"`` skips the Triton cases.
+"""
+
+import os
+
+import pytest
+import torch
+
+from glai.kernels.estimator import (
+    PathLayout,
+    estimator_reference,
+    glai_estimator,
+    resolve_backend,
+    triton_available,
+)
+from glai.sparse_estimator import SparseEstimator
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _triton_skip_reason() -> str | None:
+    try:
+        import triton  # noqa: F401
+    except ImportError as e:
+        return f"triton is not installed ({e})"
+    if not triton_available(DEVICE):
+        return f"no CUDA device and TRITON_INTERPRET={os.environ.get('TRITON_INTERPRET')!r} (needs '1')"
+    return None
+
+
+needs_triton = [
+    pytest.mark.interpreter,
+    pytest.mark.skipif(_triton_skip_reason() is not None, reason=str(_triton_skip_reason())),
+]
+
+
+def rel_err(got: torch.Tensor, ref: torch.Tensor) -> float:
+    """||got - ref|| / ||ref||; refuses an all-zero reference so no assert is vacuous."""
+    scale = ref.double().norm()
+    assert scale > 0, "reference is all zeros: the comparison would be vacuous"
+    return float((got.double() - ref.double()).norm() / scale)
+
+
+def make_problem(batch, n_in, n_gates, n_out, density, seed=0, gate_p=0.5):
+    """Random kept paths at ``density`` of all n_out*n_in*n_gates, inputs with the constant last column."""
+    g = torch.Generator().manual_seed(seed)
+    total = n_out * n_in * n_gates
+    num_paths = max(1, round(density * total))
+    flat = torch.randperm(total, generator=g)[:num_paths]
+    out_idx, in_idx, gate_idx = flat // (n_in * n_gates), (flat // n_gates) % n_in, flat % n_gates
+    values = torch.randn(num_paths, generator=g)
+    bias = torch.randn(n_out, generator=g)
+    x_tilde = torch.randn(batch, n_in, generator=g)
+    x_tilde[:, -1] = 1.0
+    gates = (torch.rand(batch, n_gates, generator=g) < gate_p).to(torch.uint8)
+    return dict(out_idx=out_idx, in_idx=in_idx, gate_idx=gate_idx, values=values, bias=bias,
+                x_tilde=x_tilde, gates=gates, n_out=n_out)
+
+
+def reference_and_grads(p, grad_y):
+    values = p["values"].clone().requires_grad_()
+    bias = p["bias"].clone().requires_grad_()
+    y = estimator_reference(p["x_tilde"], p["gates"], p["out_idx"], p["in_idx"], p["gate_idx"], values, bias,
+                            p["n_out"])
+    y.backward(grad_y)
+    return y.detach(), values.grad, bias.grad
+
+
+def backend_and_grads(p, grad_y, backend):
+    n_in, n_gates = p["x_tilde"].shape[1], p["gates"].shape[1]
+    layout = PathLayout(p["out_idx"], p["in_idx"], p["gate_idx"], n_in, n_gates, p["n_out"]).to(DEVICE)
+    values = layout.to_layout(p["values"]).to(DEVICE).requires_grad_()
+    bias = p["bias"].to(DEVICE).requires_grad_()
+    y = glai_estimator(p["x_tilde"].to(DEVICE), p["gates"].to(DEVICE), layout, values, bias, backend)
+    y.backward(grad_y.to(DEVICE))
+    return y.detach().cpu(), layout.from_layout(values.grad).cpu(), bias.grad.cpu()
+
+
+def _id(case):
+    b, i, h, o, d = case
+    return f"B{b}-in{i}-h{h}-o{o}-d{d * 100:g}%"
+
+
+# (batch, n_in, n_gates, n_out, density): odd shapes, densities 1-100%.
+TORCH_CASES = [
+    (1, 33, 7, 4, 1.0),
+    (17, 33, 7, 4, 0.05),
+    (63, 33, 7, 37, 0.3),
+    (17, 33, 128, 4, 0.5),
+    (1, 384, 128, 37, 0.01),
+    (17, 384, 128, 37, 0.03),
+    (63, 384, 7, 37, 0.1),
+    (63, 384, 128, 4, 0.02),
+    (17, 384, 7, 4, 1.0),
+]
+# Under the interpreter every program runs as numpy on CPU: keep P and the grid small.
+TRITON_CASES = [
+    (1, 33, 7, 4, 1.0),
+    (17, 33, 7, 4, 0.05),
+    (63, 33, 7, 37, 0.2),
+    (17, 384, 7, 4, 0.02),
+    (63, 33, 128, 4, 0.03),
+    (17, 384, 128, 37, 0.01),
+]
+if DEVICE == "cuda":
+    TRITON_CASES = TORCH_CASES
+
+# Float32 sums of up to ~n_in*n_gates terms in different orders: 1e-5 relative is ~100 ulp of headroom.
+TOL = 2e-5
+
+
+def _check_backend(case, backend):
+    p = make_problem(*case, seed=sum(case[:4]))
+    grad_y = torch.randn(case[0], case[3], generator=torch.Generator().manual_seed(1))
+    y_ref, gv_ref, gb_ref = reference_and_grads(p, grad_y)
+    y, gv, gb = backend_and_grads(p, grad_y, backend)
+    assert rel_err(y, y_ref) < TOL
+    assert rel_err(gv, gv_ref) < TOL
+    assert rel_err(gb, gb_ref) < TOL
+
+
+@pytest.mark.parametrize("case", TORCH_CASES, ids=_id)
+def test_torch_backend_matches_reference(case):
+    _check_backend(case, "torch")
+
+
+@pytest.mark.parametrize("case", TRITON_CASES, ids=_id)
+@pytest.mark.interpreter
+@pytest.mark.skipif(_triton_skip_reason() is not None, reason=str(_triton_skip_reason()))
+def test_triton_backend_matches_reference(case):
+    _check_backend(case, "triton")
+
+
+BACKENDS = ["torch", pytest.param("triton", marks=needs_triton)]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_empty_rows_output_their_bias(backend):
+    """Outputs without a kept path output their bias; outputs 1 and 3 here have none."""
+    p = make_problem(17, 33, 7, 5, 0.2, seed=3)
+    keep = (p["out_idx"] == 0) | (p["out_idx"] == 2) | (p["out_idx"] == 4)
+    for k in ("out_idx", "in_idx", "gate_idx", "values"):
+        p[k] = p[k][keep]
+    grad_y = torch.randn(17, 5, generator=torch.Generator().manual_seed(2))
+    y_ref, gv_ref, gb_ref = reference_and_grads(p, grad_y)
+    y, gv, gb = backend_and_grads(p, grad_y, backend)
+    assert torch.equal(y[:, [1, 3]], p["bias"][[1, 3]].expand(17, 2))
+    assert rel_err(y, y_ref) < TOL and rel_err(gv, gv_ref) < TOL and rel_err(gb, gb_ref) < TOL
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_no_kept_path_at_all(backend):
+    layout = PathLayout(torch.empty(0, dtype=torch.long), torch.empty(0, dtype=torch.long),
+                        torch.empty(0, dtype=torch.long), 33, 7, 4).to(DEVICE)
+    values = torch.empty(0, device=DEVICE, requires_grad=True)
+    bias = torch.randn(4, device=DEVICE, requires_grad=True)
+    x = torch.randn(3, 33, device=DEVICE)
+    gates = torch.ones(3, 7, dtype=torch.uint8, device=DEVICE)
+    y = glai_estimator(x, gates, layout, values, bias, backend)
+    assert torch.equal(y, bias.detach().expand(3, 4))
+    y.sum().backward()
+    assert values.grad.shape == (0,)
+    assert torch.equal(bias.grad, torch.full((4,), 3.0, device=DEVICE))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_deterministic(backend):
+    p = make_problem(63, 33, 7, 4, 0.5, seed=4)
+    grad_y = torch.randn(63, 4, generator=torch.Generator().manual_seed(5))
+    first = backend_and_grads(p, grad_y, backend)
+    second = backend_and_grads(p, grad_y, backend)
+    assert all(torch.equal(a, b) for a, b in zip(first, second, strict=True))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_non_contiguous_inputs(backend):
+    p = make_problem(17, 33, 7, 4, 0.3, seed=11)
+    grad_y = torch.randn(17, 4, generator=torch.Generator().manual_seed(12))
+    y_ref, gv_ref, gb_ref = reference_and_grads(p, grad_y)
+    p["x_tilde"] = p["x_tilde"].t().contiguous().t()  # same values, column-major
+    p["gates"] = torch.stack([p["gates"], 1 - p["gates"]], 2).flatten(1)[:, ::2]  # same values, column stride 2
+    y, gv, gb = backend_and_grads(p, grad_y, backend)
+    assert not p["x_tilde"].is_contiguous() and not p["gates"].is_contiguous()
+    assert rel_err(y, y_ref) < TOL and rel_err(gv, gv_ref) < TOL and rel_err(gb, gb_ref) < TOL
+
+
+def test_gates_may_be_bool_or_float():
+    p = make_problem(17, 33, 7, 4, 0.3, seed=6)
+    layout = PathLayout(p["out_idx"], p["in_idx"], p["gate_idx"], 33, 7, 4)
+    values = layout.to_layout(p["values"])
+    ys = [glai_estimator(p["x_tilde"], p["gates"].to(dt), layout, values, p["bias"], "torch")
+          for dt in (torch.uint8, torch.bool, torch.float32)]
+    assert torch.equal(ys[0], ys[1]) and torch.equal(ys[0], ys[2])
+
+
+def test_layout_order_and_round_trip():
+    p = make_problem(1, 33, 7, 4, 0.4, seed=7)
+    layout = PathLayout(p["out_idx"], p["in_idx"], p["gate_idx"], 33, 7, 4)
+    key = (layout.out_idx * 7 + layout.gate_idx) * 33 + layout.in_idx
+    assert torch.all(key[1:] > key[:-1]), "paths must be sorted by (o, s, i)"
+    assert torch.equal(layout.from_layout(layout.to_layout(p["values"])), p["values"])
+    assert torch.equal(layout.out_ptr[1:] - layout.out_ptr[:-1], torch.bincount(p["out_idx"], minlength=4))
+    assert layout.row_ptr[-1] == layout.num_paths and layout.num_rows == torch.unique(key // 33).numel()
+
+
+def test_errors_say_what_is_wrong():
+    p = make_problem(4, 33, 7, 4, 0.3, seed=8)
+    layout = PathLayout(p["out_idx"], p["in_idx"], p["gate_idx"], 33, 7, 4)
+    values = layout.to_layout(p["values"])
+    x, gates, bias = p["x_tilde"], p["gates"], p["bias"]
+    with pytest.raises(ValueError, match="x_tilde must be"):
+        glai_estimator(x[:, :-1], gates, layout, values, bias)
+    with pytest.raises(ValueError, match="gates must be"):
+        glai_estimator(x, gates[:, :-1], layout, values, bias)
+    with pytest.raises(ValueError, match="values must be"):
+        glai_estimator(x, gates, layout, values[:-1], bias)
+    with pytest.raises(ValueError, match="float32"):
+        glai_estimator(x.double(), gates, layout, values, bias)
+    with pytest.raises(ValueError, match="detach"):
+        glai_estimator(x.clone().requires_grad_(), gates, layout, values, bias)
+    with pytest.raises(ValueError, match="backend"):
+        glai_estimator(x, gates, layout, values, bias, backend="cuda")
+    with pytest.raises(ValueError, match="in_idx must lie"):
+        PathLayout(p["out_idx"], p["in_idx"] + 33, p["gate_idx"], 33, 7, 4)
+    with pytest.raises(ValueError, match="equal length"):
+        PathLayout(p["out_idx"][:-1], p["in_idx"], p["gate_idx"], 33, 7, 4)
+
+
+def test_auto_backend_resolution():
+    assert resolve_backend("auto", "cpu") == "torch"
+    assert resolve_backend("torch", "cpu") == "torch"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_sparse_estimator_adam_step_equals_reference(backend):
+    """One Adam step of SparseEstimator lands where the reference's does (paper 4.1: GLAI uses Adam)."""
+    p = make_problem(17, 33, 7, 4, 0.3, seed=9)
+    target = torch.randn(17, 4, generator=torch.Generator().manual_seed(10))
+    model = SparseEstimator.from_paths(p["out_idx"], p["in_idx"], p["gate_idx"], p["values"], p["bias"],
+                                       33, 7, 4, backend=backend).to(DEVICE)
+    assert [n for n, _ in model.named_parameters()] == ["values", "bias"]
+    assert model.num_kept == p["values"].numel()
+    dense = torch.zeros(4, 33, 7).index_put_((p["out_idx"], p["in_idx"], p["gate_idx"]), p["values"])
+    assert torch.equal(model.to_dense().cpu(), dense)
+
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2, weight_decay=0.1)
+    loss = (model(p["x_tilde"].to(DEVICE), p["gates"].to(DEVICE)) - target.to(DEVICE)).pow(2).mean()
+    loss.backward()
+    opt.step()
+
+    values = p["values"].clone().requires_grad_()
+    bias = p["bias"].clone().requires_grad_()
+    ref_opt = torch.optim.Adam([values, bias], lr=1e-2, weight_decay=0.1)
+    paths = (p["out_idx"], p["in_idx"], p["gate_idx"])
+    y = estimator_reference(p["x_tilde"], p["gates"], *paths, values, bias, 4)
+    (y - target).pow(2).mean().backward()
+    ref_opt.step()
+
+    new_values = model.layout.from_layout(model.values.detach()).cpu()
+    assert rel_err(new_values - p["values"], values.detach() - p["values"]) < 1e-4
+    assert rel_err(model.bias.detach().cpu() - p["bias"], bias.detach() - p["bias"]) < 1e-4
