@@ -1,0 +1,215 @@
+"""Embedding cache: extract once per (backbone, dataset, split, subset), reuse for every head, seed and rho.
+
+An entry is two files under `<root>/embeddings/<backbone>/<dataset>/`:
+`<split>-<key16>.safetensors` (tensors `x` float32 [N, d] and, when labelled, `y` int64 [N]) and
+`<split>-<key16>.json`, the manifest: the full key (SPEC 8: backbone id and weights fingerprint, dataset,
+split, subset, preprocessing, pooling, dtype), the tensors' shapes and dtypes, the file's byte size and
+sha256, and the extraction time. Both files are written atomically (temp file + `os.replace`), the
+manifest last, so a manifest always describes a complete tensor file. A cross-process file lock makes
+concurrent runs (a joblib sweep) extract an entry once.
+
+On load the manifest's key, the file's size and sha256, and the tensors' shapes and dtypes are checked;
+any mismatch is logged with its reason and the entry is rebuilt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = ["CacheEntry", "EmbeddingCache", "key_hash"]
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+
+
+def _canonical(obj: Any) -> Any:
+    """The JSON round trip of `obj` (tuples become lists), so keys compare equal after reading back."""
+    return json.loads(json.dumps(obj, sort_keys=True, default=str))
+
+
+def key_hash(key: dict) -> str:
+    """sha256 hex of the canonical JSON of a cache key."""
+    return hashlib.sha256(json.dumps(_canonical(key), sort_keys=True).encode()).hexdigest()
+
+
+def _sha256_file(path: Path, chunk: int = 1 << 22) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in str(text)) or "_"
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+@dataclass
+class CacheEntry:
+    """Paths of one entry."""
+
+    tensors: Path
+    manifest: Path
+    lock: Path
+
+
+class EmbeddingCache:
+    """Safetensors + JSON-manifest store of embeddings (SPEC 8).
+
+    Args:
+        root: cache folder (`cache_dir`, GLAI_CACHE_DIR); entries live under `<root>/embeddings/`.
+
+    Attributes:
+        events: one dict per `get_or_compute` call: {"entry", "status": "hit" | "built" | "rebuilt",
+            "reason", "seconds"} (read by scripts/cache_embeddings.py and the tests).
+    """
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+        self.events: list[dict] = []
+
+    def entry(self, key: dict) -> CacheEntry:
+        """Where the entry of `key` lives. `key` must hold "backbone"."name", "dataset"."name", "split"."""
+        h = key_hash(key)[:16]
+        folder = self.root / "embeddings" / _slug(key["backbone"]["name"]) / _slug(key["dataset"]["name"])
+        stem = f"{_slug(key['dataset']['split'])}-{h}"
+        return CacheEntry(folder / f"{stem}.safetensors", folder / f"{stem}.json", folder / f"{stem}.lock")
+
+    def load(self, key: dict) -> tuple[dict[str, torch.Tensor] | None, str]:
+        """The tensors of `key`, or (None, reason) when the entry is missing or invalid.
+
+        Returns:
+            ({"x": float32 [N, d], "y"?: int64 [N]}, "ok") on a valid entry; (None, why) otherwise.
+        """
+        e = self.entry(key)
+        if not e.manifest.exists():
+            return None, "missing"
+        try:
+            manifest = json.loads(e.manifest.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            return None, f"unreadable manifest ({exc})"
+        if manifest.get("format_version") != FORMAT_VERSION:
+            return None, f"format version {manifest.get('format_version')} != {FORMAT_VERSION}"
+        if manifest.get("key") != _canonical(key):
+            return None, "key mismatch (manifest was written for another backbone / dataset / preprocessing)"
+        if not e.tensors.exists():
+            return None, "tensor file missing"
+        size = e.tensors.stat().st_size
+        if size != manifest.get("bytes"):
+            return None, f"size mismatch ({size} bytes on disk, {manifest.get('bytes')} in the manifest)"
+        digest = _sha256_file(e.tensors)
+        if digest != manifest.get("sha256"):
+            return None, "checksum mismatch (sha256 of the tensor file differs from the manifest)"
+        try:
+            from safetensors.torch import load_file
+
+            tensors = load_file(str(e.tensors))
+        except Exception as exc:  # noqa: BLE001 - any decode failure means a corrupt entry
+            return None, f"unreadable tensor file ({exc})"
+        for name, meta in manifest.get("tensors", {}).items():
+            t = tensors.get(name)
+            if t is None:
+                return None, f"tensor {name!r} missing"
+            if list(t.shape) != meta["shape"] or str(t.dtype).replace("torch.", "") != meta["dtype"]:
+                return None, (f"tensor {name!r} is {list(t.shape)} {t.dtype}, manifest says "
+                              f"{meta['shape']} {meta['dtype']}")
+        if set(tensors) != set(manifest.get("tensors", {})):
+            return None, "tensor names differ from the manifest"
+        return tensors, "ok"
+
+    def save(self, key: dict, tensors: dict[str, torch.Tensor], extra: dict | None = None) -> CacheEntry:
+        """Write `tensors` for `key` atomically (tensor file, then manifest)."""
+        from safetensors.torch import save
+
+        e = self.entry(key)
+        e.tensors.parent.mkdir(parents=True, exist_ok=True)
+        tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+        data = save(tensors, metadata={"key_sha256": key_hash(key)})
+        _atomic_write_bytes(e.tensors, data)
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "key_sha256": key_hash(key),
+            "key": _canonical(key),
+            "file": e.tensors.name,
+            "bytes": len(data),
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "tensors": {k: {"shape": list(v.shape), "dtype": str(v.dtype).replace("torch.", "")}
+                        for k, v in tensors.items()},
+            "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            **(_canonical(extra) if extra else {}),
+        }
+        _atomic_write_bytes(e.manifest, (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode())
+        return e
+
+    def invalidate(self, key: dict) -> None:
+        """Delete the entry of `key` (manifest first, so a reader never sees a manifest without tensors)."""
+        e = self.entry(key)
+        for p in (e.manifest, e.tensors):
+            try:
+                p.unlink()
+            except FileNotFoundError:
+                pass
+
+    def get_or_compute(
+        self, key: dict, compute: Callable[[], dict[str, torch.Tensor]], extra: dict | None = None
+    ) -> dict[str, torch.Tensor]:
+        """The cached tensors of `key`, computing and storing them on a miss or an invalid entry.
+
+        Args:
+            key: JSON-able cache key (SPEC 8 fields).
+            compute: returns {"x": float32 [N, d], "y"?: int64 [N]}; called at most once, under a lock.
+            extra: JSON-able fields added to the manifest (e.g. the dataset's subset description).
+
+        Returns:
+            The tensors, from the cache or freshly computed.
+        """
+        from filelock import FileLock
+
+        e = self.entry(key)
+        tensors, reason = self.load(key)
+        if tensors is not None:
+            self.events.append({"entry": str(e.tensors), "status": "hit", "reason": reason, "seconds": 0.0})
+            return tensors
+        e.lock.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(e.lock)):
+            # another process may have built it while we waited for the lock
+            tensors, reason = self.load(key)
+            if tensors is not None:
+                self.events.append({"entry": str(e.tensors), "status": "hit", "reason": reason, "seconds": 0.0})
+                return tensors
+            status = "built" if reason == "missing" else "rebuilt"
+            if status == "rebuilt":
+                log.warning("embedding cache entry %s is invalid: %s; rebuilding it", e.tensors, reason)
+                self.invalidate(key)
+            t0 = time.perf_counter()
+            tensors = compute()
+            seconds = time.perf_counter() - t0
+            self.save(key, tensors, extra={**(extra or {}), "extract_time_s": round(seconds, 3)})
+        self.events.append({"entry": str(e.tensors), "status": status, "reason": reason, "seconds": seconds})
+        log.info("embedding cache %s %s in %.1f s", status, e.tensors, seconds)
+        return tensors
