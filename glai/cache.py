@@ -44,7 +44,8 @@ def key_hash(key: dict) -> str:
     return hashlib.sha256(json.dumps(_canonical(key), sort_keys=True).encode()).hexdigest()
 
 
-def _sha256_file(path: Path, chunk: int = 1 << 22) -> str:
+def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
+    """sha256 hex digest of a file's bytes, read in chunks of ``chunk`` bytes."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while block := f.read(chunk):
@@ -122,7 +123,7 @@ class EmbeddingCache:
         size = e.tensors.stat().st_size
         if size != manifest.get("bytes"):
             return None, f"size mismatch ({size} bytes on disk, {manifest.get('bytes')} in the manifest)"
-        digest = _sha256_file(e.tensors)
+        digest = sha256_file(e.tensors)
         if digest != manifest.get("sha256"):
             return None, "checksum mismatch (sha256 of the tensor file differs from the manifest)"
         try:

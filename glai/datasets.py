@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from glai.cache import sha256_file
+
 __all__ = [
     "DatasetUnavailableError",
     "RawSplit",
@@ -100,14 +102,6 @@ def _abs(path: str | os.PathLike) -> str:
         return to_absolute_path(str(path))
     except Exception:  # noqa: BLE001 - hydra absent or not initialised: the cwd is the launch dir
         return os.path.abspath(str(path))
-
-
-def _sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _sha256_json(obj: Any) -> str:
@@ -247,7 +241,7 @@ class _FrameTable(_Table):
         import pandas as pd
 
         frame = pd.read_csv(file) if file.suffix == ".csv" else pd.read_parquet(file)
-        self.modality, self.fingerprint = modality, _sha256_file(file)
+        self.modality, self.fingerprint = modality, sha256_file(file)
         label_column = dcfg.label_column
         self.labels = _clean_labels(frame[label_column].to_numpy()) if label_column in frame.columns else None
         if label_column is not None and label_column not in frame.columns:
@@ -282,7 +276,7 @@ class _TextLinesTable(_Table):
     def __init__(self, file: Path, dcfg):
         lines = file.read_text(encoding="utf-8").splitlines()
         self._texts = _filter_texts(lines, dcfg.text_unit, dcfg.min_chars)
-        self.labels, self.n, self.fingerprint = None, len(self._texts), _sha256_file(file)
+        self.labels, self.n, self.fingerprint = None, len(self._texts), sha256_file(file)
 
     def get(self, i: int):
         return self._texts[i]
@@ -335,7 +329,7 @@ class _OmniglotTable(_Table):
             self.labels = None
         self.n = self.images.shape[0]
         self.mode, self.invert = dcfg.image_mode, dcfg.invert_images
-        self.fingerprint = _sha256_file(file)
+        self.fingerprint = sha256_file(file)
 
     def get(self, i: int):
         pixels = self.images[i].astype(np.uint8) * 255  # [H, W], background 255
@@ -445,7 +439,7 @@ def unpack_tar(archive: Path, cache_dir: str | os.PathLike) -> Path:
     Returns:
         The folder holding the archive's contents.
     """
-    digest = _sha256_file(archive)[:16]
+    digest = sha256_file(archive)[:16]
     stem = archive.name.split(".")[0]
     dest = Path(_abs(cache_dir)) / "extracted" / f"{stem}-{digest}"
     if (dest / ".complete").exists():
