@@ -278,7 +278,7 @@ def _log_wandb(cfg, record: dict[str, Any]) -> None:
     try:
         import wandb
     except ImportError as err:
-        raise ConfigError("wandb.enabled=true but wandb is not installed. Fix: pip install -e '.[wandb]'") from err
+        raise ConfigError("wandb.enabled=true but wandb is not installed. Fix: pip install wandb") from err
     name = f"{record['experiment']}-{record['head']}{'-' + cfg.tag if cfg.tag else ''}-rho{cfg.rho:g}-seed{cfg.seed}"
     run_ = wandb.init(project=cfg.wandb.project, mode=cfg.wandb.mode, name=name, config=record["config"])
     curves = record["metrics"]["curves"]

@@ -101,3 +101,13 @@ def test_structural_convergence_switch_ends_the_reduced_phase(tmp_path):
                           "experiment.reduced_epochs=3"])
     m = run(cfg)["metrics"]
     assert m["reduced_epochs"] == 3 and m["reduced_stopped_by"] == "fixed_epochs"
+
+
+def test_wandb_logging_offline(tmp_path, monkeypatch):
+    """wandb.enabled=true logs the finished run's curves offline (no network, no account)."""
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    rec = run(compose_config(["head=linear", f"results_dir={tmp_path}/runs", "wandb.enabled=true", *FAST]))
+    assert rec["status"] == "done"
+    runs = list((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and any(runs[0].rglob("*.wandb"))
