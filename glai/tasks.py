@@ -23,10 +23,15 @@ class Task:
     monitor: str = "val_acc"
 
     def loss(self, model, x: torch.Tensor, y: torch.Tensor | None, gates: torch.Tensor | None) -> torch.Tensor:
+        """Training loss of one batch: x float32 [B, n0], y int64 [B] or None, gates uint8 [B, n_gates] or None.
+
+        Returns a scalar tensor (mean over the batch).
+        """
         raise NotImplementedError
 
     @torch.no_grad()
     def evaluate(self, model, x, y, gates) -> dict[str, float | None]:
+        """Validation pass over a whole split: ``{"val_loss": float, "val_acc": percent or None}``."""
         raise NotImplementedError
 
 
