@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["EmbeddingSplit", "load_data", "load_digits"]
+__all__ = ["EmbeddingSplit", "check_splits", "load_data", "load_digits"]
 
 
 @dataclass
@@ -71,9 +71,39 @@ def load_data(cfg) -> dict[str, EmbeddingSplit]:
     if cfg.dataset.source == "sklearn_digits":
         splits = load_digits(cfg.dataset.val_fraction, cfg.seed)
         if cfg.experiment.family == "C":
-            return {"pool": EmbeddingSplit(torch.cat([s.x for s in splits.values()]),
-                                           torch.cat([s.y for s in splits.values()]))}
-        return splits
-    from glai.embeddings import load_embeddings
+            splits = {"pool": EmbeddingSplit(torch.cat([s.x for s in splits.values()]),
+                                             torch.cat([s.y for s in splits.values()]))}
+    else:
+        from glai.embeddings import load_embeddings
 
-    return load_embeddings(cfg)
+        splits = load_embeddings(cfg)
+    check_splits(cfg, splits)
+    return splits
+
+
+def check_splits(cfg, splits: dict[str, EmbeddingSplit]) -> None:
+    """The embeddings fit the head: width ``arch[0]``, labels where the family needs them, labels < ``n_out``.
+
+    Raises:
+        ConfigError: naming the key to change (``experiment.arch``, ``dataset.label_column``).
+    """
+    from glai.config import ConfigError
+
+    arch, family = list(cfg.experiment.arch), cfg.experiment.family
+    for name, split in splits.items():
+        if split.x.shape[1] != arch[0]:
+            raise ConfigError(
+                f"experiment.arch[0]={arch[0]} but the {name} embeddings of dataset '{cfg.dataset.name}' with "
+                f"backbone '{cfg.backbone.name}' have {split.x.shape[1]} dims. "
+                f"Fix: experiment.arch[0]={split.x.shape[1]}"
+            )
+        if family in ("A", "C") and split.y is None:
+            raise ConfigError(
+                f"family {family} needs labels but the {name} split of dataset '{cfg.dataset.name}' has none. "
+                "Fix: dataset.label_column / dataset.use_labels=true, or a family B experiment"
+            )
+        if family == "A" and int(split.y.max()) >= arch[-1]:
+            raise ConfigError(
+                f"experiment.arch[-1]={arch[-1]} outputs but the {name} split has label {int(split.y.max())}. "
+                f"Fix: experiment.arch[-1]={int(split.y.max()) + 1}"
+            )

@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from glai.backbones import FrozenBackbone, backbone_modality, build_backbone, local_weights_signature
 from glai.cache import EmbeddingCache
@@ -139,9 +139,9 @@ def load_embeddings(cfg: DictConfig, report: dict | None = None) -> dict:
     Family A and B get {"train", "val"}, family C {"pool"} (the held-out classes the episodes are drawn
     from). Labels are dropped when `dataset.use_labels` is false (family B).
 
+    The fit with the head (width, labels) is checked by `glai.data.check_splits`.
+
     Raises:
-        ValueError: the embedding width differs from `experiment.arch[0]`, or a family A / C split is
-            unlabeled, or a label exceeds a family A head's `n_out`.
         DatasetUnavailableError / BackboneUnavailableError: see `extract_embeddings`.
     """
     from glai.data import EmbeddingSplit
@@ -153,26 +153,10 @@ def load_embeddings(cfg: DictConfig, report: dict | None = None) -> dict:
         data_root=cfg.get("data_root"), cache_dir=cfg.get("cache_dir", ".cache/glai"),
         device=cfg.get("device", "auto"), progress=True, report=report,
     )
-    arch = list(OmegaConf.to_container(cfg.experiment.arch)) if cfg.experiment.get("arch") is not None else None
     out = {}
     for role, t in tensors.items():
         x, y = t["x"], t.get("y")
-        if arch and x.shape[1] != arch[0]:
-            raise ValueError(
-                f"backbone {cfg.backbone.name!r} gives {x.shape[1]}-d embeddings but experiment.arch[0]={arch[0]}; "
-                f"set experiment.arch=[{x.shape[1]}, ...] or pick the matching backbone"
-            )
         if not cfg.dataset.use_labels:
             y = None
-        if family in ("A", "C") and y is None:
-            raise ValueError(
-                f"family {family} needs labels but dataset {cfg.dataset.name!r} split {role!r} has none "
-                "(dataset.label_column / use_labels)"
-            )
-        if family == "A" and arch and int(y.max()) >= arch[-1]:
-            raise ValueError(
-                f"dataset {cfg.dataset.name!r} has labels up to {int(y.max())} but the head has "
-                f"experiment.arch[-1]={arch[-1]} outputs; set n_out to the number of classes"
-            )
         out[role] = EmbeddingSplit(x=x, y=y)
     return out

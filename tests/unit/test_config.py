@@ -76,3 +76,12 @@ def test_unknown_group_option(override):
 def test_schema_rejects_typos_and_types(override, error):
     with pytest.raises((ConfigCompositionException, error)):
         compose_config([override])
+
+
+@pytest.mark.parametrize("overrides, key", [
+    (["experiment.arch=[32,128,10]"], r"experiment.arch\[0\]=32"),  # digits embeddings are 64-d
+    (["experiment.arch=[64,128,8]", "rho=0.5"], r"experiment.arch\[-1\]=8"),  # 10 classes
+])
+def test_data_that_does_not_fit_the_head(overrides, key, tmp_path):
+    with pytest.raises(ConfigError, match=key):
+        run(compose_config([*overrides, "head=mlp", f"results_dir={tmp_path}"]))
