@@ -34,9 +34,11 @@ def test_family_splits(compose_cfg, tiny_experiment_overrides, experiment):
 
 
 def test_arch_mismatch_is_reported(compose_cfg, tiny_experiment_overrides):
+    from glai.data import load_data  # the fit with the head is checked for every data source there
+
     cfg = compose_cfg(tiny_experiment_overrides("A1") + ["experiment.arch=[7,16,6]"])
     with pytest.raises(ValueError, match=r"experiment.arch\[0\]=7"):
-        load_embeddings(cfg)
+        load_data(cfg)
 
 
 def test_modality_mismatch_is_reported(compose_cfg, tiny_experiment_overrides, tiny_assets):
