@@ -237,7 +237,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         else:
             result = train_head(cfg, splits["train"], splits["val"], cfg.seed)
         record.update(result)
-        record["metrics"].update(monitor=build_task(exp).monitor, mode=MONITORS[build_task(exp).monitor])
+        monitor = build_task(exp).monitor
+        record["metrics"].update(monitor=monitor, mode=MONITORS[monitor])
         record["status"] = "done"
     except NonFiniteLossError as err:
         record.update(status="failed", error=f"NonFiniteLossError: {err}")
