@@ -1,30 +1,55 @@
 """GLAI: GreenLightningAI heads (frozen path selector + linear estimator over its paths), arXiv 2510.00883.
 
-The public pieces, one concern per module: heads (:mod:`glai.heads`), MLP -> GLAI conversion
-(:mod:`glai.conversion`), parameter matching (:mod:`glai.params`), pruning (:mod:`glai.pruning`), estimators
-(:mod:`glai.estimator`, :mod:`glai.sparse_estimator`, kernels in :mod:`glai.kernels.estimator`), training
-(:mod:`glai.training`, :mod:`glai.tasks`), runs and records (:mod:`glai.runner`, :mod:`glai.records`),
-statistics, tables and figures (:mod:`glai.stats`, :mod:`glai.tables`, :mod:`glai.plots`).
+The public API, for a trained MLP of your own::
+
+    head = glai.convert(mlp, x_train, keep=50_000, cache=(x_val,))   # MLP -> pruned GLAI head
+    hist = glai.fit(head, (x_train, y_train, head.conversion.gates[0]),
+                    (x_val, y_val, head.conversion.gates[1]), optimizer="adam", weight_decay=0.1)
+
+or the paper's whole pipeline from scratch with :func:`glai.train_glai`. Packages: :mod:`glai.method` (heads,
+conversion, pruning, budget, estimators, pipeline), :mod:`glai.kernels` (the sparse estimator's kernels),
+:mod:`glai.data`, :mod:`glai.training`, :mod:`glai.results`; :mod:`glai.runner` runs one configured job.
 """
 
-from glai.conversion import PathExpansion, mlp_to_glai
-from glai.estimator import DenseEstimator
-from glai.heads import GLAIHead, LinearHead, MLPHead, reduced_arch
-from glai.params import ParamBudget, parameter_budget
-from glai.pruning import KeptPaths, prune
-from glai.sparse_estimator import SparseEstimator
+from glai.method import (
+    Conversion,
+    DenseEstimator,
+    GLAIHead,
+    GLAIRun,
+    KeptPaths,
+    LinearHead,
+    MLPHead,
+    ParamBudget,
+    PathExpansion,
+    SparseEstimator,
+    as_mlp_head,
+    convert,
+    mlp_to_glai,
+    parameter_budget,
+    prune,
+    reduced_arch,
+    train_glai,
+)
+from glai.training import History, fit
 
 __all__ = [
+    "Conversion",
     "DenseEstimator",
     "GLAIHead",
+    "GLAIRun",
+    "History",
     "KeptPaths",
     "LinearHead",
     "MLPHead",
     "ParamBudget",
     "PathExpansion",
     "SparseEstimator",
+    "as_mlp_head",
+    "convert",
+    "fit",
     "mlp_to_glai",
     "parameter_budget",
     "prune",
     "reduced_arch",
+    "train_glai",
 ]

@@ -7,23 +7,33 @@ the config. :func:`validate` adds the range checks of SPEC 1, 3, 6 and names the
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig
 
-from glai.data_config import BackboneConfig, DatasetConfig
+from glai.data.config import BackboneConfig, DatasetConfig
+from glai.errors import ConfigError
+from glai.training.optimizers import OPTIMIZERS
+from glai.training.tasks import MONITORS
 
-__all__ = ["Config", "ExperimentConfig", "HeadConfig", "ConfigError", "validate", "register_configs"]
+__all__ = [
+    "CONF_DIR",
+    "Config",
+    "ConfigError",
+    "ExperimentConfig",
+    "HeadConfig",
+    "compose_config",
+    "register_configs",
+    "validate",
+]
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
 HEADS = ("mlp", "mlp_reduced", "linear", "glai")
 FAMILIES = ("A", "B", "C")
-MONITORS = {"val_acc": "max", "val_loss": "min"}
-OPTIMIZERS = ("sgd", "adam")
-
-
-class ConfigError(ValueError):
-    """A config value is out of range; the message names the key and how to fix it."""
 
 
 @dataclass
@@ -135,6 +145,17 @@ class Config:
 def register_configs() -> None:
     """Register the schemas with Hydra's ConfigStore (called by ``run.py`` and the scripts)."""
     ConfigStore.instance().store(name="config_schema", node=Config)
+
+
+def compose_config(overrides: list[str] | None = None) -> DictConfig:
+    """The config ``python run.py <overrides>`` would get (scripts, tests, notebooks).
+
+    Raises:
+        hydra.errors.ConfigCompositionException / omegaconf errors: unknown group option, misspelled key, wrong type.
+    """
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides or []))
 
 
 def _fail(key: str, value: Any, why: str, fix: str) -> None:

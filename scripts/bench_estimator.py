@@ -1,15 +1,15 @@
 """Time one training step of the MLP, the dense GLAI estimator and the sparse one on the paper's shapes.
 
 For each shape (SPEC 6 arch, rho = 0.5) a random reduced MLP is converted and pruned for real
-(``glai.conversion.mlp_to_glai`` + ``glai.pruning.prune`` on random inputs) down to
-``O - R - n_out`` kept paths (glai.params.parameter_budget: O and R counted from the modules, SPEC 3).
+(``glai.method.conversion.mlp_to_glai`` + ``glai.method.pruning.prune`` on random inputs) down to
+``O - R - n_out`` kept paths (glai.method.budget.parameter_budget: O and R counted from the modules, SPEC 3).
 Then, interleaved and after a warm-up, it times one full step (forward, cross-entropy, backward, optimiser
 step, zero_grad) of:
 
 - ``mlp``: the original MLP (nn.Linear-ReLU-nn.Linear), SGD (SPEC 5);
-  every optimiser comes from ``glai.training.build_optimizer``, as in the runner (fused where available);
+  every optimiser comes from ``glai.training.loop.build_optimizer``, as in the runner (fused where available);
 - ``dense``: the dense reference estimator (paper Listing 1 einsum on [n_out, n_in, n_gates] with a mask), Adam;
-- ``sparse``: :class:`glai.sparse_estimator.SparseEstimator` on every backend available, Adam (fused when the
+- ``sparse``: :class:`glai.method.sparse_estimator.SparseEstimator` on every backend available, Adam (fused when the
   device supports it).
 
 Prints each median step time and its ratio to the MLP's, and writes one CSV row per
@@ -39,12 +39,12 @@ from torch import nn
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from glai.estimator import DenseEstimator  # noqa: E402
-from glai.heads import MLPHead, reduced_arch  # noqa: E402
 from glai.kernels.estimator import triton_available  # noqa: E402
-from glai.params import parameter_budget  # noqa: E402
-from glai.sparse_estimator import SparseEstimator  # noqa: E402
-from glai.training import build_optimizer  # noqa: E402
+from glai.method.budget import parameter_budget  # noqa: E402
+from glai.method.dense_estimator import DenseEstimator  # noqa: E402
+from glai.method.heads import MLPHead, reduced_arch  # noqa: E402
+from glai.method.sparse_estimator import SparseEstimator  # noqa: E402
+from glai.training.optimizers import build_optimizer  # noqa: E402
 
 # SPEC 6 (A2 with 14 outputs, its erratum).
 SHAPES = {
@@ -65,8 +65,8 @@ COLUMNS = ["shape", "batch", "device", "method", "backend", "step_ms", "ratio_to
 
 def kept_paths(arch: tuple[int, ...], device: torch.device, seed: int = 0):
     """Real pruning of a random reduced MLP: returns (selector, KeptPaths, expansion bias, n_in, n_gates, P)."""
-    from glai.conversion import mlp_to_glai
-    from glai.pruning import prune
+    from glai.method.conversion import mlp_to_glai
+    from glai.method.pruning import prune
 
     torch.manual_seed(seed)
     budget = parameter_budget(arch, RHO)  # O, R counted from the modules, E from the paths (SPEC 3)

@@ -25,7 +25,7 @@ register_configs()
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> None:
-    from glai.data import load_data
+    from glai.data.loading import load_data
 
     logging.getLogger("glai").setLevel(logging.INFO)
     report: dict = {}
@@ -33,7 +33,7 @@ def main(cfg: DictConfig) -> None:
     if cfg.dataset.source == "sklearn_digits":
         splits = load_data(cfg)
     else:
-        from glai.embeddings import load_embeddings
+        from glai.data.embeddings import load_embeddings
 
         splits = load_embeddings(cfg, report=report)
     summary = {

@@ -11,7 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from glai.compose import compose_config  # noqa: E402
+from glai.config import compose_config  # noqa: E402
 from glai.runner import run  # noqa: E402
 
 HEADS = ("mlp", "mlp_reduced", "glai", "linear")

@@ -9,7 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from glai.tables import write_all
+from glai.results.tables import write_all
 
 
 def main(argv: list[str] | None = None) -> int:

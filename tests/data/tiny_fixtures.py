@@ -236,7 +236,7 @@ def group_overrides(group: str, values: dict) -> list[str]:
 
     Setting every field resets whatever the experiment file set (e.g. subset sizes of a stand-in).
     """
-    from glai.data_config import BackboneConfig, DatasetConfig
+    from glai.data.config import BackboneConfig, DatasetConfig
 
     schema = {"dataset": DatasetConfig, "backbone": BackboneConfig}[group]
     defaults = schema()

@@ -11,9 +11,9 @@ import sys
 
 import pytest
 
-import glai.embeddings
-from glai.compose import compose_config
-from glai.records import record_path
+import glai.data.embeddings
+from glai.config import compose_config
+from glai.results.records import record_path
 from glai.runner import run
 from tests.data.tiny_fixtures import build_tiny_assets, tiny_experiment_overrides
 
@@ -38,12 +38,12 @@ def test_experiment_runs_end_to_end(experiment, assets, tmp_path):
     def no_backbone(*args, **kwargs):
         raise AssertionError("the embedding cache should have been hit")
 
-    original = glai.embeddings.build_backbone
-    glai.embeddings.build_backbone = no_backbone
+    original = glai.data.embeddings.build_backbone
+    glai.data.embeddings.build_backbone = no_backbone
     try:
         rec2 = run(compose_config(overrides + ["head=mlp"]))
     finally:
-        glai.embeddings.build_backbone = original
+        glai.data.embeddings.build_backbone = original
     assert rec2["status"] == "done"
 
 

@@ -5,12 +5,14 @@ import math
 import pytest
 import torch
 
-from glai.compose import compose_config
-from glai.early_stopping import EarlyStopping
-from glai.heads import MLPHead
-from glai.runner import build_glai_head, run
-from glai.tasks import ContrastiveTask, SupervisedTask, draw_episode, info_nce
-from glai.training import build_optimizer, fit
+from glai.config import compose_config
+from glai.method.heads import MLPHead
+from glai.method.pipeline import build_glai_head
+from glai.runner import run
+from glai.training.early_stopping import EarlyStopping
+from glai.training.loop import run_epochs
+from glai.training.optimizers import build_optimizer
+from glai.training.tasks import ContrastiveTask, SupervisedTask, draw_episode, info_nce
 
 FAMILY_B = ["experiment.family=B", "experiment.monitor=val_loss", "experiment.min_delta=1e-5",
             "experiment.dropout=0.2", "experiment.arch=[64,32,16]", "experiment.max_epochs=3",
@@ -66,7 +68,8 @@ def test_estimator_training_never_runs_the_selector(task):
     torch.manual_seed(0)
     selector = MLPHead((10, 8, 3))
     x, y = torch.randn(64, 10), torch.randint(0, 3, (64,))
-    head, _, (train_gates, val_gates) = build_glai_head(selector, x, 40, cache=(x,))
+    head = build_glai_head(selector, x, 40, cache=(x,))
+    train_gates, val_gates = head.conversion.gates
     frozen = [p.clone() for p in head.selector.parameters()]
 
     def forbidden(*args, **kwargs):
@@ -76,7 +79,7 @@ def test_estimator_training_never_runs_the_selector(task):
     head.selector.hidden_patterns = forbidden
     opt = build_optimizer("adam", head.estimator.parameters(), 1e-2, 0.0)
     task.monitor = "val_loss"
-    hist = fit(head, opt, task, (x, y, train_gates), (x, y, val_gates), batch_size=16, max_epochs=3,
-               generator=torch.Generator().manual_seed(0), stopper=EarlyStopping("min", 5, 0.0), mode="min")
+    hist = run_epochs(head, opt, task, (x, y, train_gates), (x, y, val_gates), batch_size=16, max_epochs=3,
+                      generator=torch.Generator().manual_seed(0), stopper=EarlyStopping("min", 5, 0.0), mode="min")
     assert hist.epochs == 3
     assert all(torch.equal(a, b) for a, b in zip(frozen, head.selector.parameters()))

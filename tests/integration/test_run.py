@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from glai.compose import compose_config
-from glai.records import record_path
+from glai.config import compose_config
+from glai.results.records import record_path
 from glai.runner import run
 
 FAST = ["experiment.max_epochs=3", "experiment.reduced_epochs=2", "structure_samples=64"]

@@ -8,13 +8,24 @@ from glai.kernels.estimator.cpu import estimator_bwd_torch, estimator_fwd_torch
 from glai.kernels.estimator.layout import PathLayout
 from glai.kernels.estimator.triton import estimator_bwd, estimator_fwd, triton_available
 
-__all__ = ["EstimatorFunction", "glai_estimator", "resolve_backend", "BACKENDS"]
+__all__ = ["EstimatorFunction", "glai_estimator", "resolve_backend", "BACKENDS", "AUTO_TRITON_MAX_BATCH"]
 
 BACKENDS = ("auto", "triton", "torch")
+# Largest batch for which "auto" picks Triton on CUDA. Measured on an H200 (scripts/bench_estimator.py, one
+# full Adam step, six paper shapes): at batch 16 Triton ran 0.94-1.00x the MLP step and the torch backend
+# 1.28-1.51x; at 64 Triton lost on C1/C2 (few outputs: one program per output and batch block), and at 1024
+# it ran 3-5x the MLP on B1/B2/C2 while the torch backend (cuSPARSE) ran 1.07-1.58x.
+AUTO_TRITON_MAX_BATCH = 16
 
 
-def resolve_backend(backend: str, device: torch.device | str) -> str:
-    """``"auto"`` -> ``"triton"`` on CUDA when Triton imports, else ``"torch"``; others pass through.
+def resolve_backend(backend: str, device: torch.device | str, batch: int | None = None) -> str:
+    """``"auto"`` -> ``"triton"`` on CUDA when Triton imports and ``batch <= AUTO_TRITON_MAX_BATCH`` (or
+    ``batch`` is None), else ``"torch"``; ``"triton"`` and ``"torch"`` pass through.
+
+    Args:
+        backend: one of :data:`BACKENDS`.
+        device: where the inputs live.
+        batch: rows of the input batch, B; None when unknown.
 
     Raises:
         ValueError: for an unknown backend name.
@@ -23,7 +34,8 @@ def resolve_backend(backend: str, device: torch.device | str) -> str:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if backend == "auto":
         is_cuda = torch.device(device).type == "cuda"
-        return "triton" if is_cuda and triton_available(device) else "torch"
+        small = batch is None or batch <= AUTO_TRITON_MAX_BATCH
+        return "triton" if is_cuda and small and triton_available(device) else "torch"
     return backend
 
 
@@ -77,8 +89,9 @@ def glai_estimator(
         layout: :class:`PathLayout` of the kept paths, on the same device as the inputs.
         values: float32 [P], path weights in layout order (``layout.to_layout(values)``).
         bias: float32 [n_out].
-        backend: ``"auto"`` (Triton on CUDA, the PyTorch CSR path otherwise), ``"triton"`` (CUDA, or CPU under
-            TRITON_INTERPRET=1), or ``"torch"`` (PyTorch sparse CSR ops, any device).
+        backend: ``"auto"`` (Triton on CUDA up to batch ``AUTO_TRITON_MAX_BATCH``, the PyTorch CSR path
+            otherwise), ``"triton"`` (CUDA, or CPU under TRITON_INTERPRET=1), or ``"torch"`` (PyTorch sparse CSR
+            ops, any device).
 
     Returns:
         float32 [B, n_out].
@@ -107,7 +120,7 @@ def glai_estimator(
             "the estimator's inputs are constants (cached embeddings, frozen gates; SPEC 2) and get no "
             "gradient: pass x_tilde.detach()"
         )
-    backend = resolve_backend(backend, x_tilde.device)
+    backend = resolve_backend(backend, x_tilde.device, x_tilde.shape[0])
     if backend == "triton" and not triton_available(x_tilde.device):
         raise RuntimeError(
             f"backend='triton' needs Triton and a CUDA device (got {x_tilde.device}); set TRITON_INTERPRET=1 "

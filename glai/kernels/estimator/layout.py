@@ -18,7 +18,7 @@ MKL ``csr @ dense`` and ``torch.sparse.sampled_addmm`` on CPU), plus O(R*B) work
 small because pruning keeps few distinct (o, s) pairs: the L = 1 score ``|W1[o,s]| * |W0[s,i]| * ||c_is||``
 is a product of an (o, s) factor and an (s, i) factor, so the kept set concentrates on the large (o, s).
 
-Measured on the six paper shapes (``scripts/bench_estimator.py``'s pruning: ``glai.pruning.prune`` of a
+Measured on the six paper shapes (``scripts/bench_estimator.py``'s pruning: ``glai.method.pruning.prune`` of a
 random reduced MLP on random inputs, P = round(mu * (E - n_out)) kept paths, SPEC 3), the number of distinct
 groups under each candidate grouping, and the fill of the dense [R, n_in] row matrix:
 
@@ -72,7 +72,7 @@ class PathLayout(nn.Module):
 
     Args:
         out_idx, in_idx, gate_idx: int64 (any integer dtype) [P], the kept paths ``(o, i, s)`` (SPEC 3,
-            ``glai.pruning.KeptPaths``), in any order. Duplicated paths are allowed and summed.
+            ``glai.method.pruning.KeptPaths``), in any order. Duplicated paths are allowed and summed.
         n_in: inputs including the constant column (n0 + 1).
         n_gates: gate columns (n1 for L = 1).
         n_out: outputs.

@@ -1,0 +1,64 @@
+"""Data sources: frozen embeddings for every split a family needs (SPEC 6-8).
+
+``load_data(cfg)`` returns ``{"train", "val"}`` for families A and B and ``{"pool"}`` for family C. The embedded
+default, scikit-learn's digits, needs no backbone; every other dataset goes through a frozen backbone and the
+embedding cache (:func:`glai.data.embeddings.load_embeddings`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from glai.data.embeddings import load_embeddings
+from glai.data.splits import EmbeddingSplit, check_splits
+
+__all__ = ["load_data", "load_digits"]
+
+
+def load_digits(val_fraction: float, seed: int) -> dict[str, EmbeddingSplit]:
+    """scikit-learn's bundled digits: 1797 real 8x8 images, 10 classes, no download.
+
+    Pixels are standardised with the training split's mean and std (constant pixels keep std 1); the
+    stratified train/val split is fixed by ``seed``, so every head of a seed sees the same split.
+
+    Returns:
+        ``{"train": EmbeddingSplit, "val": EmbeddingSplit}``, x float32 [N, 64].
+
+    Raises:
+        ValueError: if ``val_fraction`` is not in (0, 1).
+    """
+    from sklearn.datasets import load_digits as sk_load_digits
+    from sklearn.model_selection import train_test_split
+
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"dataset.val_fraction must be in (0, 1), got {val_fraction}")
+    x, y = sk_load_digits(return_X_y=True)
+    x_tr, x_va, y_tr, y_va = train_test_split(
+        x.astype(np.float64), y, test_size=val_fraction, stratify=y, random_state=seed
+    )
+    mean, std = x_tr.mean(0), x_tr.std(0)
+    std[std == 0] = 1.0
+
+    def split(a, b):
+        return EmbeddingSplit(torch.from_numpy((a - mean) / std).float(), torch.from_numpy(b).long())
+
+    return {"train": split(x_tr, y_tr), "val": split(x_va, y_va)}
+
+
+def load_data(cfg) -> dict[str, EmbeddingSplit]:
+    """The splits of ``cfg.dataset`` embedded by ``cfg.backbone`` (cached), as the family needs them.
+
+    Raises:
+        ValueError / FileNotFoundError / RuntimeError: from the loaders, naming the key to fix (e.g. a dataset
+            that needs a download while offline).
+    """
+    if cfg.dataset.source == "sklearn_digits":
+        splits = load_digits(cfg.dataset.val_fraction, cfg.seed)
+        if cfg.experiment.family == "C":
+            splits = {"pool": EmbeddingSplit(torch.cat([s.x for s in splits.values()]),
+                                             torch.cat([s.y for s in splits.values()]))}
+    else:
+        splits = load_embeddings(cfg)
+    check_splits(cfg, splits)
+    return splits

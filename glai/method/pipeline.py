@@ -1,0 +1,357 @@
+"""The GLAI pipeline as functions a researcher can call on their own MLP (paper 3.3, SPEC 2-3).
+
+- :func:`as_mlp_head`: any trained Linear-ReLU-...-Linear module (``nn.Sequential`` or a custom ``nn.Module``)
+  as an :class:`MLPHead`, checked and copied in float32.
+- :func:`convert`: a trained MLP (the path selector) -> a :class:`GLAIHead` pruned to a budget, with the
+  activation patterns of the inputs it was given computed once (``head.conversion.gates``).
+- :func:`train_glai`: the paper's whole pipeline from scratch: the reduced MLP for a fixed number of epochs,
+  conversion and pruning to the MLP's parameter budget, then the estimator with early stopping; every
+  phase timed. The runner calls it for ``head=glai``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from glai.method.budget import ParamBudget, parameter_budget
+from glai.method.conversion import mlp_to_glai
+from glai.method.dense_estimator import DenseEstimator
+from glai.method.heads import GLAIHead, MLPHead, reduced_arch
+from glai.method.pruning import KeptPaths, prune
+from glai.method.sparse_estimator import SparseEstimator
+from glai.training.loop import History, fit
+from glai.training.tasks import Task
+
+__all__ = ["Conversion", "GLAIRun", "as_mlp_head", "build_glai_head", "convert", "train_glai"]
+
+# Layers that compute the identity at inference (eval mode) and are skipped when reading a user's MLP.
+_IDENTITY_LAYERS = (nn.Identity, nn.Dropout)
+# Largest |module(x) - MLPHead(x)| accepted when checking a user's module against its Linear-ReLU reading,
+# relative to max(1, |module(x)|): float32 rounding of the same products, summed in another order.
+_CHECK_RTOL = 1e-4
+
+
+@dataclass
+class Conversion:
+    """What :func:`convert` did, kept on the head as ``head.conversion``.
+
+    Attributes:
+        kept: the paths kept, in descending score order (``glai.method.pruning.KeptPaths``); its
+            ``removed_score`` is the paper Theorem 2 bound on the mean absolute output change.
+        num_paths: path weights of the unpruned expansion (E - n_out in SPEC 3).
+        gates: uint8 [N_k, n_gates] activation patterns (gate columns) of ``x_train`` and then of each
+            ``cache`` input, in the estimator's gate order (SPEC 2: the selector never runs in training).
+        seconds: wall-clock seconds of the conversion (expansion, gates, path norms, pruning, estimator).
+    """
+
+    kept: KeptPaths
+    num_paths: int
+    gates: tuple[torch.Tensor, ...]
+    seconds: float
+
+
+def as_mlp_head(module: nn.Module, x: torch.Tensor | None = None) -> MLPHead:
+    """Read a trained ReLU MLP of Linear layers as an :class:`MLPHead` (paper Definition 1), in float32.
+
+    The module's leaf layers, in registration order, must read ``Linear, ReLU, Linear, ..., ReLU, Linear``
+    (``nn.Dropout`` and ``nn.Identity`` are skipped: they are the identity at inference). A Linear without
+    bias gets a zero bias. When ``x`` is given, the module's own forward (eval mode) is compared with the
+    reading on ``x[:256]``, which catches a forward that does not run its layers in that order (a residual,
+    a functional activation).
+
+    Args:
+        module: an :class:`MLPHead`, an ``nn.Sequential`` or any ``nn.Module`` of that shape.
+        x: optional float [N, n0] inputs for the forward check.
+
+    Returns:
+        An :class:`MLPHead` holding float32 copies of the weights, on the module's device.
+
+    Raises:
+        ValueError: naming the first unsupported layer and what GLAI converts, or when the forward check fails.
+    """
+    if isinstance(module, MLPHead):
+        head = module
+    else:
+        layers = [m for m in module.modules() if not list(m.children()) and not isinstance(m, _IDENTITY_LAYERS)]
+        kinds = ["Linear" if isinstance(m, nn.Linear) else "ReLU" if isinstance(m, nn.ReLU) else type(m).__name__
+                 for m in layers]
+        expected = ["Linear" if k % 2 == 0 else "ReLU" for k in range(len(kinds))]
+        bad = next((k for k, (a, b) in enumerate(zip(kinds, expected)) if a != b), None)
+        if bad is not None or len(kinds) < 3 or kinds[-1] != "Linear":
+            if bad is not None:
+                where = f"layer {bad} is {kinds[bad]}, expected {expected[bad]}"
+            elif kinds and kinds[-1] != "Linear":
+                where = f"the last layer is {kinds[-1]}, expected Linear"
+            else:
+                where = f"the layers are {kinds}"
+            raise ValueError(
+                f"GLAI converts ReLU MLPs of Linear layers (Linear, ReLU, ..., ReLU, Linear with >= 1 hidden "
+                f"layer; paper Definition 1), but {where}. Other activations (GELU, LeakyReLU, ...), "
+                "normalisation layers and an activation after the last Linear are not supported: pass the MLP "
+                "part of your model, e.g. nn.Sequential(*model.mlp[:k])"
+            )
+        linears = layers[0::2]
+        for a, b in zip(linears[:-1], linears[1:]):
+            if a.out_features != b.in_features:
+                raise ValueError(f"consecutive Linear layers do not chain: {a} then {b}")
+        arch = [linears[0].in_features] + [lin.out_features for lin in linears]
+        device = linears[0].weight.device
+        head = MLPHead(arch).to(device)
+        with torch.no_grad():
+            for dst, src in zip(head.layers, linears):
+                dst.weight.copy_(src.weight.float())
+                dst.bias.copy_(src.bias.float() if src.bias is not None else torch.zeros_like(dst.bias))
+    if x is not None and head is not module:
+        _check_forward(module, head, x)
+    return head
+
+
+@torch.no_grad()
+def _check_forward(module: nn.Module, head: MLPHead, x: torch.Tensor) -> None:
+    was_training = module.training
+    module.eval()
+    try:
+        sample = x[:256].to(head.layers[0].weight.device)
+        want = module(sample.to(next(module.parameters()).dtype)).float()
+        got = head(sample.float())
+    finally:
+        module.train(was_training)
+    if want.shape != got.shape:
+        raise ValueError(f"the module's output has shape {tuple(want.shape)}, its Linear-ReLU reading "
+                         f"{tuple(got.shape)}: pass a module whose forward is exactly its layers in order")
+    err = float((want - got).abs().max() / want.abs().max().clamp_min(1.0))
+    if err > _CHECK_RTOL:
+        raise ValueError(
+            f"the module's forward differs from Linear-ReLU-...-Linear over its layers in registration order "
+            f"(relative error {err:.2g}): it may add a residual, reorder layers or apply an activation "
+            "functionally. Pass an nn.Sequential of the MLP's layers instead"
+        )
+
+
+def _selector_budget(selector: MLPHead, rho: float, arch: Sequence[int] | None) -> ParamBudget:
+    """The parameter budget of paper 4.2 for a selector that is the rho-reduced MLP of ``arch``."""
+    if arch is None:
+        arch = (selector.arch[0], *(round(n / rho) for n in selector.arch[1:-1]), selector.arch[-1])
+    if tuple(reduced_arch(arch, rho)) != tuple(selector.arch):
+        raise ValueError(
+            f"rho={rho}: the selector's widths {selector.arch} are not the rho-reduced widths of arch "
+            f"{tuple(arch)} ({reduced_arch(arch, rho)}). Pass arch=<the original MLP's widths>, or keep=<paths>"
+        )
+    return parameter_budget(arch, rho)
+
+
+@torch.no_grad()
+def build_glai_head(selector: MLPHead, x_train: torch.Tensor, keep: int, estimator: str = "sparse",
+                    backend: str = "auto", cache: Sequence[torch.Tensor] = ()) -> GLAIHead:
+    """Convert a trained MLP into a GLAI head pruned to ``keep`` path weights (paper 3.3, SPEC 2-3).
+
+    The selector is frozen (eval mode, no grad). The path norms that score paths for pruning are taken over
+    ``x_train`` (Omega, SPEC 3). For L > 1 only the gate columns (routes) that a kept path uses are kept.
+
+    Args:
+        selector: the trained MLP (:class:`MLPHead`).
+        x_train: float32 [N, n0], Omega.
+        keep: path weights to keep, 1 <= keep <= number of paths (``ParamBudget.kept_paths``).
+        estimator: ``"sparse"`` (:class:`SparseEstimator`) or ``"dense"`` (paper Listing 1).
+        backend: sparse estimator backend, ``"auto"`` | ``"triton"`` | ``"torch"``.
+        cache: more inputs float32 [N_k, n0] whose gates to compute now.
+
+    Returns:
+        The :class:`GLAIHead` with ``head.conversion`` (:class:`Conversion`) set.
+
+    Raises:
+        ValueError: ``keep`` out of range, an unknown estimator, or shapes that do not match the selector.
+    """
+    if estimator not in ("sparse", "dense"):
+        raise ValueError(f"estimator must be 'sparse' or 'dense', got {estimator!r}")
+    for x in (x_train, *cache):
+        if x.dim() != 2 or x.shape[1] != selector.arch[0]:
+            raise ValueError(f"inputs must be float32 [N, n0={selector.arch[0]}], got {tuple(x.shape)}")
+    t0 = time.perf_counter()
+    selector.eval()
+    x_train = x_train.float()
+    expansion = mlp_to_glai(selector)
+    gates = [expansion.gates(selector, x.float()) for x in (x_train, *cache)]
+    x_tilde = torch.cat([x_train, x_train.new_ones(x_train.shape[0], 1)], dim=1)
+    kept = prune(expansion, x_tilde, gates[0], keep)
+    gate_idx, gate_fn = kept.gate_idx, None
+    if selector.num_hidden > 1:
+        # L > 1: keep only the gate columns (routes) that a kept path uses.
+        used, gate_idx = torch.unique(kept.gate_idx, return_inverse=True)
+        gates = [g[:, used] for g in gates]
+
+        def gate_fn(patterns, _e=expansion, _u=used):
+            return _e.gates_from_patterns(patterns)[:, _u]
+
+    dims = dict(n_in=expansion.n_in, n_gates=gates[0].shape[1], n_out=expansion.n_out)
+    if estimator == "dense":
+        est = DenseEstimator.from_paths(kept.out_idx, kept.in_idx, gate_idx, kept.values, expansion.bias, **dims)
+    else:
+        est = SparseEstimator.from_paths(kept.out_idx, kept.in_idx, gate_idx, kept.values, expansion.bias,
+                                         backend=backend, **dims)
+    head = GLAIHead(selector, est.to(x_train.device), gate_fn)
+    head.conversion = Conversion(kept=kept, num_paths=expansion.num_paths, gates=tuple(gates),
+                                 seconds=time.perf_counter() - t0)
+    return head
+
+
+def convert(
+    mlp: nn.Module,
+    x_train: torch.Tensor,
+    *,
+    keep: int | None = None,
+    rho: float | None = None,
+    arch: Sequence[int] | None = None,
+    cache: Sequence[torch.Tensor] = (),
+    estimator: str = "sparse",
+    backend: str = "auto",
+) -> GLAIHead:
+    """Turn a trained ReLU MLP into a pruned GLAI head: the MLP becomes the frozen path selector.
+
+    Without ``keep`` or ``rho`` every path is kept and the head computes exactly the MLP's function (paper
+    Theorem 1). ``keep`` keeps that many path weights of highest score (paper 3.7, Theorem 2); ``rho`` keeps
+    the paper's parameter budget (4.2): the MLP is read as the rho-reduced selector of an MLP of widths
+    ``arch`` (default: the hidden widths divided by rho), and ``O - R - n_out`` paths are kept so that the
+    selector plus the estimator have as many parameters as that MLP (SPEC 3).
+
+    Args:
+        mlp: any trained Linear-ReLU-...-Linear module (see :func:`as_mlp_head`); copied, not modified.
+        x_train: float32 [N, n0], the training inputs (Omega: path norms for pruning, and the forward check).
+        keep: path weights to keep (output biases are always kept).
+        rho: hidden-width reduction factor in (0, 1) of the selector relative to ``arch``.
+        arch: the original MLP's widths ``(n0, n1, ..., n_out)`` for ``rho``.
+        cache: more inputs float32 [N_k, n0] (e.g. validation) whose activation patterns to compute now.
+        estimator: ``"sparse"`` (cost follows the kept paths) or ``"dense"`` (paper Listing 1).
+        backend: sparse estimator backend, ``"auto"`` | ``"triton"`` | ``"torch"``.
+
+    Returns:
+        A :class:`GLAIHead`; ``head(x)`` runs the selector, ``head(x, gates)`` uses cached gates, and
+        ``head.conversion.gates`` holds the gates of ``x_train`` and of each ``cache`` input.
+
+    Raises:
+        ValueError: both ``keep`` and ``rho`` given, ``keep`` out of range, ``rho`` not matching the MLP's
+            widths, an unsupported module, or inputs of the wrong width.
+
+    Example:
+        >>> head = glai.convert(my_mlp, x_train, keep=50_000, cache=(x_val,))
+        >>> history = glai.fit(head, (x_train, y_train, head.conversion.gates[0]),
+        ...                    (x_val, y_val, head.conversion.gates[1]), optimizer="adam", weight_decay=0.1)
+    """
+    if keep is not None and rho is not None:
+        raise ValueError("pass keep=<paths> or rho=<reduction factor>, not both")
+    if x_train.dim() != 2:
+        raise ValueError(f"x_train must be float32 [N, n0], got shape {tuple(x_train.shape)}")
+    selector = as_mlp_head(mlp, x_train)
+    if selector is mlp:
+        # never freeze or move the caller's module: the head gets its own copy of the selector
+        selector = MLPHead(mlp.arch).to(x_train.device)
+        selector.load_state_dict({k: v.float() for k, v in mlp.state_dict().items()})
+    if selector.num_hidden < 1:
+        raise ValueError("GLAI needs >= 1 hidden ReLU layer: a linear model has no paths to select")
+    if rho is not None:
+        keep = _selector_budget(selector, rho, arch).kept_paths
+    elif keep is None:
+        keep = mlp_to_glai(selector).num_paths
+    return build_glai_head(selector.to(x_train.device), x_train, int(keep), estimator, backend, cache)
+
+
+@dataclass
+class GLAIRun:
+    """The result of :func:`train_glai`.
+
+    Attributes:
+        head: the trained :class:`GLAIHead` (``head.conversion`` set).
+        budget: O, R, E, mu and the kept count (SPEC 3).
+        reduced: the reduced MLP's :class:`History` (fixed epochs).
+        estimator: the estimator's :class:`History` (early stopping).
+        conversion_s: seconds of the conversion phase.
+    """
+
+    head: GLAIHead
+    budget: ParamBudget
+    reduced: History
+    estimator: History
+    conversion_s: float
+
+    @property
+    def time_s(self) -> dict[str, float]:
+        """Seconds per phase: reduced_mlp, conversion, estimator (everything GLAI does is on its clock)."""
+        return {"reduced_mlp": self.reduced.time_s, "conversion": self.conversion_s,
+                "estimator": self.estimator.time_s}
+
+
+def train_glai(
+    arch: Sequence[int],
+    train: tuple,
+    val: tuple,
+    *,
+    rho: float = 0.5,
+    task: Task | None = None,
+    seed: int = 0,
+    batch_size: int = 16,
+    reduced_epochs: int = 20,
+    max_epochs: int = 60,
+    patience: int = 5,
+    min_delta: float = 0.1,
+    lr: float = 1e-3,
+    optimizer: str = "adam",
+    weight_decay: float = 0.1,
+    reduced_optimizer: str = "sgd",
+    reduced_weight_decay: float = 1e-3,
+    estimator: str = "sparse",
+    backend: str = "auto",
+    tracker=None,
+    structure_threshold: float = 0.0,
+) -> GLAIRun:
+    """The paper's GLAI pipeline (3.3) on embeddings: selector, conversion, estimator.
+
+    1. The reduced MLP (hidden widths x ``rho``) for exactly ``reduced_epochs`` epochs (or until the path
+       distance falls below ``structure_threshold``), with ``reduced_optimizer`` (paper: SGD, WD(MLP)).
+    2. Conversion: path weights, gates of train and val computed once, path norms, pruning to
+       ``parameter_budget(arch, rho).kept_paths``, the estimator built.
+    3. The estimator with ``optimizer`` (paper: Adam, WD(GLAI)) and early stopping.
+
+    One seeded generator orders the batches of both training phases; ``torch.manual_seed(seed)`` fixes the
+    selector's initialisation, as for every other head of the seed.
+
+    Args:
+        arch: the original MLP's widths ``(n0, n1, ..., nL, n_out)``.
+        train, val: ``(x float32 [N, n0], y int64 [N] or None)``.
+        rho: hidden-width reduction factor in (0, 1).
+        task: loss and validation (default cross-entropy with accuracy).
+        seed: initialisation and batch order.
+        batch_size, max_epochs, patience, min_delta, lr: as in :func:`glai.training.loop.fit`.
+        optimizer, weight_decay: the estimator's.
+        reduced_optimizer, reduced_weight_decay: the reduced MLP's.
+        estimator, backend: see :func:`build_glai_head`.
+        tracker: optional ``glai.training.structure.PathDistanceTracker`` for the reduced phase.
+        structure_threshold: end the reduced phase once m_t < this (0 = off).
+
+    Returns:
+        The :class:`GLAIRun`.
+
+    Raises:
+        ValueError: a bad ``rho`` for ``arch`` (paper 4.2) or bad shapes.
+        NonFiniteLossError: a NaN/inf training loss in either phase.
+    """
+    (x, y, *_), (vx, vy, *_) = train, val
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    selector = MLPHead(reduced_arch(arch, rho)).to(x.device)
+    reduced = fit(selector, (x, y), (vx, vy), task=task, optimizer=reduced_optimizer, lr=lr,
+                  weight_decay=reduced_weight_decay, batch_size=batch_size, max_epochs=reduced_epochs,
+                  patience=None, generator=gen, tracker=tracker, structure_threshold=structure_threshold)
+    t0 = time.perf_counter()
+    budget = parameter_budget(arch, rho)
+    head = build_glai_head(selector, x, budget.kept_paths, estimator, backend, cache=(vx,))
+    conversion_s = time.perf_counter() - t0
+    train_gates, val_gates = head.conversion.gates
+    est = fit(head, (x, y, train_gates), (vx, vy, val_gates), task=task, optimizer=optimizer, lr=lr,
+              weight_decay=weight_decay, batch_size=batch_size, max_epochs=max_epochs, patience=patience,
+              min_delta=min_delta, generator=gen)
+    return GLAIRun(head=head, budget=budget, reduced=reduced, estimator=est, conversion_s=conversion_s)

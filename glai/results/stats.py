@@ -1,0 +1,445 @@
+"""Run records -> paired contrasts and one-sided Wilcoxon tests (paper 4.3, Tables 4-5; SPEC 9).
+
+Pairs are (experiment, seed). For a model and a reference head (the MLP in Table 4, the simplified
+baseline in Table 5)::
+
+    D_time  = log(T_ref / T_model)                      (T = cost.total_s, seconds)
+    D_score = (S_model - S_ref) / |S_ref|               (accuracy: monitor val_acc, mode max)
+            = (S_ref - S_model) / |S_ref|               (loss: monitor val_loss, mode min)
+
+so that a positive value always favours the model. Each column is tested with
+``scipy.stats.wilcoxon(d, alternative="greater")``. A pair whose partner is missing, failed or unusable is
+listed with the reason, never silently dropped.
+
+Records are plain dicts (schema of ``docs/INTERFACES.md``) with the key ``"_path"`` added by
+:func:`load_records`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from scipy import stats as sps
+
+__all__ = [
+    "MIN_PAIRS",
+    "PAPER_SUITE",
+    "OFFLINE_SUITE",
+    "SUITES",
+    "VIEWS",
+    "Contrast",
+    "Pair",
+    "TestResult",
+    "Unpaired",
+    "d_score",
+    "d_time",
+    "error_summary",
+    "experiment_order",
+    "is_accuracy",
+    "load_records",
+    "paired_contrast",
+    "protocol_rhos",
+    "select",
+    "speedup_summary",
+    "table4",
+    "table5",
+    "tags_for",
+    "wilcoxon_greater",
+]
+
+#: Fewer pairs than this: no p-value is printed (with n = 5 the smallest one-sided exact p is 1/32).
+MIN_PAIRS = 6
+
+PAPER_SUITE = ("A1", "A2", "B1", "B2", "C1", "C2")
+OFFLINE_SUITE = tuple(f"offline/{e}" for e in PAPER_SUITE)
+#: Suites whose (experiment, seed) pairs are pooled into one test; never pooled across suites.
+SUITES = {"paper": PAPER_SUITE, "offline": OFFLINE_SUITE, "digits": ("digits",)}
+
+#: Head -> tag of the records used per view. "protocol" is the paper's (SGD MLPs, Adam estimator);
+#: "adam" puts every head on Adam (MLP heads tagged ``adam``, GLAI's protocol runs); "sgd" puts every
+#: head on SGD (GLAI tagged ``sgd``, the MLP heads' protocol runs). See ``experiments/optimizer_control.sh``.
+VIEWS = {
+    "protocol": {"mlp": "", "mlp_reduced": "", "linear": "", "glai": ""},
+    "adam": {"mlp": "adam", "mlp_reduced": "adam", "linear": "adam", "glai": ""},
+    "sgd": {"mlp": "", "mlp_reduced": "", "linear": "", "glai": "sgd"},
+}
+
+
+def tags_for(tag: str | Mapping[str, str] | None, head: str) -> str | None:
+    """Tag of ``head``'s records: one tag for every head, a head -> tag mapping, or None (any tag)."""
+    if tag is None or isinstance(tag, str):
+        return tag
+    return tag.get(head, "")
+
+
+def load_records(runs_dir: str | Path) -> list[dict]:
+    """Every ``*.json`` record under ``runs_dir`` (recursively), sorted by path.
+
+    A file that is not valid JSON or lacks the schema's identity keys becomes a record with
+    ``status = "invalid"`` and the reason in ``error`` so that it is listed, not lost.
+    Each record gains ``"_path"`` (str).
+    """
+    out = []
+    for path in sorted(Path(runs_dir).rglob("*.json")):
+        try:
+            rec = json.loads(path.read_text())
+            if not isinstance(rec, dict):
+                raise ValueError("not a JSON object")
+            missing = [k for k in ("experiment", "head", "seed", "status") if k not in rec]
+            if missing:
+                raise ValueError(f"missing keys {missing}")
+        except (OSError, ValueError) as err:
+            # <runs>/<experiment>/<head>[-<tag>]/<file>: the path still tells which run it was
+            exp_dir = path.parent.parent
+            experiment = str(exp_dir.relative_to(runs_dir)) if exp_dir != Path(runs_dir) else "?"
+            rec = {"status": "invalid", "error": f"unreadable record: {err}", "experiment": experiment,
+                   "head": path.parent.name, "seed": None, "rho": None, "tag": ""}
+        rec.setdefault("tag", "")
+        rec["_path"] = str(path)
+        out.append(rec)
+    return out
+
+
+def _has_rho_override(rec: Mapping) -> bool:
+    return any(re.match(r"^\+{0,2}rho=", str(o)) for o in rec.get("overrides") or [])
+
+
+def _conf_rho(experiment: str, conf_dir: Path) -> float | None:
+    """rho of ``conf/experiment/<experiment>.yaml`` (``@package _global_``) or of ``conf/config.yaml``."""
+    from omegaconf import OmegaConf
+
+    for path in (conf_dir / "experiment" / f"{experiment}.yaml", conf_dir / "config.yaml"):
+        try:
+            cfg = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+        except Exception:  # noqa: BLE001 - a missing or odd file only means "not found here"
+            continue
+        if isinstance(cfg, dict) and isinstance(cfg.get("rho"), (int, float)):
+            return float(cfg["rho"])
+    return None
+
+
+def protocol_rhos(records: Iterable[Mapping], conf_dir: str | Path = "conf", default: float = 0.5) -> dict:
+    """The protocol rho of each experiment: the rho of its runs made without a ``rho=`` override.
+
+    Falls back to ``conf/`` (experiment file, then ``config.yaml``) and then to ``default`` (paper 4.2: 0.5)
+    for experiments whose every run overrides rho.
+
+    Returns:
+        experiment -> rho.
+    """
+    seen: dict[str, Counter] = defaultdict(Counter)
+    experiments = set()
+    for rec in records:
+        experiments.add(rec.get("experiment"))
+        if rec.get("rho") is not None and not _has_rho_override(rec):
+            seen[rec["experiment"]][float(rec["rho"])] += 1
+    out = {}
+    for exp in experiments:
+        if seen.get(exp):
+            out[exp] = seen[exp].most_common(1)[0][0]
+        else:
+            rho = _conf_rho(str(exp), Path(conf_dir))
+            out[exp] = default if rho is None else rho
+    return out
+
+
+def select(
+    records: Iterable[Mapping],
+    *,
+    experiment: str | Sequence[str] | None = None,
+    head: str | None = None,
+    tag: str | Mapping[str, str] | None = "",
+    rho: float | Mapping[str, float] | None = None,
+    status: str | None = None,
+) -> list[dict]:
+    """Records matching every given filter (None = no filter on that key).
+
+    Args:
+        tag: one tag, a head -> tag mapping (see :data:`VIEWS`), or None for any tag.
+        rho: one value, an experiment -> rho mapping (e.g. :func:`protocol_rhos`), or None for any rho.
+            Compared with a tolerance of 1e-9.
+        status: e.g. "done"; None keeps failed and running records too.
+    """
+    if isinstance(experiment, str):
+        experiment = (experiment,)
+    out = []
+    for rec in records:
+        if experiment is not None and rec.get("experiment") not in experiment:
+            continue
+        if head is not None and rec.get("head") != head:
+            continue
+        want_tag = tags_for(tag, rec.get("head"))
+        if want_tag is not None and (rec.get("tag") or "") != want_tag:
+            continue
+        if rho is not None:
+            want = rho.get(rec.get("experiment")) if isinstance(rho, Mapping) else rho
+            if want is not None and (rec.get("rho") is None or abs(float(rec["rho"]) - float(want)) > 1e-9):
+                continue
+        if status is not None and rec.get("status") != status:
+            continue
+        out.append(rec)
+    return out
+
+
+def is_accuracy(monitor: str | None = None, mode: str | None = None) -> bool:
+    """True when the score is maximised (accuracy), False when minimised (loss).
+
+    Raises:
+        ValueError: when neither the monitor nor the mode says which.
+    """
+    if mode in ("max", "min"):
+        return mode == "max"
+    if monitor is not None and ("acc" in monitor or "loss" in monitor):
+        return "acc" in monitor
+    raise ValueError(f"cannot orient the score: monitor={monitor!r}, mode={mode!r}; "
+                     "expected val_acc or val_loss")
+
+
+def d_time(t_model: float, t_ref: float) -> float:
+    """``log(T_ref / T_model)`` (paper 4.3): > 0 when the model trains faster. Times in seconds, > 0.
+
+    Raises:
+        ValueError: if a time is not positive.
+    """
+    if not (t_model > 0 and t_ref > 0):
+        raise ValueError(f"times must be positive, got T_model={t_model}, T_ref={t_ref}")
+    return math.log(t_ref / t_model)
+
+
+def d_score(s_model: float, s_ref: float, accuracy: bool) -> float:
+    """Relative score difference oriented so that > 0 favours the model (paper 4.3).
+
+    Args:
+        accuracy: True for a maximised score (``(S_model - S_ref)/|S_ref|``), False for a loss
+            (``(S_ref - S_model)/|S_ref|``).
+
+    Raises:
+        ValueError: if ``S_ref`` is 0.
+    """
+    if s_ref == 0:
+        raise ValueError("the reference score is 0; the relative difference is undefined")
+    diff = s_model - s_ref if accuracy else s_ref - s_model
+    return diff / abs(s_ref)
+
+
+@dataclass
+class TestResult:
+    """A one-sided Wilcoxon signed-rank test. ``p_value`` is None when ``note`` says why no test was run."""
+
+    n: int
+    statistic: float | None = None
+    p_value: float | None = None
+    note: str = ""
+
+    def cell(self, digits: int = 4) -> str:
+        """Table cell: the p-value, or the reason there is none."""
+        if self.p_value is None:
+            return self.note
+        return f"{self.p_value:.{digits}f}"
+
+
+def wilcoxon_greater(d: Sequence[float], min_pairs: int = MIN_PAIRS) -> TestResult:
+    """One-sided paired Wilcoxon signed-rank test of H1: the differences are shifted above 0.
+
+    Uses ``scipy.stats.wilcoxon(d, alternative="greater")`` (scipy's "auto" method: the exact null
+    distribution for small n, the normal approximation otherwise; zero differences are dropped, "wilcox").
+
+    Returns:
+        A :class:`TestResult`; below ``min_pairs`` pairs (or non-zero differences) no p-value and a
+        note such as ``"too few pairs (n=3)"``.
+    """
+    d = np.asarray([x for x in d if x is not None and np.isfinite(x)], dtype=np.float64)
+    n = int(d.size)
+    if n < min_pairs:
+        return TestResult(n=n, note=f"too few pairs (n={n})")
+    nonzero = int(np.count_nonzero(d))
+    if nonzero < min_pairs:
+        # scipy drops zero differences ("wilcox"), so they do not count towards the test's size
+        return TestResult(n=n, note=f"too few non-zero pairs (n={nonzero} of {n})")
+    res = sps.wilcoxon(d, alternative="greater")
+    return TestResult(n=n, statistic=float(res.statistic), p_value=float(res.pvalue))
+
+
+@dataclass
+class Pair:
+    """One (experiment, seed) contrast; positive values favour the model."""
+
+    experiment: str
+    seed: int
+    d_time: float
+    d_score: float
+    ratio: float  # T_ref / T_model
+    model_path: str
+    ref_path: str
+
+
+@dataclass
+class Unpaired:
+    """An (experiment, seed) that could not be paired, and why."""
+
+    experiment: str
+    seed: int | None
+    reason: str
+
+
+@dataclass
+class Contrast:
+    """Model vs reference over every (experiment, seed) of the selected records."""
+
+    model: str
+    ref: str
+    pairs: list[Pair] = field(default_factory=list)
+    unpaired: list[Unpaired] = field(default_factory=list)
+
+    @property
+    def time_test(self) -> TestResult:
+        return wilcoxon_greater([p.d_time for p in self.pairs])
+
+    @property
+    def score_test(self) -> TestResult:
+        return wilcoxon_greater([p.d_score for p in self.pairs])
+
+
+def error_summary(rec: Mapping, width: int = 160) -> str:
+    """Last non-empty line of a record's error (the exception, for a traceback), at most ``width`` chars."""
+    lines = [ln.strip() for ln in str(rec.get("error") or "").splitlines() if ln.strip()]
+    return lines[-1][:width] if lines else ""
+
+
+def _usable(rec: Mapping | None, head: str) -> str | None:
+    """None if the record can be used in a contrast, else the reason it cannot."""
+    if rec is None:
+        return f"{head}: no record"
+    if rec.get("status") != "done":
+        detail = f" ({error_summary(rec)})" if rec.get("error") else ""
+        return f"{head}: status {rec.get('status')}{detail}"
+    metrics, cost = rec.get("metrics") or {}, rec.get("cost") or {}
+    if metrics.get("bvs") is None or not np.isfinite(metrics["bvs"]):
+        return f"{head}: no finite metrics.bvs"
+    if not (cost.get("total_s") or 0) > 0:
+        return f"{head}: no positive cost.total_s"
+    return None
+
+
+def paired_contrast(
+    records: Iterable[Mapping],
+    model: str,
+    ref: str,
+    *,
+    experiments: Sequence[str] | None = None,
+    tag: str | Mapping[str, str] | None = "",
+    rho: float | Mapping[str, float] | None = None,
+) -> Contrast:
+    """Pair ``model`` with ``ref`` over every (experiment, seed) seen in the selected records.
+
+    The (experiment, seed) keys are those of any head's record that passes the filters, so a seed missing
+    for both heads still shows up (as unpaired) when another head ran it.
+
+    Args:
+        records: run records (:func:`load_records`).
+        model, ref: head names, e.g. ``"glai"``, ``"mlp"``.
+        experiments: restrict to these (e.g. :data:`PAPER_SUITE`); None = all.
+        tag, rho: filters of :func:`select`.
+    """
+    chosen = select(records, experiment=experiments, tag=tag, rho=rho)
+    by_key: dict[tuple, list] = defaultdict(list)
+    keys = set()
+    for rec in chosen:
+        if rec.get("seed") is None:
+            continue
+        keys.add((rec["experiment"], rec["seed"]))
+        by_key[(rec["experiment"], rec["head"], rec["seed"])].append(rec)
+    out = Contrast(model=model, ref=ref)
+    for exp, seed in sorted(keys, key=lambda k: (str(k[0]), k[1])):
+        recs = {}
+        reasons = []
+        for head in (model, ref):
+            found = by_key.get((exp, head, seed), [])
+            if len(found) > 1:
+                reasons.append(f"{head}: {len(found)} records match (rho/tag filter too loose)")
+                continue
+            rec = found[0] if found else None
+            why = _usable(rec, head)
+            if why:
+                reasons.append(why)
+            recs[head] = rec
+        if not reasons:
+            m, r = recs[model], recs[ref]
+            mm, rm = m["metrics"], r["metrics"]
+            try:
+                acc = is_accuracy(rm.get("monitor"), rm.get("mode"))
+                if is_accuracy(mm.get("monitor"), mm.get("mode")) != acc:
+                    raise ValueError("the two heads monitor different scores")
+                t_m, t_r = float(m["cost"]["total_s"]), float(r["cost"]["total_s"])
+                pair = Pair(exp, seed, d_time(t_m, t_r), d_score(float(mm["bvs"]), float(rm["bvs"]), acc),
+                            t_r / t_m, m["_path"], r["_path"])
+            except (ValueError, KeyError) as err:
+                reasons.append(str(err))
+            else:
+                out.pairs.append(pair)
+                continue
+        out.unpaired.append(Unpaired(exp, seed, "; ".join(reasons)))
+    return out
+
+
+#: Table 4: every simplified head against the MLP. Table 5: GLAI against the simplified heads.
+TABLE4_MODELS = ("glai", "mlp_reduced", "linear")
+TABLE5_REFS = ("linear", "mlp_reduced")
+
+
+def table4(records, *, experiments=None, tag="", rho=None) -> dict[str, Contrast]:
+    """Model -> contrast against the MLP (paper Table 4)."""
+    return {m: paired_contrast(records, m, "mlp", experiments=experiments, tag=tag, rho=rho)
+            for m in TABLE4_MODELS}
+
+
+def table5(records, *, experiments=None, tag="", rho=None) -> dict[str, Contrast]:
+    """Baseline -> contrast of GLAI against it, the baseline as reference (paper Table 5)."""
+    return {r: paired_contrast(records, "glai", r, experiments=experiments, tag=tag, rho=rho)
+            for r in TABLE5_REFS}
+
+
+def speedup_summary(contrast: Contrast) -> dict:
+    """Mean-of-ratios speedup T_ref / T_model (paper 4.3): per experiment the mean over seeds, then the mean
+    over experiments.
+
+    Returns:
+        ``{"per_experiment": {exp: (mean, std over seeds or None, n)}, "mean": float | None,
+        "std": std over experiments (ddof 1) or None, "min", "max", "n_experiments"}``.
+        The paper's asymmetric spread (+1.25 / -0.96) is not reproducible from its Table 3, so the
+        spread here is the std and the range of the per-experiment means.
+    """
+    per: dict[str, list[float]] = defaultdict(list)
+    for p in contrast.pairs:
+        per[p.experiment].append(p.ratio)
+    per_exp = {}
+    for exp, ratios in sorted(per.items()):
+        arr = np.asarray(ratios)
+        per_exp[exp] = (float(arr.mean()), float(arr.std(ddof=1)) if arr.size > 1 else None, int(arr.size))
+    means = np.asarray([v[0] for v in per_exp.values()])
+    return {
+        "per_experiment": per_exp,
+        "mean": float(means.mean()) if means.size else None,
+        "std": float(means.std(ddof=1)) if means.size > 1 else None,
+        "min": float(means.min()) if means.size else None,
+        "max": float(means.max()) if means.size else None,
+        "n_experiments": int(means.size),
+    }
+
+
+def experiment_order(name: str) -> tuple:
+    """Sort key: the paper's suite, then its stand-ins (``offline/*``), then digits, then the rest."""
+    if name in PAPER_SUITE:
+        return (0, PAPER_SUITE.index(name), name)
+    if name in OFFLINE_SUITE:
+        return (1, OFFLINE_SUITE.index(name), name)
+    if name == "digits":
+        return (2, 0, name)
+    return (3, 0, str(name))

@@ -1,0 +1,481 @@
+"""Run records -> the paper's Tables 2-5 and a comparison with the paper's numbers (SPEC 9-10).
+
+Every table is built as a pandas DataFrame of display strings and written as Markdown, LaTeX and CSV
+(:func:`write_table`, atomically). Tables 3-5 also get a CSV of raw numbers (``*_values.csv``). Only runs
+with status "done" are averaged; failed, running and unreadable records are listed in ``failed_runs.md``;
+(experiment, seed) pairs without a usable partner in ``unpaired.md``. A cell without enough runs says so
+instead of printing a number (``n=1 (need >= 2)`` for a std, ``too few pairs (n=..)`` for a test).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from glai.results import paper
+from glai.results import stats as st
+from glai.results.records import atomic_write_text
+
+__all__ = [
+    "HEAD_LABEL",
+    "HEAD_ORDER",
+    "comparison_table",
+    "comparison_tests_table",
+    "failed_runs_markdown",
+    "fmt_mean_std",
+    "fmt_num",
+    "mean_std_cell",
+    "speedup_table",
+    "table2",
+    "table3",
+    "tests_table",
+    "unpaired_markdown",
+    "write_all",
+    "write_table",
+]
+
+HEAD_ORDER = ("mlp", "mlp_reduced", "glai", "linear")
+HEAD_LABEL = {"mlp": "MLP", "mlp_reduced": "MLP reduced", "glai": "GLAI", "linear": "Linear"}
+NO_RUNS = "no runs"
+
+
+def _head_key(head: str) -> tuple:
+    return (HEAD_ORDER.index(head), head) if head in HEAD_ORDER else (len(HEAD_ORDER), str(head))
+
+
+def fmt_num(x: float | None, like: float | None = None) -> str:
+    """Compact number in the scale of ``like`` (default ``x``): 2 decimals from 1 up, 3 below 1,
+    scientific below 0.01 (so a std prints with the decimals of its mean)."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "n/a"
+    ref = abs(x if like is None else like)
+    if ref == 0 and x == 0:
+        return "0"
+    if 0 < ref < 1e-2:
+        return f"{x:.2e}"
+    if ref < 1:
+        return f"{x:.3f}"
+    return f"{x:.2f}"
+
+
+def fmt_mean_std(mean: float, std: float, suffix: str = "") -> str:
+    """``mean ± std`` with both in the mean's scale (:func:`fmt_num`)."""
+    return f"{fmt_num(mean)} ± {fmt_num(std, like=mean)}{suffix}"
+
+
+def mean_std_cell(values: Sequence[float], suffix: str = "") -> str:
+    """``mean ± std`` (ddof 1) over seeds; one value: ``v (n=1, need >= 2 for std)``; none: ``no runs``."""
+    vals = [float(v) for v in values if v is not None and np.isfinite(v)]
+    if not vals:
+        return NO_RUNS
+    if len(vals) == 1:
+        return f"{fmt_num(vals[0])}{suffix} (n=1, need >= 2 for std)"
+    arr = np.asarray(vals)
+    return fmt_mean_std(float(arr.mean()), float(arr.std(ddof=1)), suffix)
+
+
+def _mean_std(values: Sequence[float]) -> tuple[float | None, float | None]:
+    vals = [float(v) for v in values if v is not None and np.isfinite(v)]
+    if not vals:
+        return None, None
+    arr = np.asarray(vals)
+    return float(arr.mean()), (float(arr.std(ddof=1)) if arr.size > 1 else None)
+
+
+def _get(mapping: Mapping | None, dotted: str, default=None):
+    node = mapping
+    for key in dotted.split("."):
+        if not isinstance(node, Mapping) or key not in node:
+            return default
+        node = node[key]
+    return node
+
+
+def _settings_cell(records: Iterable[Mapping], dotted: str) -> str:
+    values = sorted({_get(r, dotted) for r in records if _get(r, dotted) is not None}, key=str)
+    if not values:
+        return NO_RUNS
+    return " / ".join(fmt_setting(v) for v in values)
+
+
+def fmt_setting(v) -> str:
+    """A config value as in the paper's Table 2 (``0.001``, ``1e-05``, ``16``)."""
+    if isinstance(v, float):
+        return f"{v:g}"
+    return str(v)
+
+
+def _score_label(records: Sequence[Mapping]) -> str:
+    for rec in records:
+        m = rec.get("metrics") or {}
+        try:
+            return "acc" if st.is_accuracy(m.get("monitor"), m.get("mode")) else "loss"
+        except ValueError:
+            continue
+    return ""
+
+
+def _done(records, **kw) -> list[dict]:
+    return st.select(records, status="done", **kw)
+
+
+def _experiments(records: Iterable[Mapping]) -> list[str]:
+    return sorted({r["experiment"] for r in records if r.get("experiment")}, key=st.experiment_order)
+
+
+
+
+def table2(records: Sequence[Mapping], *, tag="", rho=None) -> pd.DataFrame:
+    """Settings and epochs to convergence per experiment (paper Table 2).
+
+    Settings come from the resolved configs of the runs (``config.experiment.*``, ``rho``); epochs are
+    ``metrics.epochs`` of the MLP and of GLAI's estimator phase, mean ± std over the done seeds.
+    """
+    rows = []
+    for exp in _experiments(st.select(records, tag=tag, rho=rho)):
+        mlp = _done(records, experiment=exp, head="mlp", tag=tag, rho=rho)
+        glai = _done(records, experiment=exp, head="glai", tag=tag, rho=rho)
+        anyrun = _done(records, experiment=exp, tag=tag, rho=rho)
+        rows.append({
+            "Exp": exp,
+            "LR": _settings_cell(anyrun, "config.experiment.lr"),
+            "BS": _settings_cell(anyrun, "config.experiment.batch_size"),
+            "WD MLP": _settings_cell(anyrun, "config.experiment.wd_mlp"),
+            "Epochs MLP": mean_std_cell([_get(r, "metrics.epochs") for r in mlp]),
+            "WD GLAI": _settings_cell(glai or anyrun, "config.experiment.wd_glai"),
+            "rho": _settings_cell(glai, "rho") if glai else NO_RUNS,
+            "Red. epochs": _settings_cell(glai or anyrun, "config.experiment.reduced_epochs"),
+            "Red. epochs run": mean_std_cell([_get(r, "metrics.reduced_epochs") for r in glai]),
+            "Epochs GLAI": mean_std_cell([_get(r, "metrics.epochs") for r in glai]),
+        })
+    return pd.DataFrame(rows, columns=["Exp", "LR", "BS", "WD MLP", "Epochs MLP", "WD GLAI", "rho",
+                                       "Red. epochs", "Red. epochs run", "Epochs GLAI"])
+
+
+
+
+def _seed_notes(records: Sequence[Mapping], exp: str, head: str, tag, rho) -> str:
+    """Seeds of ``head`` that failed / are running / are missing while another head ran them."""
+    all_recs = st.select(records, experiment=exp, tag=tag, rho=rho)
+    expected = {r["seed"] for r in all_recs if r.get("seed") is not None}
+    mine = [r for r in all_recs if r.get("head") == head]
+    notes = []
+    bad = defaultdict(list)
+    for r in mine:
+        if r.get("status") != "done":
+            bad[r.get("status")].append(r.get("seed"))
+    for status, seeds in sorted(bad.items(), key=lambda kv: str(kv[0])):
+        notes.append(f"{status}: seed {', '.join(str(s) for s in sorted(seeds, key=str))}")
+    missing = sorted(expected - {r.get("seed") for r in mine}, key=str)
+    if missing:
+        notes.append(f"missing: seed {', '.join(str(s) for s in missing)}")
+    return "; ".join(notes)
+
+
+def table3(records: Sequence[Mapping], *, tag="", rho=None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Epochs, speedup vs the MLP and BVS per experiment x head, mean ± std over seeds (paper Table 3).
+
+    The speedup of a seed is ``T_mlp / T_model`` of the same (experiment, seed) (``cost.total_s``).
+
+    Returns:
+        (display table, raw numbers).
+    """
+    rows, raw = [], []
+    selected = st.select(records, tag=tag, rho=rho)
+    for exp in _experiments(selected):
+        heads = sorted({r["head"] for r in selected if r["experiment"] == exp}, key=_head_key)
+        for head in heads:
+            done = _done(records, experiment=exp, head=head, tag=tag, rho=rho)
+            label = _score_label(done)
+            epochs = [_get(r, "metrics.epochs") for r in done]
+            bvs = [_get(r, "metrics.bvs") for r in done]
+            if head == "mlp":
+                ratios = [1.0] * len(done)
+                speed = "1×" if done else NO_RUNS
+            else:
+                con = st.paired_contrast(records, head, "mlp", experiments=[exp], tag=tag, rho=rho)
+                ratios = [p.ratio for p in con.pairs]
+                speed = mean_std_cell(ratios, suffix="×") if ratios else "no MLP pair"
+            rows.append({
+                "Exp": exp,
+                "Head": HEAD_LABEL.get(head, head),
+                "n": len(done),
+                "Epochs": mean_std_cell(epochs),
+                "Speedup": speed,
+                "BVS": f"{label}: {mean_std_cell(bvs)}" if done and label else mean_std_cell(bvs),
+                "Notes": _seed_notes(records, exp, head, tag, rho),
+            })
+            em, es = _mean_std(epochs)
+            sm, ss = _mean_std(ratios)
+            bm, bs = _mean_std(bvs)
+            raw.append({"experiment": exp, "head": head, "n": len(done), "monitor": label,
+                        "epochs_mean": em, "epochs_std": es, "speedup_mean": sm, "speedup_std": ss,
+                        "n_speedup_pairs": len(ratios), "bvs_mean": bm, "bvs_std": bs})
+    cols = ["Exp", "Head", "n", "Epochs", "Speedup", "BVS", "Notes"]
+    return pd.DataFrame(rows, columns=cols), pd.DataFrame(raw)
+
+
+
+
+def suite_contrasts(records, *, kind: str, tag="", rho=None) -> dict[str, dict[str, st.Contrast]]:
+    """Suite -> {head: contrast} for Table 4 (``kind="table4"``) or Table 5 (``"table5"``); suites without a
+    record are left out. Suites are never pooled (the stand-ins repeat the paper's experiments)."""
+    fn = {"table4": st.table4, "table5": st.table5}[kind]
+    present = {r.get("experiment") for r in st.select(records, tag=tag, rho=rho)}
+    out = {}
+    for suite, exps in st.SUITES.items():
+        if present & set(exps):
+            out[suite] = fn(records, experiments=exps, tag=tag, rho=rho)
+    others = sorted(e for e in present if e and not any(e in x for x in st.SUITES.values()))
+    for exp in others:
+        out[exp] = fn(records, experiments=[exp], tag=tag, rho=rho)
+    return out
+
+
+def tests_table(
+    contrasts: Mapping[str, Mapping[str, st.Contrast]], kind: str
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Display and raw tables of one-sided Wilcoxon p-values (paper Tables 4-5).
+
+    Args:
+        contrasts: :func:`suite_contrasts` output.
+        kind: "table4" (rows "<model> vs MLP") or "table5" (rows "GLAI vs <baseline>").
+    """
+    rows, raw = [], []
+    for suite, by_head in contrasts.items():
+        for head, con in by_head.items():
+            d_time = [p.d_time for p in con.pairs]
+            d_score = [p.d_score for p in con.pairs]
+            name = (f"{HEAD_LABEL.get(head, head)} vs MLP" if kind == "table4"
+                    else f"GLAI vs {HEAD_LABEL.get(head, head)}")
+            tt, ts = con.time_test, con.score_test
+            rows.append({"Suite": suite, "Comparison": name, "n pairs": len(con.pairs),
+                         "Time p-value": tt.cell(), "BVS p-value": ts.cell(),
+                         "Unpaired": len(con.unpaired)})
+            raw.append({"suite": suite, "model": con.model, "ref": con.ref, "n_pairs": len(con.pairs),
+                        "time_statistic": tt.statistic, "time_p": tt.p_value,
+                        "bvs_statistic": ts.statistic, "bvs_p": ts.p_value, "n_unpaired": len(con.unpaired),
+                        "mean_d_time": float(np.mean(d_time)) if d_time else None,
+                        "mean_d_score": float(np.mean(d_score)) if d_score else None})
+    cols = ["Suite", "Comparison", "n pairs", "Time p-value", "BVS p-value", "Unpaired"]
+    return pd.DataFrame(rows, columns=cols), pd.DataFrame(raw)
+
+
+def speedup_table(contrasts4: Mapping[str, Mapping[str, st.Contrast]]) -> pd.DataFrame:
+    """Mean-of-ratios speedup of every head over the MLP per suite (paper 4.3: GLAI 1.92)."""
+    rows = []
+    for suite, by_head in contrasts4.items():
+        for head, con in by_head.items():
+            s = st.speedup_summary(con)
+            n = s["n_experiments"]
+            headline = paper.HEADLINE_SPEEDUP
+            paper_cell = (f"{headline['mean']}× (+{headline['plus']} / -{headline['minus']})"
+                          if suite == "paper" and head == "glai" else "")
+            rows.append({
+                "Suite": suite,
+                "Head": HEAD_LABEL.get(head, head),
+                "Experiments": n,
+                "Mean of ratios": fmt_num(s["mean"]) + "×" if n else NO_RUNS,
+                "Std over experiments": (fmt_num(s["std"], like=s["mean"]) if s["std"] is not None
+                                         else f"n={n} (need >= 2)"),
+                "Range": f"{fmt_num(s['min'])} – {fmt_num(s['max'])}" if n else NO_RUNS,
+                "Paper": paper_cell,
+            })
+    cols = ["Suite", "Head", "Experiments", "Mean of ratios", "Std over experiments", "Range", "Paper"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+
+
+def _paper_cell(pair: tuple[float, float], suffix: str = "") -> str:
+    return fmt_mean_std(pair[0], pair[1], suffix)
+
+
+def comparison_table(records: Sequence[Mapping], *, rho=None) -> pd.DataFrame:
+    """Our Table 3 beside the paper's (SPEC 10): for each paper experiment X and head, the paper's row,
+    our run of X, and our stand-in ``offline/X`` (labelled as such), protocol runs (tag "") only."""
+    ours, _ = table3(records, tag="", rho=rho)
+    index = {(r["Exp"], r["Head"]): r for _, r in ours.iterrows()}
+    rows = []
+    for exp in paper.EXPERIMENTS:
+        for head in paper.HEADS:
+            label = HEAD_LABEL[head]
+            p = paper.TABLE3[exp][head]
+            unit = "acc" if paper.MONITOR[exp] == "val_acc" else "loss"
+            rows.append({"Paper exp": exp, "Head": label, "Source": "paper",
+                         "Epochs": _paper_cell(p["epochs"]),
+                         "Speedup": "1×" if head == "mlp" else _paper_cell(p["speedup"], "×"),
+                         "BVS": f"{unit}: {_paper_cell(p['bvs'])}", "n": 3})
+            sources = ((exp, f"ours: {exp}"), (f"offline/{exp}", f"ours: offline/{exp} (stand-in)"))
+            for ours_exp, source in sources:
+                row = index.get((ours_exp, label))
+                if row is None:
+                    rows.append({"Paper exp": exp, "Head": label, "Source": source, "Epochs": NO_RUNS,
+                                 "Speedup": NO_RUNS, "BVS": NO_RUNS, "n": 0})
+                else:
+                    rows.append({"Paper exp": exp, "Head": label, "Source": source, "Epochs": row["Epochs"],
+                                 "Speedup": row["Speedup"], "BVS": row["BVS"], "n": int(row["n"])})
+    return pd.DataFrame(rows, columns=["Paper exp", "Head", "Source", "Epochs", "Speedup", "BVS", "n"])
+
+
+def comparison_tests_table(contrasts4, contrasts5) -> pd.DataFrame:
+    """Our Table 4-5 p-values beside the paper's (n = 18 there), for the real suite and its stand-ins."""
+    rows = []
+    specs = [("table4", m, f"{HEAD_LABEL[m]} vs MLP", paper.TABLE4[m], contrasts4) for m in st.TABLE4_MODELS]
+    specs += [("table5", r, f"GLAI vs {HEAD_LABEL[r]}", paper.TABLE5[r], contrasts5) for r in st.TABLE5_REFS]
+    for table, key, name, (p_time, p_bvs), source in specs:
+        row = {"Table": table[-1], "Comparison": name, "Paper time p": f"{p_time:.4f}",
+               "Paper BVS p": f"{p_bvs:.4f}"}
+        for suite, label in (("paper", "ours"), ("offline", "stand-in")):
+            con = source.get(suite, {}).get(key)
+            row[f"{label} n"] = len(con.pairs) if con else 0
+            row[f"{label} time p"] = con.time_test.cell() if con else NO_RUNS
+            row[f"{label} BVS p"] = con.score_test.cell() if con else NO_RUNS
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+
+
+def failed_runs_markdown(records: Sequence[Mapping]) -> str:
+    """Markdown listing of every record whose status is not "done" (never averaged)."""
+    bad = [r for r in records if r.get("status") != "done"]
+    lines = ["# Runs not averaged (status other than \"done\")", ""]
+    if not bad:
+        return "\n".join(lines + ["None: every record is done.", ""])
+    df = pd.DataFrame([{
+        "experiment": r.get("experiment"), "head": r.get("head"), "tag": r.get("tag") or "",
+        "rho": r.get("rho"), "seed": r.get("seed"), "status": r.get("status"),
+        "error": st.error_summary(r, width=200),
+        "record": r.get("_path", ""),
+    } for r in sorted(bad, key=lambda r: (st.experiment_order(str(r.get("experiment"))), str(r.get("head")),
+                                          str(r.get("seed"))))])
+    return "\n".join(lines + [f"{len(bad)} record(s):", "", df.to_markdown(index=False), ""])
+
+
+def unpaired_markdown(sections: Mapping[str, Mapping[str, Mapping[str, st.Contrast]]]) -> str:
+    """Markdown listing of the (experiment, seed) pairs left out of each contrast, with the reason."""
+    lines = ["# (experiment, seed) pairs left out of the paired tests", ""]
+    count = 0
+    for title, by_suite in sections.items():
+        for suite, by_head in by_suite.items():
+            for con in by_head.values():
+                if not con.unpaired:
+                    continue
+                count += len(con.unpaired)
+                lines += [f"## {title}, suite {suite}: {con.model} vs {con.ref}", "",
+                          pd.DataFrame([{"experiment": u.experiment, "seed": u.seed, "reason": u.reason}
+                                        for u in con.unpaired]).to_markdown(index=False), ""]
+    if not count:
+        lines.append("None: every (experiment, seed) has both partners done.")
+    return "\n".join(lines) + "\n"
+
+
+_TEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+
+
+def _tex_escape(text: str) -> str:
+    return "".join(_TEX_SPECIAL.get(c, c) for c in text)
+
+
+def _latex(df: pd.DataFrame, caption: str, label: str) -> str:
+    # cells are escaped by pandas; the caption is not
+    tex = df.to_latex(index=False, escape=True, caption=_tex_escape(caption), label=label)
+    return tex.replace("±", r"$\pm$").replace("×", r"$\times$").replace("–", "--")
+
+
+def write_table(df: pd.DataFrame, out_dir: str | Path, name: str, caption: str) -> list[Path]:
+    """Write ``<name>.md``, ``<name>.tex`` and ``<name>.csv`` atomically; returns the paths."""
+    out_dir = Path(out_dir)
+    md = f"{caption}\n\n" + (df.to_markdown(index=False) if len(df) else "(no rows: no matching runs)") + "\n"
+    paths = [out_dir / f"{name}.md", out_dir / f"{name}.tex", out_dir / f"{name}.csv"]
+    atomic_write_text(paths[0], md)
+    atomic_write_text(paths[1], _latex(df, caption, f"tab:{name}") if len(df) else f"% {caption}: no rows\n")
+    atomic_write_text(paths[2], df.to_csv(index=False))
+    return paths
+
+
+def _write_raw(df: pd.DataFrame, out_dir: Path, name: str) -> Path:
+    path = out_dir / f"{name}_values.csv"
+    atomic_write_text(path, df.to_csv(index=False))
+    return path
+
+
+def _write_view(records, out_dir: Path, tag, rho, label: str) -> tuple[list[Path], dict, dict]:
+    written = []
+    t2 = table2(records, tag=tag, rho=rho)
+    written += write_table(t2, out_dir, "table2", f"Table 2 ({label}): settings and epochs to convergence "
+                           "(mean ± std over seeds; GLAI epochs = estimator phase).")
+    t3, t3raw = table3(records, tag=tag, rho=rho)
+    written += write_table(t3, out_dir, "table3", f"Table 3 ({label}): epochs, speedup T_MLP/T_model and BVS "
+                           "(acc in %, loss dimensionless), mean ± std over seeds.")
+    written.append(_write_raw(t3raw, out_dir, "table3"))
+    c4 = suite_contrasts(records, kind="table4", tag=tag, rho=rho)
+    c5 = suite_contrasts(records, kind="table5", tag=tag, rho=rho)
+    for kind, cons, caption in (
+        ("table4", c4, "one-sided paired Wilcoxon tests against the MLP over (experiment, seed) pairs"),
+        ("table5", c5, "one-sided paired Wilcoxon tests of GLAI against the simplified baselines"),
+    ):
+        disp, raw = tests_table(cons, kind)
+        written += write_table(disp, out_dir, kind, f"Table {kind[-1]} ({label}): {caption} "
+                               f"(no p-value below {st.MIN_PAIRS} pairs).")
+        written.append(_write_raw(raw, out_dir, kind))
+    written += write_table(speedup_table(c4), out_dir, "speedup",
+                           f"Mean-of-ratios speedup over the MLP ({label}): per experiment the mean over "
+                           "seeds of T_MLP/T_model, then the mean over experiments.")
+    return written, c4, c5
+
+
+def write_all(runs_dir: str | Path = "results/runs", out_dir: str | Path = "results/tables", tag: str = "",
+              conf_dir: str | Path = "conf", figures: bool = True) -> list[Path]:
+    """Every table (and, with ``figures``, every figure of :mod:`glai.results.figures`) from the records under
+    ``runs_dir``. Tables are filtered by ``tag`` and by each experiment's protocol rho
+    (:func:`glai.results.stats.protocol_rhos`); with ``tag=""`` the optimiser-controlled views of
+    :data:`glai.results.stats.VIEWS` that have records are also written to ``<out_dir>/<view>/``.
+
+    Returns:
+        Paths written.
+    """
+    out_dir = Path(out_dir)
+    records = st.load_records(runs_dir)
+    rho = st.protocol_rhos(records, conf_dir=conf_dir)
+    label = "protocol runs" if tag == "" else f"tag {tag!r}"
+    written, c4, c5 = _write_view(records, out_dir, tag, rho, label)
+    sections = {label: {}}
+    for suite in c4:
+        sections[label][f"{suite} (Table 4)"] = c4[suite]
+    for suite in c5:
+        sections[label][f"{suite} (Table 5)"] = c5[suite]
+    if tag == "":
+        written += write_table(comparison_table(records, rho=rho), out_dir, "comparison",
+                               "Our results beside the paper's Table 3 (SPEC 10). 'ours: X' is our run of "
+                               "the paper's experiment X; 'ours: offline/X (stand-in)' is the offline "
+                               "stand-in for X.")
+        written += write_table(comparison_tests_table(c4, c5), out_dir, "comparison_tests",
+                               "Our Wilcoxon p-values beside the paper's Tables 4-5 (paper: n = 18 pairs).")
+        tags_present = {(r.get("head"), r.get("tag") or "") for r in records}
+        for view, mapping in st.VIEWS.items():
+            if view == "protocol" or not any((h, t) in tags_present for h, t in mapping.items() if t):
+                continue
+            vlabel = f"optimiser-controlled: every head on {view}"
+            w, v4, v5 = _write_view(records, out_dir / view, mapping, rho, vlabel)
+            written += w
+            sections[vlabel] = {f"{s} (Table 4)": c for s, c in v4.items()}
+            sections[vlabel].update({f"{s} (Table 5)": c for s, c in v5.items()})
+    atomic_write_text(out_dir / "failed_runs.md", failed_runs_markdown(records))
+    atomic_write_text(out_dir / "unpaired.md", unpaired_markdown(sections))
+    written += [out_dir / "failed_runs.md", out_dir / "unpaired.md"]
+    if figures:
+        # matplotlib loads only when figures are asked for
+        from glai.results.figures import write_figures
+
+        written += write_figures(records, out_dir, rho=rho)
+    return written

@@ -1,0 +1,220 @@
+"""The training loop shared by every head and phase (paper 4.1, SPEC 5-6).
+
+One loop for all heads, so the MLP baseline and GLAI get the same data path (in-memory embeddings, a seeded
+permutation per epoch), the same validation passes after every epoch and the same early stopping.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from glai.training.early_stopping import EarlyStopping
+from glai.training.optimizers import build_optimizer
+from glai.training.tasks import MONITORS, SupervisedTask, Task
+
+__all__ = ["History", "NonFiniteLossError", "fit", "run_epochs"]
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite; the run is recorded as failed with this message."""
+
+
+@dataclass
+class History:
+    """What one training phase did.
+
+    Attributes:
+        epochs: epochs run.
+        bvs: best monitored value (percent for val_acc), NaN if no epoch ran.
+        best_epoch: 1-based epoch of the BVS.
+        time_s: wall-clock seconds of the phase, validation passes included, instrumentation excluded.
+        curves: per-epoch lists: train_loss, val_loss, val_acc (None for family B), epoch_time_s.
+        structure: per-epoch path distance m_t and mean absolute weight change (SPEC 4), when tracked.
+        stopped_by: "early_stopping" | "max_epochs" | "fixed_epochs" | "structure".
+    """
+
+    epochs: int = 0
+    bvs: float = math.nan
+    best_epoch: int = 0
+    time_s: float = 0.0
+    curves: dict[str, list] = field(
+        default_factory=lambda: {"train_loss": [], "val_loss": [], "val_acc": [], "epoch_time_s": []}
+    )
+    structure: dict[str, list] = field(default_factory=lambda: {"path_distance": [], "weight_change": []})
+    instrumentation_s: float = 0.0
+    stopped_by: str = ""
+
+
+def run_epochs(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    task: Task,
+    train: tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None],
+    val: tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None],
+    *,
+    batch_size: int,
+    max_epochs: int,
+    generator: torch.Generator,
+    stopper: EarlyStopping | None = None,
+    mode: str = "max",
+    tracker=None,
+    structure_threshold: float = 0.0,
+    on_epoch: Callable[[int, dict], None] | None = None,
+) -> History:
+    """Train ``model`` for at most ``max_epochs`` epochs, validating after each one.
+
+    Args:
+        model: a head, called ``model(x, gates)``.
+        optimizer: over the trainable parameters only.
+        task: loss and validation (glai.training.tasks).
+        train, val: ``(x float32 [N, n0], y int64 [N] or None, gates uint8 [N, n_gates] or None)``.
+        batch_size: samples per step (the last, smaller batch is kept).
+        max_epochs: epoch cap; without ``stopper`` exactly this many epochs run (GLAI's reduced phase).
+        generator: seeded CPU generator of the per-epoch permutations.
+        stopper: early stopping on ``task.monitor``; None for fixed epochs.
+        mode: "max" or "min", the direction of ``task.monitor`` (for the BVS when ``stopper`` is None).
+        tracker: optional ``glai.training.structure.PathDistanceTracker``; its time is instrumentation, excluded from
+            ``time_s`` unless ``structure_threshold > 0`` uses it to stop (then it is part of the method).
+        structure_threshold: stop once the path distance m_t falls below it (0 = off).
+        on_epoch: called with ``(epoch, metrics)`` after every epoch (logging).
+
+    Returns:
+        The :class:`History`.
+
+    Raises:
+        NonFiniteLossError: when an epoch's training loss is NaN or infinite.
+    """
+    x, y, g = train
+    vx, vy, vg = val
+    n = x.shape[0]
+    hist = History()
+    best = -math.inf if mode == "max" else math.inf
+    start = time.perf_counter()
+    if tracker is not None:
+        t0 = time.perf_counter()
+        tracker.update(model)
+        hist.instrumentation_s += time.perf_counter() - t0
+    for epoch in range(1, max_epochs + 1):
+        t_epoch = time.perf_counter()
+        model.train()
+        loss_sum = torch.zeros((), device=x.device)
+        perm = torch.randperm(n, generator=generator).to(x.device)
+        for s in range(0, n, batch_size):
+            idx = perm[s : s + batch_size]
+            loss = task.loss(model, x[idx], None if y is None else y[idx], None if g is None else g[idx])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_sum += loss.detach() * idx.numel()
+        train_loss = float(loss_sum) / n
+        if not math.isfinite(train_loss):
+            raise NonFiniteLossError(f"training loss is {train_loss} at epoch {epoch}")
+        model.eval()
+        metrics = task.evaluate(model, vx, vy, vg)
+        value = metrics[task.monitor]
+        hist.curves["train_loss"].append(train_loss)
+        hist.curves["val_loss"].append(metrics["val_loss"])
+        hist.curves["val_acc"].append(metrics["val_acc"])
+        hist.epochs = epoch
+        if value is not None and (value > best if mode == "max" else value < best):
+            best, hist.best_epoch = value, epoch
+        stop = stopper.step(value) if stopper is not None else False
+        hist.curves["epoch_time_s"].append(time.perf_counter() - t_epoch)
+        if tracker is not None:
+            t0 = time.perf_counter()
+            info = tracker.update(model)
+            if structure_threshold <= 0:
+                hist.instrumentation_s += time.perf_counter() - t0
+            hist.structure["path_distance"].append(info.get("path_distance"))
+            hist.structure["weight_change"].append(info.get("weight_change"))
+            m_t = info.get("path_distance")
+            if structure_threshold > 0 and m_t is not None and m_t < structure_threshold:
+                hist.stopped_by = "structure"
+                stop = True
+        if on_epoch is not None:
+            on_epoch(epoch, {"train_loss": train_loss, **metrics})
+        if stop:
+            hist.stopped_by = hist.stopped_by or "early_stopping"
+            break
+    hist.stopped_by = hist.stopped_by or ("max_epochs" if stopper is not None else "fixed_epochs")
+    hist.time_s = time.perf_counter() - start - hist.instrumentation_s
+    hist.bvs = best if math.isfinite(best) else math.nan
+    return hist
+
+
+def _split(data, name: str) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    if not isinstance(data, (tuple, list)) or len(data) not in (2, 3):
+        raise ValueError(f"{name} must be (x, y) or (x, y, gates), got {type(data).__name__}")
+    x, y, *rest = data
+    return x, y, rest[0] if rest else None
+
+
+def fit(
+    model: nn.Module,
+    train: tuple,
+    val: tuple,
+    *,
+    task: Task | None = None,
+    optimizer: str = "sgd",
+    lr: float = 1e-3,
+    weight_decay: float = 0.0,
+    batch_size: int = 16,
+    max_epochs: int = 60,
+    patience: int | None = 5,
+    min_delta: float = 0.1,
+    seed: int = 0,
+    generator: torch.Generator | None = None,
+    tracker=None,
+    structure_threshold: float = 0.0,
+    on_epoch: Callable[[int, dict], None] | None = None,
+) -> History:
+    """Train any head the way the runner does: one optimiser over its trainable parameters, early stopping.
+
+    A head that declares ``needs_gates`` (GLAI) and gets no gates has them computed once here, by
+    ``model.gates(x)``, and the time counts in ``History.time_s``: the selector never runs in the loop (SPEC 2).
+
+    Args:
+        model: a head called ``model(x, gates)``; only its parameters with ``requires_grad`` are trained.
+        train, val: ``(x, y)`` or ``(x, y, gates)``: x float32 [N, n0], y int64 [N] (None for family B),
+            gates uint8 [N, n_gates].
+        task: loss and validation (:mod:`glai.training.tasks`); default cross-entropy with accuracy.
+        optimizer: ``"sgd"`` (no momentum) or ``"adam"`` (:func:`glai.training.optimizers.build_optimizer`).
+        lr, weight_decay: the optimiser's learning rate and weight decay.
+        batch_size: samples per step.
+        max_epochs: epoch cap.
+        patience: epochs without an improvement of ``min_delta`` before stopping (paper 4.1); None runs
+            exactly ``max_epochs`` epochs (GLAI's reduced phase).
+        min_delta: smallest improvement that counts, in the monitor's unit (percentage points for val_acc).
+        seed: seeds the batch order when ``generator`` is None.
+        generator: CPU generator of the per-epoch permutations (shared across phases by the GLAI pipeline).
+        tracker, structure_threshold, on_epoch: as in :func:`run_epochs`.
+
+    Returns:
+        The :class:`History` (BVS, epochs, per-epoch curves, seconds).
+
+    Raises:
+        ValueError: ``train``/``val`` not a 2- or 3-tuple, or an unknown optimiser.
+        NonFiniteLossError: a NaN/inf training loss.
+    """
+    task = task or SupervisedTask()
+    mode = MONITORS[task.monitor]
+    (x, y, g), (vx, vy, vg) = _split(train, "train"), _split(val, "val")
+    generator = generator if generator is not None else torch.Generator().manual_seed(seed)
+    t0 = time.perf_counter()
+    if getattr(model, "needs_gates", False) and (g is None or vg is None):
+        g = model.gates(x) if g is None else g
+        vg = model.gates(vx) if vg is None else vg
+    gate_s = time.perf_counter() - t0
+    opt = build_optimizer(optimizer, (p for p in model.parameters() if p.requires_grad), lr, weight_decay)
+    stopper = EarlyStopping(mode, patience, min_delta) if patience is not None else None
+    hist = run_epochs(model, opt, task, (x, y, g), (vx, vy, vg), batch_size=batch_size, max_epochs=max_epochs,
+               generator=generator, stopper=stopper, mode=mode, tracker=tracker,
+               structure_threshold=structure_threshold, on_epoch=on_epoch)
+    hist.time_s += gate_s
+    return hist

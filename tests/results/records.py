@@ -1,0 +1,56 @@
+"""Synthetic run records (schema of docs/INTERFACES.md) for the analysis tests."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def make_record(experiment, head, seed, *, status="done", error=None, tag="", rho=0.5, total_s=10.0,
+                bvs=80.0, epochs=10, monitor="val_acc", overrides=None, phases=None, reduced_epochs=None,
+                structure=None, config=None):
+    """One run record as the runner writes it (``_path`` set as by ``glai.results.stats.load_records``)."""
+    mode = "max" if monitor == "val_acc" else "min"
+    done = status == "done"
+    metrics = {}
+    if done:
+        metrics = {
+            "monitor": monitor, "mode": mode, "bvs": bvs, "best_epoch": epochs, "epochs": epochs,
+            "curves": {"train_loss": [1.0 / (e + 1) for e in range(epochs)],
+                       "val_loss": [1.2 / (e + 1) for e in range(epochs)],
+                       "val_acc": [50.0 + e for e in range(epochs)], "epoch_time_s": [0.1] * epochs},
+        }
+        if structure is not None:
+            metrics["structure"] = structure
+        if head == "glai":
+            metrics["reduced_epochs"] = reduced_epochs if reduced_epochs is not None else 5
+    time_s = phases if phases is not None else (
+        {"reduced_mlp": 0.5 * total_s, "conversion": 0.1 * total_s, "estimator": 0.4 * total_s}
+        if head == "glai" else {"train": total_s})
+    rec = {
+        "schema_version": 1, "status": status, "error": error, "experiment": experiment, "head": head,
+        "tag": tag, "seed": seed, "rho": rho, "family": experiment.split("/")[-1][0],
+        "overrides": overrides if overrides is not None else [f"experiment={experiment}", f"head={head}"],
+        "config": config or {},
+        "metrics": metrics,
+        "cost": {"time_s": time_s, "total_s": total_s if done else None, "params": {}},
+        "environment": {"versions": {}, "device": "cpu", "git_sha": "0" * 40, "git_dirty": False,
+                        "time_utc": "2025-01-01T00:00:00Z"},
+    }
+    name = head + (f"-{tag}" if tag else "")
+    rec["_path"] = f"results/runs/{experiment}/{name}/rho{rho}-seed{seed}.json"
+    return rec
+
+
+def write_records(root: Path, records) -> list[Path]:
+    """Write records to ``root/<experiment>/<head>[-<tag>]/rho<rho>-seed<seed>.json`` (without ``_path``)."""
+    paths = []
+    for rec in records:
+        rec = dict(rec)
+        name = rec["head"] + (f"-{rec['tag']}" if rec["tag"] else "")
+        path = root / rec["experiment"] / name / f"rho{rec['rho']}-seed{rec['seed']}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        rec.pop("_path", None)
+        path.write_text(json.dumps(rec))
+        paths.append(path)
+    return paths

@@ -1,0 +1,86 @@
+"""Bad config values fail before any work starts, naming the key and the fix (SPEC 1, 3, 6)."""
+
+import pytest
+from hydra.errors import ConfigCompositionException, MissingConfigException
+from omegaconf.errors import ConfigKeyError, ValidationError
+
+from glai.config import ConfigError, compose_config, validate
+from glai.runner import run
+
+
+def test_default_composes_to_digits_glai():
+    cfg = compose_config()
+    validate(cfg)
+    assert cfg.experiment.name == "digits" and cfg.head.name == "glai"
+    assert list(cfg.experiment.arch) == [64, 128, 10] and cfg.rho == 0.5
+    assert cfg.head.optimizer == "adam" and cfg.head.weight_decay == cfg.experiment.wd_glai
+    assert cfg.head.reduced_optimizer == "sgd" and cfg.head.reduced_weight_decay == cfg.experiment.wd_mlp
+
+
+@pytest.mark.parametrize("head", ["mlp", "mlp_reduced", "linear", "glai"])
+def test_heads_compose(head):
+    cfg = compose_config([f"head={head}"])
+    validate(cfg)
+    assert cfg.head.name == head
+
+
+def test_mlp_reduced_width_follows_rho():
+    assert compose_config(["head=mlp_reduced", "rho=0.25"]).head.width_factor == 0.25
+
+
+@pytest.mark.parametrize(
+    "overrides, key",
+    [
+        (["rho=1.5"], "rho"),
+        (["rho=0"], "rho"),
+        (["rho=1.0"], "rho"),
+        (["rho=0.05"], "rho"),  # round(0.05 * 128) = 6 < 10 outputs
+        (["head=mlp_reduced", "rho=0.05"], "rho"),
+        (["experiment.max_epochs=0"], "experiment.max_epochs"),
+        (["experiment.max_epochs=-3"], "experiment.max_epochs"),
+        (["experiment.batch_size=0"], "experiment.batch_size"),
+        (["experiment.reduced_epochs=0"], "experiment.reduced_epochs"),
+        (["experiment.monitor=val_f1"], "experiment.monitor"),
+        (["head.optimizer=rmsprop"], "head.optimizer"),
+        (["experiment.lr=0"], "head.lr"),
+        (["episodes=0"], "episodes"),
+    ],
+    ids=lambda v: v if isinstance(v, str) else "_".join(v),
+)
+def test_range_errors_name_the_key(overrides, key):
+    cfg = compose_config(overrides)
+    with pytest.raises(ConfigError, match=rf"^{key}=.*Fix: "):
+        validate(cfg)
+
+
+def test_bad_config_fails_before_any_work(tmp_path):
+    cfg = compose_config(["rho=2", f"results_dir={tmp_path}"])
+    with pytest.raises(ConfigError):
+        run(cfg)
+    assert not any(tmp_path.rglob("*.json")), "no record may be written for a config that never started"
+
+
+@pytest.mark.parametrize("override", ["head=transformer", "experiment=Z9"])
+def test_unknown_group_option(override):
+    with pytest.raises((ConfigCompositionException, MissingConfigException)) as err:
+        compose_config([override])
+    assert override.split("=")[1] in str(err.value)
+
+
+@pytest.mark.parametrize("override, error", [
+    ("experiment.lrr=0.1", ConfigKeyError),   # misspelled key: the schema is closed
+    ("experiment.lr=fast", ValidationError),  # wrong type
+    ("seed=one", ValidationError),
+])
+def test_schema_rejects_typos_and_types(override, error):
+    with pytest.raises((ConfigCompositionException, error)):
+        compose_config([override])
+
+
+@pytest.mark.parametrize("overrides, key", [
+    (["experiment.arch=[32,128,10]"], r"experiment.arch\[0\]=32"),  # digits embeddings are 64-d
+    (["experiment.arch=[64,128,8]", "rho=0.5"], r"experiment.arch\[-1\]=8"),  # 10 classes
+])
+def test_data_that_does_not_fit_the_head(overrides, key, tmp_path):
+    with pytest.raises(ConfigError, match=key):
+        run(compose_config([*overrides, "head=mlp", f"results_dir={tmp_path}"]))
