@@ -6,6 +6,8 @@ the config. :func:`validate` adds the range checks of SPEC 1, 3, 6 and names the
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,7 @@ __all__ = [
     "ExperimentConfig",
     "HeadConfig",
     "compose_config",
+    "reference_configs",
     "register_configs",
     "validate",
 ]
@@ -147,15 +150,45 @@ def register_configs() -> None:
     ConfigStore.instance().store(name="config_schema", node=Config)
 
 
-def compose_config(overrides: list[str] | None = None) -> DictConfig:
+def compose_config(overrides: list[str] | None = None, conf_dir: str | Path = CONF_DIR) -> DictConfig:
     """The config ``python run.py <overrides>`` would get (scripts, tests, notebooks).
 
     Raises:
         hydra.errors.ConfigCompositionException / omegaconf errors: unknown group option, misspelled key, wrong type.
     """
     register_configs()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(Path(conf_dir).resolve()), version_base="1.3"):
         return compose(config_name="config", overrides=list(overrides or []))
+
+
+def reference_configs(pairs: Iterable[tuple[str, str]], conf_dir: str | Path = CONF_DIR
+                      ) -> dict[tuple[str, str], dict]:
+    """The unmodified config of each ``(experiment, head)``, resolved: what ``python run.py experiment=X
+    head=H`` runs. Tables call a run "the paper's X" only when its settings equal these (SPEC 12).
+
+    Pairs whose experiment or head is not in ``conf_dir`` (renamed, or a user's config elsewhere) are left
+    out; their runs are then labelled as having no reference.
+    """
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    out = {}
+    for experiment, head in sorted(set(pairs)):
+        try:
+            cfg = compose_config([f"experiment={experiment}", f"head={head}"], conf_dir)
+            out[(experiment, head)] = OmegaConf.to_container(cfg, resolve=True)
+        except (HydraException, OmegaConfBaseException, ValueError):
+            continue
+    return out
+
+
+def _rho_fix(arch: list[int]) -> str:
+    """A rho that keeps round(rho * nL) >= n_out, or the arch change that allows one."""
+    low = math.ceil(100 * arch[-1] / arch[-2]) / 100
+    if low < 1.0:
+        return f"rho={max(low, 0.5):g}"
+    return f"experiment.arch with a last hidden width above n_out={arch[-1]} (e.g. {2 * arch[-1]})"
 
 
 def _fail(key: str, value: Any, why: str, fix: str) -> None:
@@ -172,7 +205,7 @@ def validate(cfg: DictConfig | Config) -> None:
     if head.name not in HEADS:
         _fail("head", head.name, f"unknown head, choose one of {HEADS}", "head=glai (conf/head/*.yaml)")
     if exp.family not in FAMILIES:
-        _fail("experiment.family", exp.family, f"unknown family, choose one of {FAMILIES}", "family: A")
+        _fail("experiment.family", exp.family, f"unknown family, choose one of {FAMILIES}", "experiment.family=A")
     arch = list(exp.arch)
     if len(arch) < 3 or min(arch) < 1:
         _fail("experiment.arch", arch, "need (n0, n1, ..., nL, n_out) with L >= 1 positive widths",
@@ -181,10 +214,12 @@ def validate(cfg: DictConfig | Config) -> None:
         _fail("rho", cfg.rho, "the reduction factor must lie in (0, 1) (paper 4.2)", "rho=0.5")
     if head.name in ("glai", "mlp_reduced") and round(cfg.rho * arch[-2]) < arch[-1]:
         _fail("rho", cfg.rho, f"round(rho * nL) = {round(cfg.rho * arch[-2])} < n_out = {arch[-1]}: the reduced "
-              "MLP would be a bottleneck (paper 4.2)", f"rho >= {arch[-1] / arch[-2]:.3f}")
-    for key in ("max_epochs", "batch_size", "patience"):
+              "MLP would be a bottleneck (paper 4.2)", _rho_fix(arch))
+    for key, valid in (("max_epochs", 60), ("batch_size", 16), ("patience", 5)):
         if getattr(exp, key) < 1:
-            _fail(f"experiment.{key}", getattr(exp, key), "must be a positive integer", f"experiment.{key}=16")
+            _fail(f"experiment.{key}", getattr(exp, key), "must be a positive integer", f"experiment.{key}={valid}")
+    if cfg.seed < 0:
+        _fail("seed", cfg.seed, "must be >= 0 (it seeds numpy, torch and scikit-learn)", "seed=0")
     if head.name == "glai" and exp.reduced_epochs < 1:
         _fail("experiment.reduced_epochs", exp.reduced_epochs, "GLAI needs >= 1 reduced-MLP epoch",
               "experiment.reduced_epochs=20")
@@ -193,9 +228,11 @@ def validate(cfg: DictConfig | Config) -> None:
     if exp.min_delta < 0:
         _fail("experiment.min_delta", exp.min_delta, "must be >= 0", "experiment.min_delta=0.1")
     if not head.lr > 0:
-        _fail("head.lr", head.lr, "the learning rate must be positive", "experiment.lr=1e-3")
+        _fail("head.lr", head.lr, "the learning rate must be positive",
+              "head.lr=1e-3 (or experiment.lr=1e-3, which every head reads)")
     if head.weight_decay < 0:
-        _fail("head.weight_decay", head.weight_decay, "must be >= 0", "experiment.wd_mlp=1e-3")
+        _fail("head.weight_decay", head.weight_decay, "must be >= 0",
+              "head.weight_decay=1e-3 (or experiment.wd_mlp / experiment.wd_glai, which the heads read)")
     for key in ("optimizer", "reduced_optimizer"):
         if getattr(head, key) not in OPTIMIZERS:
             _fail(f"head.{key}", getattr(head, key), f"choose one of {OPTIMIZERS}", f"head.{key}=sgd")
@@ -210,7 +247,9 @@ def validate(cfg: DictConfig | Config) -> None:
     if exp.family == "C":
         for key in ("n_way", "k_shot", "q_query"):
             if getattr(exp, key) < 1:
-                _fail(f"experiment.{key}", getattr(exp, key), "must be a positive integer", f"experiment.{key}=5")
+                valid = {"n_way": arch[-1], "k_shot": 5, "q_query": 10}[key]
+                _fail(f"experiment.{key}", getattr(exp, key), "must be a positive integer",
+                      f"experiment.{key}={valid}")
         if exp.n_way != arch[-1]:
             _fail("experiment.n_way", exp.n_way, f"an N-way episode needs n_out = N, but arch ends in {arch[-1]}",
                   f"experiment.arch[-1]={exp.n_way} or experiment.n_way={arch[-1]}")

@@ -9,7 +9,9 @@ its clock.
 from __future__ import annotations
 
 import math
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -18,16 +20,28 @@ from omegaconf import DictConfig, OmegaConf
 from glai.config import ConfigError, validate
 from glai.data.loading import load_data
 from glai.data.splits import EmbeddingSplit
+from glai.errors import RecordWriteError
 from glai.method.budget import count_parameters
 from glai.method.heads import LinearHead, MLPHead, reduced_arch
 from glai.method.pipeline import train_glai
-from glai.results.records import SCHEMA_VERSION, environment, read_record, record_path, write_record
+from glai.results.identity import fingerprint, short
+from glai.results.records import (
+    SCHEMA_VERSION,
+    RunLock,
+    RunLockedError,
+    environment,
+    process_info,
+    read_record,
+    record_fingerprint,
+    record_path,
+    write_record,
+)
 from glai.results.report import log_wandb, summary
 from glai.training.loop import History, NonFiniteLossError, fit
 from glai.training.structure import PathDistanceTracker
 from glai.training.tasks import MONITORS, build_task, draw_episode
 
-__all__ = ["run", "train_head", "resolve_device"]
+__all__ = ["run", "run_identity", "train_head", "resolve_device"]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -138,31 +152,94 @@ def _episodes(cfg, pool: EmbeddingSplit, device) -> dict[str, Any]:
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
-    """Run one (experiment, head, seed, rho) job and write its record.
+    """Run one job and write its record; the record is identified by the config's fingerprint (SPEC 12).
 
-    A record already "done" is kept (and returned) unless ``overwrite=true``. A NaN loss ends the run with
-    status "failed" and the reason in the record; any other error is recorded the same way, then re-raised.
+    - A record "done" with the same fingerprint is kept (and returned) unless ``overwrite=true``; a run with
+      any other setting gets its own record.
+    - While the run trains it holds ``<record>.lock``: the same job started meanwhile returns at once with
+      the running record, saying which process holds it. A "running" record whose lock is free is stale
+      (its process died): it is reported, then run again.
+    - A NaN/inf training or validation loss ends the run with status "failed" and the reason in the record;
+      any other error is recorded the same way, then re-raised.
+    - When the final write fails, the complete record is saved under ``<cache_dir>/unsaved-records/`` and the
+      summary printed before the error.
 
     Raises:
         ConfigError: a bad config value, before any work starts.
+        DataError: non-finite embeddings, before training.
+        RecordWriteError: the results folder is not writable (nothing is trained, or the trained result is
+            saved elsewhere first).
     """
     validate(cfg)
-    exp = cfg.experiment
-    path = record_path(cfg.results_dir, exp.name, cfg.head.name, cfg.rho, cfg.seed, cfg.tag)
-    existing = read_record(path) if not cfg.overwrite else None
-    if existing is not None and existing.get("status") == "done":
-        print(f"[glai] {path} is done; skipping (pass overwrite=true to run it again)")
-        return existing
     device = resolve_device(cfg.device)
+    config, fp, path = run_identity(cfg, device)
+    lock = RunLock(path)
+    try:
+        lock.acquire()
+    except RunLockedError as err:
+        print(f"[glai] {err}")
+        return read_record(path) or {"status": "running", "fingerprint": fp}
+    except OSError as err:
+        raise RecordWriteError(f"cannot create {path} ({err}): {_WRITABLE_HINT.format(cfg.results_dir)}") from err
+    try:
+        existing = _previous_run(cfg, path, fp)
+        if existing is not None and existing.get("status") == "done" and not cfg.overwrite:
+            print(f"[glai] {existing['_path']} is done (same fingerprint {short(fp)}); skipping "
+                  "(pass overwrite=true to run it again)")
+            return existing
+        if existing is not None and existing.get("status") == "running":
+            holder = existing.get("process") or {}
+            print(f"[glai] {path} says 'running' (pid {holder.get('pid')} on {holder.get('host')}, started "
+                  f"{holder.get('start_utc')}) but no process holds its lock: a stale run; running it again")
+        return _train_and_record(cfg, path, config, fp, device)
+    finally:
+        lock.release()
+
+
+_WRITABLE_HINT = "results_dir={!r} (or GLAI_RESULTS_DIR) must name a writable folder"
+
+
+def run_identity(cfg: DictConfig, device: torch.device | None = None) -> tuple[dict[str, Any], str, Path]:
+    """``(resolved config, fingerprint, record path)`` of a run (SPEC 12, :mod:`glai.results.identity`).
+
+    The config stores the device that runs (``device: auto`` resolved): a GPU run and a CPU run are
+    different runs.
+    """
+    device = device or resolve_device(cfg.device)
+    config = OmegaConf.to_container(cfg, resolve=True)
+    config["device"] = device.type
+    fp = fingerprint(config)
+    path = record_path(cfg.results_dir, cfg.experiment.name, cfg.head.name, cfg.rho, cfg.seed, cfg.tag, fp)
+    return config, fp, path
+
+
+def _previous_run(cfg, path, fp: str) -> dict[str, Any] | None:
+    """The record of this fingerprint: at ``path``, or a schema-1 record (no fingerprint in its name) whose
+    stored config has the same fingerprint."""
+    for candidate in (path, record_path(cfg.results_dir, cfg.experiment.name, cfg.head.name, cfg.rho, cfg.seed,
+                                        cfg.tag)):
+        rec = read_record(candidate)
+        if rec is not None and record_fingerprint(rec) == fp:
+            rec["_path"] = str(candidate)
+            return rec
+    return None
+
+
+def _train_and_record(cfg, path, config: dict, fp: str, device: torch.device) -> dict[str, Any]:
+    exp = cfg.experiment
     if cfg.num_threads > 0:
         torch.set_num_threads(cfg.num_threads)
     record: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION, "status": "running", "error": None,
         "experiment": exp.name, "head": cfg.head.name, "tag": cfg.tag, "seed": cfg.seed, "rho": cfg.rho,
-        "family": exp.family, "overrides": _overrides(), "config": OmegaConf.to_container(cfg, resolve=True),
-        "deviations": list(exp.deviations), "environment": environment(device.type),
+        "family": exp.family, "fingerprint": fp, "group_fingerprint": fingerprint(config, seed=False),
+        "overrides": _overrides(), "config": config, "deviations": list(exp.deviations),
+        "environment": environment(device.type), "process": process_info(),
     }
-    write_record(path, record)
+    try:
+        write_record(path, record)
+    except OSError as err:
+        raise RecordWriteError(f"cannot write {path} ({err}): {_WRITABLE_HINT.format(cfg.results_dir)}") from err
     try:
         t0 = time.perf_counter()
         splits = {k: EmbeddingSplit(v.x.to(device), None if v.y is None else v.y.to(device))
@@ -178,19 +255,48 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         record["status"] = "done"
     except NonFiniteLossError as err:
         record.update(status="failed", error=f"NonFiniteLossError: {err}")
-        write_record(path, record)
+        _write_final(cfg, path, record)
         print(f"[glai] run FAILED ({err}); record: {path}")
         return record
     except BaseException as err:
         record.update(status="failed", error=f"{type(err).__name__}: {err}")
-        write_record(path, record)
+        try:
+            _write_final(cfg, path, record)
+        except RecordWriteError as write_err:
+            raise write_err from err
         raise
-    write_record(path, record)
+    _write_final(cfg, path, record)
     if cfg.wandb.enabled:
         log_wandb(record, cfg.wandb.project, cfg.wandb.mode)
     if cfg.verbose:
         print(summary(record, path))
     return record
+
+
+def _write_final(cfg, path, record: dict[str, Any]) -> None:
+    """Write the finished record; if that fails, save it under ``<cache_dir>/unsaved-records/`` (or the
+    system temp folder), print its summary, and raise naming ``results_dir``."""
+    try:
+        write_record(path, record)
+        return
+    except OSError as err:
+        error = err
+    name = "__".join(Path(path).parts[-3:])
+    saved = None
+    for folder in (Path(cfg.cache_dir) / "unsaved-records", Path(tempfile.gettempdir()) / "glai-unsaved-records"):
+        try:
+            write_record(folder / name, record)
+            saved = folder / name
+            break
+        except OSError:
+            continue
+    if record.get("status") == "done":
+        print(summary(record, saved))
+    where = f"the complete record was saved to {saved}" if saved else "the record could not be saved anywhere"
+    raise RecordWriteError(
+        f"could not write the run record {path} ({error}); {where}: copy it there once "
+        f"{_WRITABLE_HINT.format(cfg.results_dir)}"
+    ) from error
 
 
 def _overrides() -> list[str]:

@@ -9,6 +9,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from glai.config import reference_configs
+from glai.results.stats import load_records
 from glai.results.tables import write_all
 
 
@@ -18,13 +20,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="results/tables", help="output folder (default: %(default)s)")
     parser.add_argument("--tag", default="", help="record tag to tabulate; '' = the paper's protocol runs")
     parser.add_argument("--conf", default="conf",
-                        help="config folder (protocol rho of experiments whose every run overrides rho)")
+                        help="config folder: a run is the paper's X only when its settings equal "
+                        "experiment=X's there (SPEC 12)")
     parser.add_argument("--no-figures", action="store_true", help="tables only")
     args = parser.parse_args(argv)
     if not Path(args.runs).is_dir():
         print(f"no run records: {args.runs} is not a folder (run experiments/*.sh first)", file=sys.stderr)
         return 1
-    written = write_all(args.runs, args.out, tag=args.tag, conf_dir=args.conf, figures=not args.no_figures)
+    pairs = {(r["experiment"], r["head"]) for r in load_records(args.runs) if r.get("status") != "invalid"}
+    references = reference_configs(pairs, args.conf)
+    written = write_all(args.runs, args.out, tag=args.tag, conf_dir=args.conf, figures=not args.no_figures,
+                        references=references, echo=print)
     for path in written:
         print(path)
     return 0

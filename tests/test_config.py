@@ -1,5 +1,7 @@
 """Bad config values fail before any work starts, naming the key and the fix (SPEC 1, 3, 6)."""
 
+import re
+
 import pytest
 from hydra.errors import ConfigCompositionException, MissingConfigException
 from omegaconf.errors import ConfigKeyError, ValidationError
@@ -43,14 +45,24 @@ def test_mlp_reduced_width_follows_rho():
         (["experiment.monitor=val_f1"], "experiment.monitor"),
         (["head.optimizer=rmsprop"], "head.optimizer"),
         (["experiment.lr=0"], "head.lr"),
+        (["head.lr=-1"], "head.lr"),
         (["episodes=0"], "episodes"),
+        (["experiment.patience=-1"], "experiment.patience"),
+        (["seed=-1"], "seed"),
+        (["experiment.min_delta=-1"], "experiment.min_delta"),
+        (["num_threads=-2"], "num_threads"),
+        (["experiment=offline/C1", "experiment.k_shot=0"], "experiment.k_shot"),
+        (["experiment=offline/C1", "experiment.q_query=-1"], "experiment.q_query"),
     ],
     ids=lambda v: v if isinstance(v, str) else "_".join(v),
 )
-def test_range_errors_name_the_key(overrides, key):
+def test_range_errors_name_the_key_and_a_fix_that_works(overrides, key):
     cfg = compose_config(overrides)
-    with pytest.raises(ConfigError, match=rf"^{key}=.*Fix: "):
+    with pytest.raises(ConfigError, match=rf"^{key}=.*Fix: ") as err:
         validate(cfg)
+    fix = re.search(r"Fix: (\S+=\S+)", str(err.value)).group(1)
+    fixed_key = fix.split("=")[0]
+    validate(compose_config([o for o in overrides if o.split("=")[0] != fixed_key] + [fix]))
 
 
 def test_bad_config_fails_before_any_work(tmp_path):

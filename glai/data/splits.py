@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from glai.errors import ConfigError
+from glai.errors import ConfigError, DataError
 
 __all__ = ["EmbeddingSplit", "check_splits"]
 
@@ -31,10 +31,19 @@ def check_splits(cfg, splits: dict[str, EmbeddingSplit]) -> None:
     """The embeddings fit the head: width ``arch[0]``, labels where the family needs them, labels < ``n_out``.
 
     Raises:
+        DataError: a split holds NaN or infinite values (names the split and the count of bad rows).
         ConfigError: naming the key to change (``experiment.arch``, ``dataset.label_column``).
     """
     arch, family = list(cfg.experiment.arch), cfg.experiment.family
     for name, split in splits.items():
+        bad = int((~torch.isfinite(split.x)).any(dim=1).sum())
+        if bad:
+            raise DataError(
+                f"the {name} embeddings of dataset '{cfg.dataset.name}' with backbone '{cfg.backbone.name}' have "
+                f"{bad} of {split.x.shape[0]} rows with NaN or infinite values; nothing was trained. Fix the "
+                f"data (or the backbone, e.g. backbone.dtype=fp32), then delete its entry under cache_dir="
+                f"{cfg.get('cache_dir')!r} so that it is extracted again"
+            )
         if split.x.shape[1] != arch[0]:
             raise ConfigError(
                 f"experiment.arch[0]={arch[0]} but the {name} embeddings of dataset '{cfg.dataset.name}' with "

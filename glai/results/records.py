@@ -1,4 +1,6 @@
-"""Run records: one JSON file per run, written atomically (STYLE "Results", docs/INTERFACES.md)."""
+"""Run records: one JSON file per run, named by its fingerprint, written atomically and readable by all
+(STYLE "Results", docs/INTERFACES.md, SPEC 12), and the per-run lock that keeps two processes from training
+the same run."""
 
 from __future__ import annotations
 
@@ -11,22 +13,53 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-__all__ = ["SCHEMA_VERSION", "record_path", "read_record", "write_record", "environment", "atomic_write_text"]
+from filelock import FileLock, Timeout
 
-SCHEMA_VERSION = 1
+from glai.results.identity import fingerprint, short
+
+__all__ = [
+    "RECORD_MODE",
+    "SCHEMA_VERSION",
+    "RunLock",
+    "RunLockedError",
+    "atomic_write_text",
+    "environment",
+    "process_info",
+    "read_record",
+    "record_config",
+    "record_fingerprint",
+    "record_path",
+    "write_record",
+]
+
+#: 2: file names carry the fingerprint and records store it (``fingerprint``, ``group_fingerprint``).
+SCHEMA_VERSION = 2
+#: Records and tables are readable by collaborators on shared storage.
+RECORD_MODE = 0o644
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def record_path(
-    results_dir: str | os.PathLike, experiment: str, head: str, rho: float, seed: int, tag: str = ""
+    results_dir: str | os.PathLike, experiment: str, head: str, rho: float, seed: int, tag: str = "",
+    fingerprint: str | None = None,
 ) -> Path:
-    """``<results_dir>/<experiment>/<head>[-<tag>]/rho<rho>-seed<seed>.json``."""
+    """``<results_dir>/<experiment>/<head>[-<tag>]/rho<rho>-seed<seed>-<fingerprint[:10]>.json``.
+
+    The readable part tells runs apart in a listing; the fingerprint (SPEC 12,
+    :func:`glai.results.identity.fingerprint`) keeps runs of different settings apart. Without
+    ``fingerprint`` it is the schema-1 name (``rho<rho>-seed<seed>.json``).
+    """
     head_dir = f"{head}-{tag}" if tag else head
-    return Path(results_dir) / experiment / head_dir / f"rho{rho:g}-seed{seed}.json"
+    suffix = f"-{short(fingerprint)}" if fingerprint else ""
+    return Path(results_dir) / experiment / head_dir / f"rho{rho:g}-seed{seed}{suffix}.json"
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
+    """Write ``text`` to ``path`` through a temporary file in the same folder and ``os.replace`` (mode 0644).
+
+    Raises:
+        OSError: the folder cannot be created or written (nothing is left behind).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -35,6 +68,7 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, RECORD_MODE)  # mkstemp creates 0600
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -59,6 +93,25 @@ def read_record(path: str | os.PathLike) -> dict[str, Any] | None:
         return json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise ValueError(f"run record {path} is not valid JSON ({err}); delete it or pass overwrite=true") from err
+
+
+def record_config(record: dict[str, Any]) -> dict[str, Any] | None:
+    """A record's resolved config as its fingerprint sees it; None when the record has none.
+
+    Schema-1 records stored ``device: auto``; the device that ran is in ``environment.device``.
+    """
+    config = record.get("config")
+    if not isinstance(config, dict) or not config:
+        return None
+    if config.get("device") == "auto" and (record.get("environment") or {}).get("device"):
+        config = {**config, "device": record["environment"]["device"]}
+    return config
+
+
+def record_fingerprint(record: dict[str, Any], *, seed: bool = True) -> str | None:
+    """The fingerprint of a record, recomputed from its stored config (any schema); None without a config."""
+    config = record_config(record)
+    return None if config is None else fingerprint(config, seed=seed)
 
 
 def _jsonable(obj: Any):
@@ -102,3 +155,54 @@ def environment(device: str) -> dict[str, Any]:
         "host": platform.node(),
         "time_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def process_info() -> dict[str, Any]:
+    """Who runs this: pid, host and start time (UTC), stored in a running record for :class:`RunLock`."""
+    return {"pid": os.getpid(), "host": platform.node(),
+            "start_utc": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
+class RunLockedError(RuntimeError):
+    """Another process holds the run's lock: it is training the same run (same fingerprint) right now."""
+
+
+class RunLock:
+    """A file lock per run record (``<record>.lock``), held while the run trains (filelock).
+
+    Args:
+        path: the record's path.
+
+    Raises (``acquire``):
+        RunLockedError: another process holds it; the message names its pid, host and start time when its
+            running record says so.
+        OSError: the lock file cannot be created (an unwritable results folder).
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.lock = FileLock(str(self.path) + ".lock")
+
+    def acquire(self) -> RunLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.lock.acquire(timeout=0)
+        except Timeout:
+            holder = {}
+            try:
+                holder = (read_record(self.path) or {}).get("process") or {}
+            except ValueError:
+                pass
+            who = (f"pid {holder.get('pid')} on host {holder.get('host')}, started {holder.get('start_utc')}"
+                   if holder else "a process that has not written its record yet")
+            raise RunLockedError(f"{self.path} is being trained by {who}; not starting it twice") from None
+        return self
+
+    def release(self) -> None:
+        self.lock.release()
+
+    def __enter__(self) -> RunLock:
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()

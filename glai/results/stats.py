@@ -435,11 +435,13 @@ def speedup_summary(contrast: Contrast) -> dict:
 
 
 def experiment_order(name: str) -> tuple:
-    """Sort key: the paper's suite, then its stand-ins (``offline/*``), then digits, then the rest."""
-    if name in PAPER_SUITE:
-        return (0, PAPER_SUITE.index(name), name)
-    if name in OFFLINE_SUITE:
-        return (1, OFFLINE_SUITE.index(name), name)
-    if name == "digits":
-        return (2, 0, name)
+    """Sort key: the paper's suite, then its stand-ins (``offline/*``), then digits, then the rest; a group
+    label (``A1 [head.lr=0.1]``) sorts right after its experiment."""
+    base = str(name).split(" ", 1)[0]
+    if base in PAPER_SUITE:
+        return (0, PAPER_SUITE.index(base), str(name))
+    if base in OFFLINE_SUITE:
+        return (1, OFFLINE_SUITE.index(base), str(name))
+    if base == "digits":
+        return (2, 0, str(name))
     return (3, 0, str(name))

@@ -13,7 +13,7 @@ import math
 import os
 import tempfile
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +21,7 @@ import pandas as pd
 
 from glai.results import paper
 from glai.results import stats as st
+from glai.results.groups import assign_groups
 from glai.results.records import atomic_write_text
 
 __all__ = [
@@ -135,23 +136,26 @@ def _experiments(records: Iterable[Mapping]) -> list[str]:
 def table2(records: Sequence[Mapping], *, tag="", rho=None) -> pd.DataFrame:
     """Settings and epochs to convergence per experiment (paper Table 2).
 
-    Settings come from the resolved configs of the runs (``config.experiment.*``, ``rho``); epochs are
-    ``metrics.epochs`` of the MLP and of GLAI's estimator phase, mean ± std over the done seeds.
+    Settings come from the resolved configs of the runs themselves (``config.head.lr`` and
+    ``config.head.weight_decay`` of the MLP-type and GLAI runs, ``config.experiment.*``, ``rho``): a cell lists
+    every value present; epochs are ``metrics.epochs`` of the MLP and of GLAI's estimator phase, mean ± std
+    over the done seeds.
     """
     rows = []
     for exp in _experiments(st.select(records, tag=tag, rho=rho)):
         mlp = _done(records, experiment=exp, head="mlp", tag=tag, rho=rho)
         glai = _done(records, experiment=exp, head="glai", tag=tag, rho=rho)
         anyrun = _done(records, experiment=exp, tag=tag, rho=rho)
+        mlp_type = [r for r in anyrun if r.get("head") != "glai"]
         rows.append({
             "Exp": exp,
-            "LR": _settings_cell(anyrun, "config.experiment.lr"),
+            "LR": _settings_cell(anyrun, "config.head.lr"),
             "BS": _settings_cell(anyrun, "config.experiment.batch_size"),
-            "WD MLP": _settings_cell(anyrun, "config.experiment.wd_mlp"),
+            "WD MLP": _settings_cell(mlp_type, "config.head.weight_decay") if mlp_type else NO_RUNS,
             "Epochs MLP": mean_std_cell([_get(r, "metrics.epochs") for r in mlp]),
-            "WD GLAI": _settings_cell(glai or anyrun, "config.experiment.wd_glai"),
+            "WD GLAI": _settings_cell(glai, "config.head.weight_decay") if glai else NO_RUNS,
             "rho": _settings_cell(glai, "rho") if glai else NO_RUNS,
-            "Red. epochs": _settings_cell(glai or anyrun, "config.experiment.reduced_epochs"),
+            "Red. epochs": _settings_cell(glai, "config.experiment.reduced_epochs") if glai else NO_RUNS,
             "Red. epochs run": mean_std_cell([_get(r, "metrics.reduced_epochs") for r in glai]),
             "Epochs GLAI": mean_std_cell([_get(r, "metrics.epochs") for r in glai]),
         })
@@ -299,10 +303,17 @@ def _paper_cell(pair: tuple[float, float], suffix: str = "") -> str:
 
 
 def comparison_table(records: Sequence[Mapping], *, rho=None) -> pd.DataFrame:
-    """Our Table 3 beside the paper's (SPEC 10): for each paper experiment X and head, the paper's row,
-    our run of X, and our stand-in ``offline/X`` (labelled as such), protocol runs (tag "") only."""
+    """Our Table 3 beside the paper's (SPEC 10): for each paper experiment X and head, the paper's row, our
+    protocol runs of X and of the stand-in ``offline/X`` (labelled as such). Only groups whose settings equal
+    the unmodified experiment (``_protocol``, :mod:`glai.results.groups`) and untagged appear here: a variant
+    of X is never printed beside the paper's numbers. Records are those of :func:`write_all` (``experiment``
+    = the group label)."""
     ours, _ = table3(records, tag="", rho=rho)
     index = {(r["Exp"], r["Head"]): r for _, r in ours.iterrows()}
+    protocol_labels: dict[str, set] = defaultdict(set)
+    for r in records:
+        if r.get("_protocol") and not r.get("tag"):
+            protocol_labels[r.get("_base")].add(r["experiment"])
     rows = []
     for exp in paper.EXPERIMENTS:
         for head in paper.HEADS:
@@ -313,15 +324,16 @@ def comparison_table(records: Sequence[Mapping], *, rho=None) -> pd.DataFrame:
                          "Epochs": _paper_cell(p["epochs"]),
                          "Speedup": "1×" if head == "mlp" else _paper_cell(p["speedup"], "×"),
                          "BVS": f"{unit}: {_paper_cell(p['bvs'])}", "n": 3})
-            sources = ((exp, f"ours: {exp}"), (f"offline/{exp}", f"ours: offline/{exp} (stand-in)"))
-            for ours_exp, source in sources:
-                row = index.get((ours_exp, label))
-                if row is None:
-                    rows.append({"Paper exp": exp, "Head": label, "Source": source, "Epochs": NO_RUNS,
-                                 "Speedup": NO_RUNS, "BVS": NO_RUNS, "n": 0})
-                else:
-                    rows.append({"Paper exp": exp, "Head": label, "Source": source, "Epochs": row["Epochs"],
-                                 "Speedup": row["Speedup"], "BVS": row["BVS"], "n": int(row["n"])})
+            for base, kind in ((exp, ""), (f"offline/{exp}", " (stand-in)")):
+                found = [(lab, index[(lab, label)]) for lab in sorted(protocol_labels.get(base, ()))
+                         if (lab, label) in index]
+                if not found:
+                    rows.append({"Paper exp": exp, "Head": label, "Source": f"ours: {base}{kind}",
+                                 "Epochs": NO_RUNS, "Speedup": NO_RUNS, "BVS": NO_RUNS, "n": 0})
+                for lab, row in found:
+                    rows.append({"Paper exp": exp, "Head": label, "Source": f"ours: {lab}{kind}",
+                                 "Epochs": row["Epochs"], "Speedup": row["Speedup"], "BVS": row["BVS"],
+                                 "n": int(row["n"])})
     return pd.DataFrame(rows, columns=["Paper exp", "Head", "Source", "Epochs", "Speedup", "BVS", "n"])
 
 
@@ -435,18 +447,32 @@ def _write_view(records, out_dir: Path, tag, rho, label: str) -> tuple[list[Path
 
 
 def write_all(runs_dir: str | Path = "results/runs", out_dir: str | Path = "results/tables", tag: str = "",
-              conf_dir: str | Path = "conf", figures: bool = True) -> list[Path]:
+              conf_dir: str | Path = "conf", figures: bool = True,
+              references: Mapping[tuple[str, str], Mapping] | None = None,
+              echo: Callable[[str], None] | None = None) -> list[Path]:
     """Every table (and, with ``figures``, every figure of :mod:`glai.results.figures`) from the records under
-    ``runs_dir``. Tables are filtered by ``tag`` and by each experiment's protocol rho
-    (:func:`glai.results.stats.protocol_rhos`); with ``tag=""`` the optimiser-controlled views of
-    :data:`glai.results.stats.VIEWS` that have records are also written to ``<out_dir>/<view>/``.
+    ``runs_dir``.
+
+    Runs are grouped by setting (:func:`glai.results.groups.assign_groups` against ``references``, the
+    unmodified experiments' configs): a table row averages the seeds of one group only, and a variant
+    (``A1 [head.lr=0.1]``) is a row of its own, never the paper's. Tables are filtered by ``tag``; with
+    ``tag=""`` the optimiser-controlled views of :data:`glai.results.stats.VIEWS` that have records are also
+    written to ``<out_dir>/<view>/``.
+
+    Args:
+        echo: called with one line counting the records read, invalid, failed and non-protocol.
 
     Returns:
         Paths written.
     """
     out_dir = Path(out_dir)
-    records = st.load_records(runs_dir)
-    rho = st.protocol_rhos(records, conf_dir=conf_dir)
+    loaded = st.load_records(runs_dir)
+    counts = assign_groups(loaded, references)
+    if echo is not None:
+        echo(counts.line())
+    # a table row is a group: the label stands in for the experiment, so variants never mix with it
+    records = [{**r, "experiment": r["_label"]} for r in loaded]
+    rho = None
     label = "protocol runs" if tag == "" else f"tag {tag!r}"
     written, c4, c5 = _write_view(records, out_dir, tag, rho, label)
     sections = {label: {}}
@@ -477,5 +503,8 @@ def write_all(runs_dir: str | Path = "results/runs", out_dir: str | Path = "resu
         # matplotlib loads only when figures are asked for
         from glai.results.figures import write_figures
 
-        written += write_figures(records, out_dir, rho=rho)
+        # Figure 4 sweeps rho: variants that differ only in rho are drawn under their experiment
+        fig_records = [{**r, "experiment": r["_base"] if set(r["_diff"]) <= {"rho", "head.width_factor"}
+                        else r["_label"]} for r in loaded]
+        written += write_figures(fig_records, out_dir, rho=st.protocol_rhos(fig_records, conf_dir=conf_dir))
     return written

@@ -22,7 +22,7 @@ __all__ = ["History", "NonFiniteLossError", "fit", "run_epochs"]
 
 
 class NonFiniteLossError(RuntimeError):
-    """The training loss became NaN or infinite; the run is recorded as failed with this message."""
+    """The training or validation loss became NaN or infinite; the run is recorded as failed with this message."""
 
 
 @dataclass
@@ -88,7 +88,7 @@ def run_epochs(
         The :class:`History`.
 
     Raises:
-        NonFiniteLossError: when an epoch's training loss is NaN or infinite.
+        NonFiniteLossError: when an epoch's training or validation loss is NaN or infinite.
     """
     x, y, g = train
     vx, vy, vg = val
@@ -117,6 +117,8 @@ def run_epochs(
             raise NonFiniteLossError(f"training loss is {train_loss} at epoch {epoch}")
         model.eval()
         metrics = task.evaluate(model, vx, vy, vg)
+        if not math.isfinite(metrics["val_loss"]):
+            raise NonFiniteLossError(f"validation loss is {metrics['val_loss']} at epoch {epoch}")
         value = metrics[task.monitor]
         hist.curves["train_loss"].append(train_loss)
         hist.curves["val_loss"].append(metrics["val_loss"])

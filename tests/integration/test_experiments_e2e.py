@@ -13,7 +13,6 @@ import pytest
 
 import glai.data.embeddings
 from glai.config import compose_config
-from glai.results.records import record_path
 from glai.runner import run
 from tests.data.tiny_fixtures import build_tiny_assets, tiny_experiment_overrides
 
@@ -54,5 +53,5 @@ def test_run_py_on_a_stand_in_config(assets, tmp_path, repo_root):
     out = subprocess.run([sys.executable, "run.py", *overrides], cwd=repo_root, capture_output=True, text=True,
                          timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
-    rec = json.loads(record_path(tmp_path, "offline/C1", "linear", 0.5, 0).read_text())
+    rec = json.loads(next((tmp_path / "offline/C1" / "linear").glob("rho0.5-seed0-*.json")).read_text())
     assert rec["status"] == "done" and rec["metrics"]["episodes"]["n"] == 2

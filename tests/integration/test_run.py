@@ -4,19 +4,26 @@ import json
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from glai.config import compose_config
-from glai.results.records import record_path
-from glai.runner import run
+from glai.runner import run, run_identity
 
 FAST = ["experiment.max_epochs=3", "experiment.reduced_epochs=2", "structure_samples=64"]
 HEADS = ["mlp", "mlp_reduced", "linear", "glai"]
 
 
+def _record(root, experiment, head, rho=0.5, seed=0) -> Path:
+    """The one record of (experiment, head, rho, seed) under ``root`` (its name ends in the fingerprint)."""
+    (path,) = sorted((root / experiment / head).glob(f"rho{rho:g}-seed{seed}-*.json"))
+    return path
+
+
 def _check_record(rec, head):
-    assert rec["schema_version"] == 1 and rec["status"] == "done" and rec["error"] is None
+    assert rec["schema_version"] == 2 and rec["status"] == "done" and rec["error"] is None
+    assert len(rec["fingerprint"]) == 64 and len(rec["group_fingerprint"]) == 64
     assert rec["experiment"] == "digits" and rec["head"] == head and rec["family"] == "A"
     m, c = rec["metrics"], rec["cost"]
     assert m["monitor"] == "val_acc" and m["mode"] == "max"
@@ -45,7 +52,7 @@ def test_run_py_writes_a_valid_record(head, tmp_path, repo_root):
     )
     assert out.returncode == 0, out.stderr[-3000:]
     assert "BVS (val_acc)" in out.stdout
-    rec = json.loads(record_path(tmp_path, "digits", head, 0.5, 0).read_text())
+    rec = json.loads(_record(tmp_path, "digits", head).read_text())
     _check_record(rec, head)
 
 
@@ -68,7 +75,7 @@ def test_multirun_writes_one_record_per_job(tmp_path, repo_root):
 def test_done_record_is_not_overwritten_unless_asked(tmp_path, capsys):
     cfg = compose_config(["head=linear", f"results_dir={tmp_path}", *FAST])
     first = run(cfg)
-    path = record_path(tmp_path, "digits", "linear", 0.5, 0)
+    path = run_identity(cfg)[2]
     before = path.read_text()
     again = run(cfg)
     assert "skipping" in capsys.readouterr().out
@@ -81,7 +88,7 @@ def test_nan_loss_fails_the_run_with_its_reason(tmp_path):
     cfg = compose_config(["head=mlp", f"results_dir={tmp_path}", "experiment.lr=1e30", *FAST])
     rec = run(cfg)
     assert rec["status"] == "failed" and "NonFiniteLossError" in rec["error"]
-    on_disk = json.loads(record_path(tmp_path, "digits", "mlp", 0.5, 0).read_text())
+    on_disk = json.loads(_record(tmp_path, "digits", "mlp").read_text())
     assert on_disk["status"] == "failed" and on_disk["error"] == rec["error"]
 
 

@@ -47,7 +47,8 @@ def test_local_submitit_sweep_skips_finished_jobs(tmp_path):
     if reason:
         pytest.skip(reason)
     _sweep(tmp_path, tmp_path / "sweep1")
-    records = {head: tmp_path / "runs" / "digits" / head / "rho0.5-seed0.json" for head in ("linear", "mlp")}
+    records = {head: next((tmp_path / "runs" / "digits" / head).glob("rho0.5-seed0-*.json"))
+               for head in ("linear", "mlp")}
     first = {}
     for head, path in records.items():
         found = sorted(str(p) for p in (tmp_path / "runs").rglob("*.json"))

@@ -1,9 +1,35 @@
-"""Synthetic run records (schema of docs/INTERFACES.md) for the analysis tests."""
+"""Synthetic run records (schema of docs/INTERFACES.md) for the results tests."""
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
+
+
+def default_config(experiment, head, seed=0, rho=0.5, tag="", **changes):
+    """A small resolved config of the shape the runner stores; ``changes`` as dotted ``key=value``
+    (``**{"head.lr": 0.1}``)."""
+    glai_like = head in ("glai", "mlp_reduced")
+    cfg = {
+        "experiment": {"name": experiment, "lr": 1e-3, "batch_size": 16, "wd_mlp": 1e-3, "wd_glai": 0.1,
+                       "reduced_epochs": 5},
+        "head": {"name": head, "lr": 1e-3, "weight_decay": 0.1 if head == "glai" else 1e-3,
+                 "optimizer": "adam" if head == "glai" else "sgd", "width_factor": rho if glai_like else 1.0},
+        "rho": rho, "seed": seed, "tag": tag, "device": "cpu", "num_threads": 1, "results_dir": "results/runs",
+    }
+    for key, value in changes.items():
+        node = cfg
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return cfg
+
+
+def references(experiments, heads=("mlp", "mlp_reduced", "glai", "linear")):
+    """``(experiment, head) -> config`` of the unmodified experiments (what ``reference_configs`` composes)."""
+    return {(e, h): default_config(e, h) for e in experiments for h in heads}
 
 
 def make_record(experiment, head, seed, *, status="done", error=None, tag="", rho=0.5, total_s=10.0,
@@ -31,7 +57,7 @@ def make_record(experiment, head, seed, *, status="done", error=None, tag="", rh
         "schema_version": 1, "status": status, "error": error, "experiment": experiment, "head": head,
         "tag": tag, "seed": seed, "rho": rho, "family": experiment.split("/")[-1][0],
         "overrides": overrides if overrides is not None else [f"experiment={experiment}", f"head={head}"],
-        "config": config or {},
+        "config": copy.deepcopy(config) if config is not None else default_config(experiment, head, seed, rho, tag),
         "metrics": metrics,
         "cost": {"time_s": time_s, "total_s": total_s if done else None, "params": {}},
         "environment": {"versions": {}, "device": "cpu", "git_sha": "0" * 40, "git_dirty": False,

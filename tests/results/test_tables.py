@@ -9,15 +9,10 @@ import pytest
 
 from glai.results.tables import mean_std_cell, write_all
 
-from tests.results.records import make_record, write_records
+from tests.results.records import default_config, make_record, references, write_records
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 EXPS = {"A1": "val_acc", "A2": "val_acc", "B1": "val_loss"}
-
-
-def _config(exp):
-    return {"experiment": {"name": exp, "lr": 1e-3, "batch_size": 16, "wd_mlp": 1e-3, "wd_glai": 0.1,
-                           "reduced_epochs": 5}, "rho": 0.5}
 
 
 def _suite():
@@ -30,7 +25,7 @@ def _suite():
             s_mlp = 88.0 + 0.5 * s if acc else 2.0e-4 + 1.0e-5 * s
             structure = {"path_distance": [None] + [0.1 / (e + 1) for e in range(59 - s)],
                          "weight_change": [None] + [0.01 / (e + 1) for e in range(59 - s)]}
-            common = dict(monitor=monitor, config=_config(exp))
+            common = dict(monitor=monitor)
             recs.append(make_record(exp, "mlp", s, total_s=t_mlp, bvs=s_mlp, epochs=60 - s,
                                     structure=structure, **common))
             recs.append(make_record(exp, "mlp_reduced", s, total_s=t_mlp * 1.05,
@@ -50,14 +45,13 @@ def _suite():
         for s in range(2):
             overrides = ["experiment=A1", "head=glai", f"rho={rho}"]
             recs.append(make_record("A1", "glai", s, rho=rho, total_s=5.0, bvs=88.0 + gain, epochs=12,
-                                    overrides=overrides, config=_config("A1")))
+                                    overrides=overrides))
     # the stand-in suite with a single seed; the optimiser-controlled MLP on Adam
-    cfg = _config("offline/A1")
-    recs.append(make_record("offline/A1", "mlp", 0, total_s=8.0, bvs=70.0, epochs=40, config=cfg))
-    recs.append(make_record("offline/A1", "glai", 0, total_s=2.0, bvs=72.0, epochs=9, config=cfg))
+    recs.append(make_record("offline/A1", "mlp", 0, total_s=8.0, bvs=70.0, epochs=40))
+    recs.append(make_record("offline/A1", "glai", 0, total_s=2.0, bvs=72.0, epochs=9))
     for s in range(3):
         recs.append(make_record("A1", "mlp", s, tag="adam", total_s=6.0, bvs=90.0, epochs=20,
-                                config=_config("A1")))
+                                config=default_config("A1", "mlp", s, tag="adam", **{"head.optimizer": "adam"})))
     return recs
 
 
@@ -69,7 +63,8 @@ def tables(tmp_path_factory):
     (runs / "A2" / "glai").mkdir(parents=True, exist_ok=True)
     (runs / "A2" / "glai" / "rho0.5-seed9.json").write_text("{not json")
     out = root / "tables"
-    written = write_all(runs, out, tag="", conf_dir=root / "no-conf")
+    written = write_all(runs, out, tag="", conf_dir=root / "no-conf",
+                        references=references(["A1", "A2", "B1", "offline/A1"]))
     return out, written
 
 

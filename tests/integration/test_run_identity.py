@@ -1,0 +1,179 @@
+"""Trustworthy runs (SPEC 12): a record per configuration, one process per run, nothing trained is lost,
+bad inputs refused before training."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import stat
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from glai.config import ConfigError, compose_config
+from glai.data.splits import EmbeddingSplit
+from glai.errors import DataError, RecordWriteError
+from glai.results.records import RunLock, write_record
+from glai.runner import run, run_identity
+
+FAST = ["experiment.max_epochs=2", "experiment.reduced_epochs=1", "structure_samples=0", "verbose=false"]
+
+
+def _cfg(tmp_path, *overrides):
+    return compose_config(["head=linear", f"results_dir={tmp_path}/runs", f"cache_dir={tmp_path}/cache", *FAST,
+                           *overrides])
+
+
+@pytest.mark.slow
+def test_an_lr_sweep_writes_one_record_per_value_and_a_rerun_skips_them(tmp_path, repo_root):
+    cmd = [sys.executable, "run.py", "-m", "head=mlp", "head.lr=0.001,0.01,0.1", "seed=0",
+           f"results_dir={tmp_path}/runs", f"hydra.sweep.dir={tmp_path}/multirun", *FAST]
+    first = subprocess.run(cmd, cwd=repo_root, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr[-3000:]
+    records = sorted((tmp_path / "runs" / "digits" / "mlp").glob("*.json"))
+    assert len(records) == 3
+    lrs = sorted(json.loads(p.read_text())["config"]["head"]["lr"] for p in records)
+    assert lrs == [0.001, 0.01, 0.1]
+    before = {p: p.read_bytes() for p in records}
+    again = subprocess.run(cmd, cwd=repo_root, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout.count("skipping") == 3
+    assert all(p.read_bytes() == data for p, data in before.items())
+
+
+def test_overwrite_replaces_only_the_run_with_the_same_fingerprint(tmp_path):
+    slow, fast = _cfg(tmp_path, "head.lr=0.001"), _cfg(tmp_path, "head.lr=0.1")
+    run(slow)
+    run(fast)
+    slow_path, fast_path = run_identity(slow)[2], run_identity(fast)[2]
+    assert slow_path != fast_path and slow_path.name.startswith("rho0.5-seed0-")
+    kept = slow_path.read_bytes()
+    run(_cfg(tmp_path, "head.lr=0.1", "overwrite=true"))
+    assert slow_path.read_bytes() == kept
+    assert json.loads(fast_path.read_text())["config"]["head"]["lr"] == 0.1
+
+
+def test_records_are_readable_by_collaborators(tmp_path):
+    run(_cfg(tmp_path))
+    path = run_identity(_cfg(tmp_path))[2]
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
+def test_a_run_held_by_another_process_returns_at_once_naming_it(tmp_path, capsys):
+    cfg = _cfg(tmp_path)
+    path = run_identity(cfg)[2]
+    holder = {"status": "running", "process": {"pid": 4242, "host": "node17", "start_utc": "2026-11-27T10:00:00"}}
+    write_record(path, holder)
+    with RunLock(path):
+        rec = run(cfg)
+    assert rec["status"] == "running"
+    out = capsys.readouterr().out
+    assert "pid 4242 on host node17, started 2026-11-27T10:00:00" in out and "not starting it twice" in out
+    assert json.loads(path.read_text()) == holder  # nothing trained, nothing written
+
+
+def test_a_stale_running_record_is_reported_then_run_again(tmp_path, capsys):
+    cfg = _cfg(tmp_path)
+    config, fp, path = run_identity(cfg)
+    write_record(path, {"status": "running", "fingerprint": fp, "config": config,
+                        "process": {"pid": 1, "host": "gone", "start_utc": "yesterday"}})
+    rec = run(cfg)
+    assert "a stale run; running it again" in capsys.readouterr().out
+    assert rec["status"] == "done" and json.loads(path.read_text())["status"] == "done"
+
+
+@pytest.mark.slow
+def test_two_identical_processes_train_once(tmp_path, repo_root):
+    cmd = [sys.executable, "run.py", "head=mlp", f"results_dir={tmp_path}/runs", f"hydra.run.dir={tmp_path}/h",
+           "experiment.max_epochs=40", "structure_samples=0"]
+    procs = [subprocess.Popen(cmd, cwd=repo_root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outs]
+    trained = [o for o, _ in outs if "BVS (val_acc)" in o]
+    assert len(trained) == 1, outs
+    other = next(o for o, _ in outs if "BVS (val_acc)" not in o)
+    assert "not starting it twice" in other or "skipping" in other
+    assert len(list((tmp_path / "runs").rglob("*.json"))) == 1
+
+
+def test_a_failing_final_write_keeps_the_trained_record(tmp_path, monkeypatch, capsys):
+    import glai.runner as runner
+
+    calls = []
+
+    def flaky_write(path, record):
+        calls.append(record["status"])
+        if record["status"] == "done" and str(path).startswith(str(tmp_path / "runs")):
+            raise PermissionError(13, "Permission denied", str(path))
+        write_record(path, record)
+
+    monkeypatch.setattr(runner, "write_record", flaky_write)
+    cfg = _cfg(tmp_path, "verbose=true")
+    with pytest.raises(RecordWriteError, match=r"results_dir=.*GLAI_RESULTS_DIR") as err:
+        run(cfg)
+    saved = list((tmp_path / "cache" / "unsaved-records").glob("*.json"))
+    assert calls[0] == "running" and len(saved) == 1 and str(saved[0]) in str(err.value)
+    rec = json.loads(saved[0].read_text())
+    assert rec["status"] == "done" and 0 < rec["metrics"]["bvs"] <= 100
+    assert f"record: {saved[0]}" in capsys.readouterr().out  # the summary is printed
+
+
+def test_an_unwritable_results_folder_fails_before_training(tmp_path):
+    (tmp_path / "file").write_text("not a folder")
+    cfg = compose_config(["head=linear", f"results_dir={tmp_path}/file/runs", *FAST])
+    with pytest.raises(RecordWriteError, match="results_dir="):
+        run(cfg)
+
+
+@pytest.mark.parametrize("bad_rows", [1, "all"])
+def test_non_finite_validation_embeddings_are_refused(tmp_path, monkeypatch, bad_rows):
+    import glai.data.loading as loading
+
+    real = loading.load_digits
+
+    def poisoned(val_fraction, seed):
+        splits = real(val_fraction, seed)
+        x = splits["val"].x.clone()
+        x[: (x.shape[0] if bad_rows == "all" else 1), 3] = float("nan")
+        return {"train": splits["train"], "val": EmbeddingSplit(x, splits["val"].y)}
+
+    monkeypatch.setattr(loading, "load_digits", poisoned)
+    cfg = _cfg(tmp_path)
+    n = 360 if bad_rows == "all" else 1
+    with pytest.raises(DataError, match=rf"the val embeddings .* have {n} of 360 rows with NaN"):
+        run(cfg)
+    rec = json.loads(run_identity(cfg)[2].read_text())
+    assert rec["status"] == "failed" and "DataError" in rec["error"] and "metrics" not in rec
+
+
+def test_seed_must_be_non_negative(tmp_path):
+    with pytest.raises(ConfigError, match=r"seed=-1.*Fix: seed=0"):
+        run(_cfg(tmp_path, "seed=-1"))
+
+
+def test_process_info_names_this_process(tmp_path):
+    from glai.results.records import process_info
+
+    info = process_info()
+    assert info["pid"] == os.getpid() and info["host"] == platform.node()
+
+
+def test_non_finite_validation_loss_fails_the_run():
+    from glai.training.loop import NonFiniteLossError, run_epochs
+    from glai.training.optimizers import build_optimizer
+    from glai.training.tasks import SupervisedTask
+
+    class NanInEval(torch.nn.Linear):
+        def forward(self, x):
+            y = super().forward(x)
+            return y if self.training else y * float("nan")
+
+    model = NanInEval(4, 2)
+    x, y = torch.randn(32, 4), torch.randint(0, 2, (32,))
+    with pytest.raises(NonFiniteLossError, match="validation loss is nan at epoch 1"):
+        run_epochs(model, build_optimizer("sgd", model.parameters(), 0.1, 0.0), SupervisedTask(), (x, y, None),
+                   (x, y, None), batch_size=8, max_epochs=3, generator=torch.Generator().manual_seed(0))
