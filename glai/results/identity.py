@@ -1,0 +1,119 @@
+"""Run identity (SPEC 12): which config values make two runs different runs, and the fingerprint of a run.
+
+Every key of the resolved config (``glai.config.Config``, dotted) is classified in :data:`IDENTITY`, one
+place, and ``tests/results/test_identity.py`` fails when the schema gains a key that is not listed here:
+
+- ``setting``: can change the result (or its time): part of the fingerprint, and a difference from the
+  unmodified experiment makes the run a variant (never "the paper's X").
+- ``environment``: where it ran (device, threads): part of the fingerprint, so runs on different hardware
+  are never averaged together, but not a change of the protocol.
+- ``label``: the user's tag: part of the fingerprint (a tagged run is its own run).
+- ``seed``: part of the run's fingerprint, left out of its *group* fingerprint (the seeds of one setting).
+- ``excluded``: cannot change the result: output and cache paths, verbosity, logging, overwrite.
+
+A fingerprint is the SHA-256 of the canonical JSON of the included ``key: value`` pairs. Keys a config does
+not have are simply absent (records of an older schema keep their own fingerprint, computed from their
+stored config); keys not listed in :data:`IDENTITY` are included as settings (never silently ignored).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+__all__ = [
+    "CLASSES",
+    "IDENTITY",
+    "differences",
+    "fingerprint",
+    "flatten",
+    "identity_items",
+    "short",
+]
+
+CLASSES = ("setting", "environment", "label", "seed", "excluded")
+
+_EXPERIMENT = {k: "setting" for k in (
+    "name", "family", "arch", "lr", "batch_size", "wd_mlp", "wd_glai", "reduced_epochs", "monitor", "patience",
+    "min_delta", "max_epochs", "dropout", "temperature", "n_way", "k_shot", "q_query")}
+# the list of documented deviations from the paper describes the experiment; it does not change a run
+_EXPERIMENT["deviations"] = "excluded"
+_HEAD = {k: "setting" for k in (
+    "name", "optimizer", "lr", "weight_decay", "width_factor", "reduced_optimizer", "reduced_weight_decay",
+    "estimator", "backend", "structure_threshold")}
+_DATASET = {k: "setting" for k in (
+    "name", "source", "modality", "hf_path", "hf_name", "path", "format", "train_split", "val_split",
+    "pool_split", "val_fraction", "image_column", "text_columns", "label_column", "use_labels", "text_unit",
+    "min_chars", "max_train", "max_val", "max_pool", "max_per_class", "num_classes", "subset_seed",
+    "image_mode", "invert_images")}
+_BACKBONE = {k: "setting" for k in (
+    "name", "library", "model_id", "path", "pooling", "embed_dim", "max_length", "batch_size", "input_size",
+    "mean", "std", "crop_pct", "dtype")}
+# where and how fast the embeddings are extracted: the same embeddings (they are cached by content)
+_BACKBONE.update(device="environment", num_workers="excluded", num_threads="excluded")
+
+#: Every config key (dotted) and its class. The one list that decides what a run is.
+IDENTITY: dict[str, str] = {
+    **{f"experiment.{k}": v for k, v in _EXPERIMENT.items()},
+    **{f"head.{k}": v for k, v in _HEAD.items()},
+    **{f"dataset.{k}": v for k, v in _DATASET.items()},
+    **{f"backbone.{k}": v for k, v in _BACKBONE.items()},
+    "seed": "seed",
+    "rho": "setting",
+    "episodes": "setting",
+    # the path-distance sample also ends GLAI's reduced phase when head.structure_threshold > 0
+    "structure_samples": "setting",
+    "device": "environment",
+    "num_threads": "environment",
+    "tag": "label",
+    "data_root": "excluded",
+    "cache_dir": "excluded",
+    "results_dir": "excluded",
+    "overwrite": "excluded",
+    "verbose": "excluded",
+    "wandb.enabled": "excluded",
+    "wandb.project": "excluded",
+    "wandb.mode": "excluded",
+}
+
+
+def flatten(config: Mapping, prefix: str = "") -> dict[str, Any]:
+    """Nested mapping -> ``{"a.b": leaf}``; lists are leaves."""
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def identity_items(config: Mapping, classes: Iterable[str] = ("setting", "environment", "label", "seed")
+                   ) -> dict[str, Any]:
+    """The ``key: value`` pairs of ``config`` whose class is in ``classes`` (unlisted keys count as settings)."""
+    classes = set(classes)
+    return {k: v for k, v in flatten(config).items() if IDENTITY.get(k, "setting") in classes}
+
+
+def fingerprint(config: Mapping, *, seed: bool = True) -> str:
+    """SHA-256 hex digest (64 chars) of a run's identity; ``seed=False`` gives its group's (the seeds of one
+    setting, averaged in a table)."""
+    classes = ("setting", "environment", "label", "seed") if seed else ("setting", "environment", "label")
+    payload = json.dumps(identity_items(config, classes), sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def short(fp: str) -> str:
+    """The 10 hex digits of a fingerprint shown in record file names and labels."""
+    return fp[:10]
+
+
+def differences(config: Mapping, reference: Mapping, classes: Iterable[str] = ("setting", "label")
+                ) -> dict[str, Any]:
+    """``key: value`` of ``config`` where it differs from ``reference`` (keys of the given classes; a key
+    missing on one side counts as different and shows ``None``)."""
+    a, b = identity_items(config, classes), identity_items(reference, classes)
+    return {k: a.get(k) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
