@@ -67,7 +67,7 @@ def _tracker(cfg, x: torch.Tensor, seed: int) -> PathDistanceTracker | None:
 
 def _phase_record(hist: History) -> dict[str, Any]:
     return {"epochs": hist.epochs, "bvs": hist.bvs, "best_epoch": hist.best_epoch, "curves": hist.curves,
-            "stopped_by": hist.stopped_by}
+            "stopped_by": hist.stopped_by, "step_ms": hist.step_ms}
 
 
 def train_head(cfg, train: EmbeddingSplit, val: EmbeddingSplit, seed: int) -> dict[str, Any]:
@@ -111,13 +111,15 @@ def train_head(cfg, train: EmbeddingSplit, val: EmbeddingSplit, seed: int) -> di
     red, est = glai.reduced, glai.estimator
     metrics = {**_phase_record(est), "reduced_epochs": red.epochs,
                "total_epochs": red.epochs + est.epochs, "reduced_curves": red.curves,
-               "reduced_bvs": red.bvs, "reduced_stopped_by": red.stopped_by,
+               "reduced_bvs": red.bvs, "reduced_stopped_by": red.stopped_by, "reduced_step_ms": red.step_ms,
                "structure": red.structure if tracker else None,
                "theorem2_bound": glai.head.conversion.kept.removed_score}
     times = glai.time_s
     cost = {"time_s": times, "total_s": sum(times.values()),
             "params": {**glai.budget.as_dict(),
-                       "trainable": count_parameters(glai.head.estimator, trainable_only=True)}}
+                       "trainable": count_parameters(glai.head.estimator, trainable_only=True),
+                       "hidden_layers": len(arch) - 2, "gate_columns": glai.head.conversion.gate_columns,
+                       "gate_columns_used": glai.head.estimator.n_gates}}
     return {"metrics": metrics, "cost": cost}
 
 

@@ -1,10 +1,15 @@
-"""Time one training step of the MLP, the dense GLAI estimator and the sparse one on the paper's shapes.
+"""Time the conversion and one training step of the MLP, the dense GLAI estimator and the sparse one.
 
-For each shape (SPEC 6 arch, rho = 0.5) a random reduced MLP is converted and pruned for real
-(``glai.method.conversion.mlp_to_glai`` + ``glai.method.pruning.prune`` on random inputs) down to
-``O - R - n_out`` kept paths (glai.method.budget.parameter_budget: O and R counted from the modules, SPEC 3).
-Then, interleaved and after a warm-up, it times one full step (forward, cross-entropy, backward, optimiser
-step, zero_grad) of:
+Shapes: the paper's six (SPEC 6) and two large ones (issue 13): a Transformer-sized MLP block
+(768, 3072, 768) and a two-hidden-layer head (768, 512, 512, 10), all at rho = 0.5.
+
+Conversion: for each shape a random reduced MLP is converted and pruned for real, streaming
+(``glai.method.pruning.prune_streaming``: the dense path tensor is never built) on random inputs, down to
+``O - R - n_out`` kept paths (glai.method.budget.parameter_budget, SPEC 3), in a child process of its own so
+that its peak resident memory (``VmHWM``, the process high-water mark) is the conversion's. Reported:
+conversion seconds (gates, path norms, scoring and top-k) and the peak RSS above the child's baseline after
+importing torch. Then, interleaved and after a warm-up, it times one full step (forward, cross-entropy,
+backward, optimiser step, zero_grad) of:
 
 - ``mlp``: the original MLP (nn.Linear-ReLU-nn.Linear), SGD (SPEC 5);
   every optimiser comes from ``glai.training.loop.build_optimizer``, as in the runner (fused where available);
@@ -13,7 +18,8 @@ step, zero_grad) of:
   device supports it).
 
 Prints each median step time and its ratio to the MLP's, and writes one CSV row per
-(shape, batch, device, method, backend) to ``results/bench/estimator-<device>.csv`` (atomically).
+(shape, batch, device, method, backend) to ``results/bench/estimator-<device>.csv`` (atomically), with the
+shape's conversion seconds and peak memory on every row.
 
 Usage:
     python scripts/bench_estimator.py [--shapes A1,B1] [--batches 16,1024] [--repeats 30] [--device cpu|cuda]
@@ -24,8 +30,11 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
+import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -41,8 +50,10 @@ sys.path.insert(0, str(ROOT))
 
 from glai.kernels.estimator import triton_available  # noqa: E402
 from glai.method.budget import parameter_budget  # noqa: E402
+from glai.method.conversion import path_structure  # noqa: E402
 from glai.method.dense_estimator import DenseEstimator  # noqa: E402
 from glai.method.heads import MLPHead, reduced_arch  # noqa: E402
+from glai.method.pruning import prune_streaming  # noqa: E402
 from glai.method.sparse_estimator import SparseEstimator  # noqa: E402
 from glai.training.optimizers import build_optimizer  # noqa: E402
 
@@ -54,32 +65,64 @@ SHAPES = {
     "B2": (768, 768, 128),
     "C1": (576, 256, 5),
     "C2": (768, 512, 4),
+    # issue 13: a Transformer MLP block and a two-hidden-layer head
+    "T768": (768, 3072, 768),
+    "D768": (768, 512, 512, 10),
 }
 RHO = 0.5
-# Dense steps whose [B, n_in, n_gates] einsum intermediate exceeds this many floats are skipped (memory).
+# Dense steps whose [B, n_in, n_gates] einsum intermediate or [n_out, n_in, n_gates] weight exceeds this many
+# floats are skipped (memory: the weight and its two Adam moments).
 DENSE_MAX_ELEMENTS = 2e8
 # Inputs used to score paths for pruning (the role of the training embeddings Omega).
 NUM_SCORE_SAMPLES = 2048
-COLUMNS = ["shape", "batch", "device", "method", "backend", "step_ms", "ratio_to_mlp"]
+COLUMNS = ["shape", "batch", "device", "method", "backend", "step_ms", "ratio_to_mlp", "kept_paths",
+           "conversion_s", "conversion_peak_mib"]
 
 
-def kept_paths(arch: tuple[int, ...], device: torch.device, seed: int = 0):
-    """Real pruning of a random reduced MLP: returns (selector, KeptPaths, expansion bias, n_in, n_gates, P)."""
-    from glai.method.conversion import mlp_to_glai
-    from glai.method.pruning import prune
-
+def convert_shape(arch: tuple[int, ...], seed: int = 0) -> dict:
+    """Streaming conversion of a random reduced MLP of ``arch`` (this process): selector, kept paths
+    (gate columns renumbered to the used ones, as the GLAI head keeps them), counts, seconds."""
     torch.manual_seed(seed)
     budget = parameter_budget(arch, RHO)  # O, R counted from the modules, E from the paths (SPEC 3)
-    O, R, E, mu, keep = budget.O, budget.R, budget.E, budget.mu, budget.kept_paths
     selector = MLPHead(reduced_arch(arch, RHO))
-    n_in, n_gates = arch[0] + 1, selector.arch[1]
     x = torch.randn(NUM_SCORE_SAMPLES, arch[0])
-    expansion = mlp_to_glai(selector)
-    gates = expansion.gates(selector, x)
+    t0 = time.perf_counter()
+    structure = path_structure(selector)
+    gates = structure.gates(selector, x)
     x_tilde = torch.cat([x, torch.ones(len(x), 1)], 1)
-    kept = prune(expansion, x_tilde, gates, keep)
-    del expansion
-    return selector.to(device), kept, n_in, n_gates, dict(O=O, R=R, E=E, mu=mu, P=keep)
+    kept = prune_streaming(selector, x_tilde, gates, budget.kept_paths)
+    used, gate_idx = torch.unique(kept.gate_idx, return_inverse=True)
+    seconds = time.perf_counter() - t0
+    return dict(selector=selector.state_dict(), arch=arch, out_idx=kept.out_idx, in_idx=kept.in_idx,
+                gate_idx=gate_idx, used=used, values=kept.values, n_in=structure.n_in, seconds=seconds,
+                counts=dict(O=budget.O, R=budget.R, E=budget.E, mu=budget.mu, P=budget.kept_paths,
+                            gate_columns=structure.n_gates, gate_columns_used=used.numel()))
+
+
+def _maxrss_bytes() -> int:
+    """This process's resident-memory high-water mark in bytes: ``VmHWM`` (reset by exec, unlike
+    ``ru_maxrss``, which a child inherits from a large parent), else ``ru_maxrss``."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+
+
+def convert_in_child(name: str) -> dict:
+    """Run :func:`convert_shape` in a fresh process; returns its result with ``peak_mib`` (RSS high-water
+    mark above the child's baseline after imports)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "kept.pt"
+        proc = subprocess.run([sys.executable, __file__, "--convert-only", name, "--kept-out", str(out)],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"conversion of {name} failed:\n{proc.stderr[-3000:]}")
+        result = torch.load(out, weights_only=False)
+    result.update(json.loads(proc.stdout.strip().splitlines()[-1]))
+    return result
 
 
 def make_step(model: nn.Module, opt: torch.optim.Optimizer, inputs: tuple, target: torch.Tensor) -> Callable:
@@ -104,8 +147,8 @@ def time_interleaved(steps: dict[str, Callable], repeats: int, warmup: int, devi
     start = time.perf_counter()
     for r in range(repeats):
         for name, step in steps.items():
-            # A slow method (the dense reference) stops early once it has 3 samples and the budget is spent.
-            if r >= 3 and time.perf_counter() - start > budget_s and name.startswith("dense"):
+            # A slow method (the dense reference, large shapes) stops once it has 3 samples and the budget is spent.
+            if r >= 3 and time.perf_counter() - start > budget_s and not name.startswith("mlp"):
                 continue
             sync()
             t0 = clock()
@@ -118,13 +161,23 @@ def time_interleaved(steps: dict[str, Callable], repeats: int, warmup: int, devi
 def bench_shape(name: str, batches: list[int], device: torch.device, repeats: int, warmup: int,
                 budget_s: float, clock: Callable[[], float]) -> list[dict]:
     arch = SHAPES[name]
-    n0, _, n_out = arch
-    t0 = time.perf_counter()
-    selector, kept, n_in, n_gates, counts = kept_paths(arch, device)
+    n0, n_out = arch[0], arch[-1]
+    conv = convert_in_child(name)
+    counts = conv["counts"]
+    selector = MLPHead(reduced_arch(arch, RHO))
+    selector.load_state_dict(conv["selector"])
+    selector.to(device)
+    structure = path_structure(selector)
+    used = conv["used"].to(device)
     print(f"\n{name} arch {arch}: O={counts['O']:,} R={counts['R']:,} E={counts['E']:,} mu={counts['mu']:.4f} "
-          f"kept paths P={counts['P']:,} (pruned in {time.perf_counter() - t0:.1f} s)", flush=True)
-    dims = dict(n_in=n_in, n_gates=n_gates, n_out=n_out)
+          f"kept paths P={counts['P']:,}, gate columns {counts['gate_columns_used']:,} of "
+          f"{counts['gate_columns']:,}; conversion {conv['seconds']:.2f} s, peak {conv['peak_mib']:,.0f} MiB "
+          f"above a {conv['baseline_mib']:,.0f} MiB baseline", flush=True)
+    dims = dict(n_in=conv["n_in"], n_gates=int(used.numel()), n_out=n_out)
+    paths = (conv["out_idx"], conv["in_idx"], conv["gate_idx"], conv["values"])
     backends = ["torch"] + (["triton"] if device.type == "cuda" and triton_available(device) else [])
+    extra_cols = dict(kept_paths=counts["P"], conversion_s=round(conv["seconds"], 3),
+                      conversion_peak_mib=round(conv["peak_mib"], 1))
     rows = []
     for batch in batches:
         torch.manual_seed(1)
@@ -132,21 +185,20 @@ def bench_shape(name: str, batches: list[int], device: torch.device, repeats: in
         target = torch.randint(0, n_out, (batch,), device=device)
         x_tilde = torch.cat([x, torch.ones(batch, 1, device=device)], 1)
         with torch.no_grad():
-            gates = selector.hidden_patterns(x)[0]  # [B, n_gates] uint8 (L = 1)
+            gates = structure.gates(selector, x)[:, used]  # [B, used gate columns] uint8
 
         mlp = MLPHead(arch).to(device)
         # every method's optimiser comes from the runner's builder: the fused kernel where the device has one
         steps = {"mlp/-": make_step(mlp, build_optimizer("sgd", mlp.parameters(), 1e-3, 1e-3), (x,), target)}
-        if batch * n_in * n_gates <= DENSE_MAX_ELEMENTS:
-            dense = DenseEstimator.from_paths(kept.out_idx, kept.in_idx, kept.gate_idx, kept.values,
-                                              torch.zeros(n_out), **dims).to(device)
+        dense_size = max(batch, n_out) * dims["n_in"] * dims["n_gates"]
+        if dense_size <= DENSE_MAX_ELEMENTS:
+            dense = DenseEstimator.from_paths(*paths, torch.zeros(n_out), **dims).to(device)
             steps["dense/einsum"] = make_step(dense, build_optimizer("adam", dense.parameters(), 1e-3, 0.1),
                                               (x_tilde, gates), target)
         else:
-            print(f"  B{batch}: dense skipped ([B, n_in, n_gates] = {batch * n_in * n_gates:.2g} floats)")
+            print(f"  B{batch}: dense skipped ([max(B, n_out), n_in, n_gates] = {dense_size:.2g} floats)")
         for backend in backends:
-            sparse = SparseEstimator.from_paths(kept.out_idx, kept.in_idx, kept.gate_idx, kept.values,
-                                                torch.zeros(n_out), backend=backend, **dims).to(device)
+            sparse = SparseEstimator.from_paths(*paths, torch.zeros(n_out), backend=backend, **dims).to(device)
             steps[f"sparse/{backend}"] = make_step(sparse, build_optimizer("adam", sparse.parameters(), 1e-3, 0.1),
                                                    (x_tilde, gates), target)
         if batch == batches[0]:
@@ -161,7 +213,7 @@ def bench_shape(name: str, batches: list[int], device: torch.device, repeats: in
             print(f"  B{batch:<5} {method:<6} {backend:<7} {ms:10.3f} ms   {ms / mlp_ms:6.2f}x MLP{extra}",
                   flush=True)
             rows.append(dict(shape=name, batch=batch, device=device.type, method=method, backend=backend,
-                             step_ms=round(ms, 4), ratio_to_mlp=round(ms / mlp_ms, 4)))
+                             step_ms=round(ms, 4), ratio_to_mlp=round(ms / mlp_ms, 4), **extra_cols))
     return rows
 
 
@@ -186,14 +238,26 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch.set_num_threads for every method")
     parser.add_argument("--dense-budget", type=float, default=20.0,
-                        help="seconds after which the dense reference stops at 3 samples (per shape x batch)")
+                        help="seconds after which a slow method (dense reference, large shapes) stops at 3 "
+                        "samples (per shape x batch)")
     parser.add_argument("--clock", default="wall", choices=["wall", "cpu"],
                         help="wall: perf_counter; cpu: process CPU time (robust on a shared machine, with "
                         "--threads 1 it equals the wall time of an unloaded core; CPU device only)")
     parser.add_argument("--quick", action="store_true", help="5 repeats, 2 warm-up steps")
     parser.add_argument("--out", type=Path, default=None,
                         help="CSV path (default results/bench/estimator-<device>.csv)")
+    parser.add_argument("--convert-only", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--kept-out", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.convert_only:
+        # child process of convert_in_child: one conversion, its peak memory above the post-import baseline
+        torch.set_num_threads(args.threads)
+        baseline = _maxrss_bytes()
+        result = convert_shape(SHAPES[args.convert_only])
+        peak = _maxrss_bytes()
+        torch.save(result, args.kept_out)
+        print(json.dumps({"peak_mib": (peak - baseline) / 2**20, "baseline_mib": baseline / 2**20}))
+        return
 
     shapes = [s.strip() for s in args.shapes.split(",") if s.strip()]
     unknown = [s for s in shapes if s not in SHAPES]

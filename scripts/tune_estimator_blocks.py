@@ -23,9 +23,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from bench_estimator import SHAPES, kept_paths  # noqa: E402
+from bench_estimator import SHAPES, convert_shape  # noqa: E402
 
 from glai.kernels.estimator import PathLayout, estimator_bwd, estimator_fwd  # noqa: E402
+from glai.method.conversion import path_structure  # noqa: E402
+from glai.method.heads import MLPHead, reduced_arch  # noqa: E402
 
 FWD_BLOCKS = (16, 32, 64, 128, 256)
 BWD_BLOCKS = (32, 64, 128, 256, 512)
@@ -36,7 +38,7 @@ def main(argv: list[str] | None = None) -> None:
     import triton.testing
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--shapes", default=",".join(SHAPES))
+    parser.add_argument("--shapes", default="A1,A2,B1,B2,C1,C2")
     parser.add_argument("--batches", default="16,1024")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "bench" / "estimator-blocks-cuda.csv")
     args = parser.parse_args(argv)
@@ -46,15 +48,18 @@ def main(argv: list[str] | None = None) -> None:
     rows = []
     for name in args.shapes.split(","):
         arch = SHAPES[name]
-        selector, kept, n_in, n_gates, counts = kept_paths(arch, device)
-        layout = PathLayout(kept.out_idx, kept.in_idx, kept.gate_idx, n_in=n_in, n_gates=n_gates,
-                            n_out=arch[-1]).to(device)
-        values = layout.to_layout(kept.values.float().to(device))
+        conv = convert_shape(arch)
+        selector = MLPHead(reduced_arch(arch, 0.5))
+        selector.load_state_dict(conv["selector"])
+        selector, used, counts = selector.to(device), conv["used"].to(device), conv["counts"]
+        layout = PathLayout(conv["out_idx"], conv["in_idx"], conv["gate_idx"], n_in=conv["n_in"],
+                            n_gates=int(used.numel()), n_out=arch[-1]).to(device)
+        values = layout.to_layout(conv["values"].float().to(device))
         bias = torch.zeros(arch[-1], device=device)
         for batch in (int(b) for b in args.batches.split(",")):
             x = torch.randn(batch, arch[0], device=device)
             x_tilde = torch.cat([x, torch.ones(batch, 1, device=device)], 1)
-            gates = selector.hidden_patterns(x)[0]
+            gates = path_structure(selector).gates(selector, x)[:, used]
             grad_y = torch.randn(batch, arch[-1], device=device)
             for kernel, blocks in (("fwd", FWD_BLOCKS), ("bwd", BWD_BLOCKS)):
                 times = {}

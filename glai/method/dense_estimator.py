@@ -41,6 +41,18 @@ class DenseEstimator(nn.Module):
         mask[out_idx, in_idx, gate_idx] = True
         return cls(weight, bias, mask)
 
+    @property
+    def n_in(self) -> int:
+        return self.weight.shape[1]
+
+    @property
+    def n_gates(self) -> int:
+        return self.weight.shape[2]
+
+    @property
+    def n_out(self) -> int:
+        return self.weight.shape[0]
+
     def forward(self, x_tilde: torch.Tensor, gates: torch.Tensor) -> torch.Tensor:
         outer = torch.einsum("bi,bs->bis", x_tilde, gates.to(x_tilde.dtype))  # [B, n_in, n_gates]
         return torch.einsum("bis,ois->bo", outer, self.weight * self.mask) + self.bias

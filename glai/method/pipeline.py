@@ -19,10 +19,10 @@ import torch
 from torch import nn
 
 from glai.method.budget import ParamBudget, parameter_budget
-from glai.method.conversion import mlp_to_glai
+from glai.method.conversion import path_structure
 from glai.method.dense_estimator import DenseEstimator
 from glai.method.heads import GLAIHead, MLPHead, reduced_arch
-from glai.method.pruning import KeptPaths, prune
+from glai.method.pruning import KeptPaths, prune_streaming
 from glai.method.sparse_estimator import SparseEstimator
 from glai.training.loop import History, fit
 from glai.training.tasks import Task
@@ -47,12 +47,15 @@ class Conversion:
         gates: uint8 [N_k, n_gates] activation patterns (gate columns) of ``x_train`` and then of each
             ``cache`` input, in the estimator's gate order (SPEC 2: the selector never runs in training).
         seconds: wall-clock seconds of the conversion (expansion, gates, path norms, pruning, estimator).
+        gate_columns: routes of the selector (n_gates before pruning: n1 for L = 1, the full and bias-started
+            routes for L > 1); the estimator keeps only those a kept path uses (``estimator.n_gates``).
     """
 
     kept: KeptPaths
     num_paths: int
     gates: tuple[torch.Tensor, ...]
     seconds: float
+    gate_columns: int
 
 
 def as_mlp_head(module: nn.Module, x: torch.Tensor | None = None) -> MLPHead:
@@ -175,10 +178,11 @@ def build_glai_head(selector: MLPHead, x_train: torch.Tensor, keep: int, estimat
     t0 = time.perf_counter()
     selector.eval()
     x_train = x_train.float()
-    expansion = mlp_to_glai(selector)
+    expansion = path_structure(selector)
     gates = [expansion.gates(selector, x.float()) for x in (x_train, *cache)]
     x_tilde = torch.cat([x_train, x_train.new_ones(x_train.shape[0], 1)], dim=1)
-    kept = prune(expansion, x_tilde, gates[0], keep)
+    # streaming: the dense [n_out, n_in, n_gates] path tensor is never built (peak ~ kept paths + one block)
+    kept = prune_streaming(selector, x_tilde, gates[0], keep)
     gate_idx, gate_fn = kept.gate_idx, None
     if selector.num_hidden > 1:
         # L > 1: keep only the gate columns (routes) that a kept path uses.
@@ -196,7 +200,7 @@ def build_glai_head(selector: MLPHead, x_train: torch.Tensor, keep: int, estimat
                                          backend=backend, **dims)
     head = GLAIHead(selector, est.to(x_train.device), gate_fn)
     head.conversion = Conversion(kept=kept, num_paths=expansion.num_paths, gates=tuple(gates),
-                                 seconds=time.perf_counter() - t0)
+                                 seconds=time.perf_counter() - t0, gate_columns=expansion.n_gates)
     return head
 
 
@@ -256,7 +260,7 @@ def convert(
     if rho is not None:
         keep = _selector_budget(selector, rho, arch).kept_paths
     elif keep is None:
-        keep = mlp_to_glai(selector).num_paths
+        keep = path_structure(selector).num_paths
     return build_glai_head(selector.to(x_train.device), x_train, int(keep), estimator, backend, cache)
 
 

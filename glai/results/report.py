@@ -23,6 +23,9 @@ def summary(record: dict[str, Any], path: str | Path | None = None) -> str:
     if "O" in p:
         lines.append(f"  params: O={p['O']:,} R={p['R']:,} E={p['E']:,} mu={p['mu']:.4f} kept={p['kept']:,}"
                      + (" (mu >= 1: nothing pruned)" if p["mu_clipped"] else ""))
+        if "gate_columns" in p:
+            lines.append(f"  routes: {p['gate_columns_used']:,} of {p['gate_columns']:,} gate columns kept "
+                         f"(L = {p['hidden_layers']}); estimator step {m.get('step_ms', float('nan')):.3f} ms")
     else:
         lines.append(f"  params: {p['trainable']:,} trainable")
     if path is not None:

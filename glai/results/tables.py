@@ -10,8 +10,6 @@ instead of printing a number (``n=1 (need >= 2)`` for a std, ``too few pairs (n=
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path

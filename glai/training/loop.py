@@ -37,6 +37,7 @@ class History:
         curves: per-epoch lists: train_loss, val_loss, val_acc (None for family B), epoch_time_s.
         structure: per-epoch path distance m_t and mean absolute weight change (SPEC 4), when tracked.
         stopped_by: "early_stopping" | "max_epochs" | "fixed_epochs" | "structure".
+        steps: training steps run; step_s: their wall-clock seconds (validation excluded).
     """
 
     epochs: int = 0
@@ -49,6 +50,13 @@ class History:
     structure: dict[str, list] = field(default_factory=lambda: {"path_distance": [], "weight_change": []})
     instrumentation_s: float = 0.0
     stopped_by: str = ""
+    steps: int = 0
+    step_s: float = 0.0
+
+    @property
+    def step_ms(self) -> float:
+        """Mean wall-clock milliseconds of one training step (forward, loss, backward, optimiser step)."""
+        return 1e3 * self.step_s / self.steps if self.steps else math.nan
 
 
 def run_epochs(
@@ -105,6 +113,7 @@ def run_epochs(
         model.train()
         loss_sum = torch.zeros((), device=x.device)
         perm = torch.randperm(n, generator=generator).to(x.device)
+        t_steps = time.perf_counter()
         for s in range(0, n, batch_size):
             idx = perm[s : s + batch_size]
             loss = task.loss(model, x[idx], None if y is None else y[idx], None if g is None else g[idx])
@@ -112,7 +121,9 @@ def run_epochs(
             loss.backward()
             optimizer.step()
             loss_sum += loss.detach() * idx.numel()
-        train_loss = float(loss_sum) / n
+        train_loss = float(loss_sum) / n  # float() waits for the device: the steps are done
+        hist.step_s += time.perf_counter() - t_steps
+        hist.steps += -(-n // batch_size)
         if not math.isfinite(train_loss):
             raise NonFiniteLossError(f"training loss is {train_loss} at epoch {epoch}")
         model.eval()

@@ -118,3 +118,16 @@ def test_wandb_logging_offline(tmp_path, monkeypatch):
     assert rec["status"] == "done"
     runs = list((tmp_path / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and any(runs[0].rglob("*.wandb"))
+
+
+@pytest.mark.parametrize("arch", [[64, 32, 24, 10], [64, 24, 16, 20, 10]], ids=["L2", "L3"])
+def test_deep_heads_train_as_glai(arch, tmp_path):
+    """Deep heads end to end (issue 13): routes through L hidden layers, pruned to the MLP's budget."""
+    cfg = compose_config(["head=glai", f"results_dir={tmp_path}", f"experiment.arch=[{','.join(map(str, arch))}]",
+                          *FAST])
+    rec = run(cfg)
+    p, m = rec["cost"]["params"], rec["metrics"]
+    assert rec["status"] == "done" and 0 < m["bvs"] <= 100
+    assert p["hidden_layers"] == len(arch) - 2 and p["R"] + p["kept"] == p["O"]
+    assert 0 < p["gate_columns_used"] <= p["gate_columns"] and p["trainable"] == p["kept"]
+    assert m["step_ms"] > 0 and m["reduced_step_ms"] > 0

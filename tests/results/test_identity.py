@@ -14,7 +14,6 @@ from glai.results.groups import assign_groups, group_label
 from glai.results.identity import CLASSES, IDENTITY, differences, fingerprint
 from glai.results.records import record_fingerprint
 from glai.results.tables import write_all
-
 from tests.results.records import default_config, make_record, references, write_records
 
 

@@ -18,7 +18,6 @@ from glai.results.stats import (
     speedup_summary,
     wilcoxon_greater,
 )
-
 from tests.results.records import make_record
 
 

@@ -8,7 +8,6 @@ import pandas as pd
 import pytest
 
 from glai.results.tables import mean_std_cell, write_all
-
 from tests.results.records import default_config, make_record, references, write_records
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
