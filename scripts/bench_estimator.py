@@ -111,13 +111,13 @@ def _maxrss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
 
 
-def convert_in_child(name: str) -> dict:
+def convert_in_child(name: str, threads: int = 1) -> dict:
     """Run :func:`convert_shape` in a fresh process; returns its result with ``peak_mib`` (RSS high-water
     mark above the child's baseline after imports)."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "kept.pt"
-        proc = subprocess.run([sys.executable, __file__, "--convert-only", name, "--kept-out", str(out)],
-                              capture_output=True, text=True)
+        proc = subprocess.run([sys.executable, __file__, "--convert-only", name, "--kept-out", str(out),
+                               "--threads", str(threads)], capture_output=True, text=True)
         if proc.returncode != 0:
             raise RuntimeError(f"conversion of {name} failed:\n{proc.stderr[-3000:]}")
         result = torch.load(out, weights_only=False)
@@ -162,7 +162,7 @@ def bench_shape(name: str, batches: list[int], device: torch.device, repeats: in
                 budget_s: float, clock: Callable[[], float]) -> list[dict]:
     arch = SHAPES[name]
     n0, n_out = arch[0], arch[-1]
-    conv = convert_in_child(name)
+    conv = convert_in_child(name, torch.get_num_threads())
     counts = conv["counts"]
     selector = MLPHead(reduced_arch(arch, RHO))
     selector.load_state_dict(conv["selector"])
