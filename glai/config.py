@@ -10,7 +10,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
@@ -84,7 +84,7 @@ class HeadConfig:
 
     # mlp | mlp_reduced | linear | glai
     name: str = MISSING
-    # optimiser of the head (GLAI: of its estimator): sgd (no momentum) | adam (default betas)
+    # optimiser of the head (GLAI: of its estimator): sgd (no momentum) | adam (coupled L2) | adamw (decoupled WD)
     optimizer: str = "sgd"
     lr: float = MISSING
     weight_decay: float = MISSING
@@ -93,6 +93,9 @@ class HeadConfig:
     # GLAI: optimiser and weight decay of the reduced-MLP phase
     reduced_optimizer: str = "sgd"
     reduced_weight_decay: float = 0.0
+    # GLAI: learning rate of the reduced-MLP phase (None: head.lr); conf/head/glai.yaml sets experiment.lr, so
+    # head.lr changes the estimator's alone
+    reduced_lr: Optional[float] = None
     # GLAI: estimator implementation: sparse | dense (the paper's Listing 1 reference)
     estimator: str = "sparse"
     # GLAI sparse estimator backend: auto | triton | torch
@@ -228,8 +231,12 @@ def validate(cfg: DictConfig | Config) -> None:
     if exp.min_delta < 0:
         _fail("experiment.min_delta", exp.min_delta, "must be >= 0", "experiment.min_delta=0.1")
     if not head.lr > 0:
+        # the heads read experiment.lr: fix the key the value came from
         _fail("head.lr", head.lr, "the learning rate must be positive",
-              "head.lr=1e-3 (or experiment.lr=1e-3, which every head reads)")
+              "experiment.lr=1e-3 (which every head reads)" if head.lr == exp.lr else "head.lr=1e-3")
+    if head.reduced_lr is not None and not head.reduced_lr > 0:
+        _fail("head.reduced_lr", head.reduced_lr, "the learning rate must be positive",
+              "experiment.lr=1e-3" if head.reduced_lr == exp.lr else "head.reduced_lr=1e-3")
     if head.weight_decay < 0:
         _fail("head.weight_decay", head.weight_decay, "must be >= 0",
               "head.weight_decay=1e-3 (or experiment.wd_mlp / experiment.wd_glai, which the heads read)")

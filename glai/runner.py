@@ -105,7 +105,8 @@ def train_head(cfg, train: EmbeddingSplit, val: EmbeddingSplit, seed: int) -> di
     tracker = _tracker(cfg, train.x, seed)
     glai = train_glai(arch, (train.x, train.y), (val.x, val.y), rho=head_cfg.width_factor, seed=seed,
                       reduced_epochs=exp.reduced_epochs, reduced_optimizer=head_cfg.reduced_optimizer,
-                      reduced_weight_decay=head_cfg.reduced_weight_decay, estimator=head_cfg.estimator,
+                      reduced_weight_decay=head_cfg.reduced_weight_decay, reduced_lr=head_cfg.reduced_lr,
+                      estimator=head_cfg.estimator,
                       backend=head_cfg.backend, tracker=tracker, structure_threshold=head_cfg.structure_threshold,
                       **loop)
     red, est = glai.reduced, glai.estimator
@@ -158,7 +159,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
     - A record "done" with the same fingerprint is kept (and returned) unless ``overwrite=true``; a run with
       any other setting gets its own record.
-    - While the run trains it holds ``<record>.lock``: the same job started meanwhile returns at once with
+    - While the run trains it holds ``.<record>.lock``: the same job started meanwhile returns at once with
       the running record, saying which process holds it. A "running" record whose lock is free is stale
       (its process died): it is reported, then run again.
     - A NaN/inf training or validation loss ends the run with status "failed" and the reason in the record;

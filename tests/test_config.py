@@ -46,6 +46,7 @@ def test_mlp_reduced_width_follows_rho():
         (["head.optimizer=rmsprop"], "head.optimizer"),
         (["experiment.lr=0"], "head.lr"),
         (["head.lr=-1"], "head.lr"),
+        (["head.reduced_lr=0"], "head.reduced_lr"),
         (["episodes=0"], "episodes"),
         (["experiment.patience=-1"], "experiment.patience"),
         (["seed=-1"], "seed"),

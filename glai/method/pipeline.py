@@ -307,6 +307,7 @@ def train_glai(
     weight_decay: float = 0.1,
     reduced_optimizer: str = "sgd",
     reduced_weight_decay: float = 1e-3,
+    reduced_lr: float | None = None,
     estimator: str = "sparse",
     backend: str = "auto",
     tracker=None,
@@ -331,7 +332,7 @@ def train_glai(
         seed: initialisation and batch order.
         batch_size, max_epochs, patience, min_delta, lr: as in :func:`glai.training.loop.fit`.
         optimizer, weight_decay: the estimator's.
-        reduced_optimizer, reduced_weight_decay: the reduced MLP's.
+        reduced_optimizer, reduced_weight_decay, reduced_lr: the reduced MLP's (``reduced_lr`` None: ``lr``).
         estimator, backend: see :func:`build_glai_head`.
         tracker: optional ``glai.training.structure.PathDistanceTracker`` for the reduced phase.
         structure_threshold: end the reduced phase once m_t < this (0 = off).
@@ -347,7 +348,8 @@ def train_glai(
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     selector = MLPHead(reduced_arch(arch, rho)).to(x.device)
-    reduced = fit(selector, (x, y), (vx, vy), task=task, optimizer=reduced_optimizer, lr=lr,
+    reduced_lr = lr if reduced_lr is None else reduced_lr
+    reduced = fit(selector, (x, y), (vx, vy), task=task, optimizer=reduced_optimizer, lr=reduced_lr,
                   weight_decay=reduced_weight_decay, batch_size=batch_size, max_epochs=reduced_epochs,
                   patience=None, generator=gen, tracker=tracker, structure_threshold=structure_threshold)
     t0 = time.perf_counter()

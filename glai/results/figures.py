@@ -26,9 +26,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from glai.results import stats as st  # noqa: E402
-from glai.results.records import atomic_write_text  # noqa: E402
+from glai.results.records import RECORD_MODE, atomic_write_text  # noqa: E402
 
-__all__ = ["figure3", "figure4", "figure5", "slug", "write_figures"]
+__all__ = ["estimator_curves", "figure3", "figure4", "figure5", "slug", "write_figures"]
 
 PHASES = ("reduced_mlp", "conversion", "estimator")
 PHASE_LABEL = {"reduced_mlp": "reduced MLP training", "conversion": "conversion",
@@ -46,6 +46,7 @@ def _save(fig, path: Path) -> Path:
     os.close(fd)
     try:
         fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
+        os.chmod(tmp, RECORD_MODE)  # readable by collaborators, like the records and tables
         os.replace(tmp, path)
     finally:
         plt.close(fig)
@@ -176,6 +177,67 @@ def figure5(
     ax.tick_params(axis="x", rotation=45)
     ax.legend(fontsize=8)
     return _save(fig, path), data
+
+
+def _variant(rec: Mapping) -> str:
+    head = (rec.get("config") or {}).get("head") or {}
+    return (f"{rec.get('head')}: {head.get('optimizer')} lr={fmt_g(head.get('lr'))} "
+            f"wd={fmt_g(head.get('weight_decay'))}")
+
+
+def fmt_g(v) -> str:
+    return f"{v:g}" if isinstance(v, (int, float)) else str(v)
+
+
+def estimator_curves(records: Sequence[Mapping], path: Path) -> tuple[Path, pd.DataFrame] | None:
+    """Validation score per epoch of GLAI's estimator under each optimiser setting, one panel per
+    experiment, with each MLP variant's BVS as a dashed line (issue 10's estimator diagnosis).
+
+    Every done GLAI record is a line labelled by its estimator's optimiser, lr and weight decay; records of
+    one (experiment, variant) are drawn seed by seed.
+
+    Returns:
+        (path, per-variant summary: best epoch, BVS, final score, drop from the BVS) or None without GLAI runs.
+    """
+    done = [r for r in records if r.get("status") == "done"]
+    glai = [r for r in done if r.get("head") == "glai"]
+    if not glai:
+        return None
+    exps = sorted({r["experiment"] for r in glai}, key=st.experiment_order)
+    fig, axes = plt.subplots(1, len(exps), figsize=(9 * len(exps), 4.8), squeeze=False)
+    rows = []
+    for ax, exp in zip(axes[0], exps, strict=True):
+        mine = sorted((r for r in glai if r["experiment"] == exp), key=lambda r: (_variant(r), r["seed"]))
+        monitor = (mine[0].get("metrics") or {}).get("monitor", "val_acc")
+        key = "val_acc" if monitor == "val_acc" else "val_loss"
+        variants = sorted({_variant(r) for r in mine})
+        colours = {v: plt.cm.tab10(k % 10) for k, v in enumerate(variants)}
+        labelled = set()
+        for rec in mine:
+            m, variant = rec["metrics"], _variant(rec)
+            ys = _floats(m["curves"][key])
+            ax.plot(np.arange(1, len(ys) + 1), ys, marker=".", color=colours[variant], linewidth=1,
+                    label=None if variant in labelled else variant)
+            labelled.add(variant)
+            best = int(np.nanargmax(ys) if monitor == "val_acc" else np.nanargmin(ys))
+            rows.append({"experiment": exp, "variant": variant, "seed": rec["seed"],
+                         "reduced_bvs": m.get("reduced_bvs"), "first_epoch": float(ys[0]),
+                         "best_epoch": best + 1, "bvs": float(ys[best]), "final": float(ys[-1]),
+                         "drop_from_bvs": float(ys[best] - ys[-1]), "epochs": len(ys),
+                         "stopped_by": m.get("stopped_by")})
+        mlp_bvs = defaultdict(list)
+        for rec in (r for r in done if r["experiment"] == exp and r.get("head") == "mlp"):
+            mlp_bvs[_variant(rec)].append(rec["metrics"]["bvs"])
+        for k, (variant, values) in enumerate(sorted(mlp_bvs.items())):
+            ax.axhline(float(np.median(values)), linestyle=("--", ":", "-.")[k % 3], linewidth=1.2, color="black",
+                       label=f"{variant} (median BVS of {len(values)} seeds)")
+        ax.set_xlabel("estimator epoch")
+        ax.set_ylabel("validation accuracy [%]" if monitor == "val_acc" else "validation loss")
+        ax.set_title(f"{exp}: GLAI estimator per epoch (one line per seed)")
+        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, path), pd.DataFrame(rows)
 
 
 def write_figures(records: Sequence[Mapping], out_dir: str | Path, rho: Mapping | None = None) -> list[Path]:

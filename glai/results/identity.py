@@ -42,6 +42,7 @@ _EXPERIMENT = {k: "setting" for k in (
 _EXPERIMENT["deviations"] = "excluded"
 _HEAD = {k: "setting" for k in (
     "name", "optimizer", "lr", "weight_decay", "width_factor", "reduced_optimizer", "reduced_weight_decay",
+    "reduced_lr",
     "estimator", "backend", "structure_threshold")}
 _DATASET = {k: "setting" for k in (
     "name", "source", "modality", "hf_path", "hf_name", "path", "format", "train_split", "val_split",

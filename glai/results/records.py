@@ -168,7 +168,7 @@ class RunLockedError(RuntimeError):
 
 
 class RunLock:
-    """A file lock per run record (``<record>.lock``), held while the run trains (filelock).
+    """A file lock per run record (``.<record>.lock`` beside it), held while the run trains (filelock).
 
     Args:
         path: the record's path.
@@ -181,7 +181,8 @@ class RunLock:
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        self.lock = FileLock(str(self.path) + ".lock")
+        # a hidden file beside the record: on shared storage every host sees the same lock
+        self.lock = FileLock(str(self.path.with_name(f".{self.path.name}.lock")))
 
     def acquire(self) -> RunLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -205,3 +205,19 @@ def test_figures_are_pngs(tables):
     # GLAI total / MLP total = 1 / 2 and 1 / 2.5, split 0.5 / 0.1 / 0.4
     assert a1.n_seeds == 2 and a1.total == pytest.approx((0.5 + 0.4) / 2)
     assert a1.reduced_mlp == pytest.approx(0.5 * a1.total)
+
+
+def test_estimator_curves_figure(tmp_path):
+    """The estimator diagnosis figure: one line per GLAI variant, the MLP's BVS as reference, a summary table."""
+    from glai.results.figures import estimator_curves
+
+    recs = [make_record("A1", "mlp", 0, bvs=90.0)]
+    for wd, curve in ((0.1, [91.9, 91.6, 90.9]), (0.0, [95.6, 96.4, 96.1])):
+        rec = make_record("A1", "glai", 0, epochs=3, config=default_config("A1", "glai", **{"head.weight_decay": wd}))
+        rec["metrics"]["curves"]["val_acc"] = curve
+        recs.append(rec)
+    path, table = estimator_curves(recs, tmp_path / "curves.png")
+    assert path.read_bytes()[:8] == PNG_MAGIC and (path.stat().st_mode & 0o777) == 0o644
+    row = table[table.variant == "glai: adam lr=0.001 wd=0.1"].iloc[0]
+    assert (row.best_epoch, row.bvs, row.final) == (1, 91.9, 90.9) and row.drop_from_bvs == pytest.approx(1.0)
+    assert estimator_curves([recs[0]], tmp_path / "none.png") is None
