@@ -271,9 +271,11 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--clock cpu measures host CPU time: use it with --device cpu")
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
     torch.set_num_threads(args.threads)
+    # as in the runner: denormal floats (saturated softmax gradients) would cost 10-100x per CPU op
+    flush = torch.set_flush_denormal(True)
     device = torch.device(args.device)
     print(f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}, "
-          f"clock {args.clock}, repeats {repeats}, warm-up {warmup}")
+          f"clock {args.clock}, repeats {repeats}, warm-up {warmup}, flush denormals {flush}")
 
     rows = []
     for name in shapes:

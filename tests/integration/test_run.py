@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from glai.config import compose_config
 from glai.runner import run, run_identity
@@ -131,3 +132,12 @@ def test_deep_heads_train_as_glai(arch, tmp_path):
     assert p["hidden_layers"] == len(arch) - 2 and p["R"] + p["kept"] == p["O"]
     assert 0 < p["gate_columns_used"] <= p["gate_columns"] and p["trainable"] == p["kept"]
     assert m["step_ms"] > 0 and m["reduced_step_ms"] > 0
+
+
+def test_runs_flush_denormal_floats_for_every_head(tmp_path):
+    """Saturated softmax gradients (~1e-45) would make CPU steps 10-100x slower: the runner flushes them."""
+    torch.set_flush_denormal(False)
+    assert float(torch.tensor([1e-44]) * 1.0) > 0
+    rec = run(compose_config(["head=linear", f"results_dir={tmp_path}", *FAST]))
+    assert rec["environment"]["flush_denormal"] is True
+    assert float(torch.tensor([1e-44]) * 1.0) == 0.0
