@@ -37,6 +37,7 @@ __all__ = [
     "Contrast",
     "Pair",
     "TestResult",
+    "TimeToTarget",
     "Unpaired",
     "d_score",
     "d_time",
@@ -51,6 +52,7 @@ __all__ = [
     "table4",
     "table5",
     "tags_for",
+    "time_to_target",
     "wilcoxon_greater",
 ]
 
@@ -278,6 +280,10 @@ class Pair:
     ratio: float  # T_ref / T_model
     model_path: str
     ref_path: str
+    # log(TtT_ref / TtT_model), time to target (SPEC 12); None when the model never reached the target
+    # ("never") or the records have no single validation curve ("n/a": multi-episode family C)
+    d_ttt: float | None = None
+    ttt: str = "n/a"
 
 
 @dataclass
@@ -305,6 +311,82 @@ class Contrast:
     @property
     def score_test(self) -> TestResult:
         return wilcoxon_greater([p.d_score for p in self.pairs])
+
+    @property
+    def ttt_test(self) -> TestResult:
+        """Time to target (SPEC 12) over the pairs where the model reached the reference's BVS."""
+        return wilcoxon_greater([p.d_ttt for p in self.pairs if p.d_ttt is not None])
+
+    @property
+    def ttt_never(self) -> int:
+        """Pairs where the model never reached the reference's BVS (left out of :attr:`ttt_test`)."""
+        return sum(p.ttt == "never" for p in self.pairs)
+
+
+@dataclass
+class TimeToTarget:
+    """When a run's validation score first reached a target (SPEC 12 "fair speed").
+
+    Attributes:
+        seconds: wall-clock seconds from the start of the head's training (GLAI: the reduced MLP and the
+            conversion included), or None when the target was never reached.
+        epochs: epochs run by then (GLAI: reduced epochs included), or None.
+    """
+
+    seconds: float | None
+    epochs: int | None
+
+
+def time_to_target(rec: Mapping, target: float, min_delta: float | None = None) -> TimeToTarget:
+    """Seconds and epochs until ``rec``'s validation score first reaches ``target`` within ``min_delta``
+    (SPEC 12): ``score >= target - min_delta`` for accuracy, ``<= target + min_delta`` for a loss.
+
+    The score is the head's final phase (GLAI: the estimator, after the reduced MLP and the conversion, whose
+    seconds and epochs are added). Epoch seconds are ``metrics.curves.epoch_time_s``.
+
+    Args:
+        rec: a done run record.
+        target: the score to reach (usually the same-seed MLP's BVS), in the monitor's unit.
+        min_delta: tolerance; None reads ``config.experiment.min_delta`` (0 if absent).
+
+    Raises:
+        ValueError: a record without per-epoch curves or times, or a multi-episode family C record (its curves
+            are one episode's; its BVS is the mean of several).
+    """
+    metrics, cost = rec.get("metrics") or {}, rec.get("cost") or {}
+    if (metrics.get("episodes") or {}).get("n", 1) > 1:
+        raise ValueError("a multi-episode run has no single validation curve")
+    acc = is_accuracy(metrics.get("monitor"), metrics.get("mode"))
+    curves = metrics.get("curves") or {}
+    scores, seconds = curves.get("val_acc" if acc else "val_loss"), curves.get("epoch_time_s")
+    if not scores or not seconds:
+        raise ValueError("the record has no per-epoch validation curve and times")
+    if min_delta is None:
+        min_delta = float((((rec.get("config") or {}).get("experiment") or {}).get("min_delta")) or 0.0)
+    phases = cost.get("time_s") or {}
+    offset_s = float(phases.get("reduced_mlp", 0.0)) + float(phases.get("conversion", 0.0))
+    offset_epochs = int(metrics.get("reduced_epochs") or 0)
+    elapsed = 0.0
+    for epoch, (score, dt) in enumerate(zip(scores, seconds, strict=False), start=1):
+        elapsed += float(dt)
+        if score is not None and (score >= target - min_delta if acc else score <= target + min_delta):
+            return TimeToTarget(offset_s + elapsed, offset_epochs + epoch)
+    return TimeToTarget(None, None)
+
+
+def _ttt_contrast(model: Mapping, ref: Mapping) -> tuple[float | None, str]:
+    """``(log(TtT_ref / TtT_model), "reached")`` for the reference's BVS as target; ``(None, "never")`` or
+    ``(None, "n/a")``."""
+    target = float(ref["metrics"]["bvs"])
+    try:
+        ttt_m, ttt_r = time_to_target(model, target), time_to_target(ref, target)
+    except ValueError:
+        return None, "n/a"
+    if ttt_m.seconds is None:
+        return None, "never"
+    if ttt_r.seconds is None or not (ttt_m.seconds > 0 and ttt_r.seconds > 0):
+        return None, "n/a"
+    return d_time(ttt_m.seconds, ttt_r.seconds), "reached"
 
 
 def error_summary(rec: Mapping, width: int = 160) -> str:
@@ -379,7 +461,7 @@ def paired_contrast(
                     raise ValueError("the two heads monitor different scores")
                 t_m, t_r = float(m["cost"]["total_s"]), float(r["cost"]["total_s"])
                 pair = Pair(exp, seed, d_time(t_m, t_r), d_score(float(mm["bvs"]), float(rm["bvs"]), acc),
-                            t_r / t_m, m["_path"], r["_path"])
+                            t_r / t_m, m["_path"], r["_path"], *_ttt_contrast(m, r))
             except (ValueError, KeyError) as err:
                 reasons.append(str(err))
             else:

@@ -205,12 +205,14 @@ def table3(records: Sequence[Mapping], *, tag="", rho=None) -> tuple[pd.DataFram
                 con = st.paired_contrast(records, head, "mlp", experiments=[exp], tag=tag, rho=rho)
                 ratios = [p.ratio for p in con.pairs]
                 speed = mean_std_cell(ratios, suffix="×") if ratios else "no MLP pair"
+            ttt = _time_to_target_cell(records, done, exp, tag, rho)
             rows.append({
                 "Exp": exp,
                 "Head": HEAD_LABEL.get(head, head),
                 "n": len(done),
                 "Epochs": mean_std_cell(epochs),
                 "Speedup": speed,
+                "Time to target [s]": ttt,
                 "BVS": f"{label}: {mean_std_cell(bvs)}" if done and label else mean_std_cell(bvs),
                 "Notes": _seed_notes(records, exp, head, tag, rho),
             })
@@ -220,8 +222,32 @@ def table3(records: Sequence[Mapping], *, tag="", rho=None) -> tuple[pd.DataFram
             raw.append({"experiment": exp, "head": head, "n": len(done), "monitor": label,
                         "epochs_mean": em, "epochs_std": es, "speedup_mean": sm, "speedup_std": ss,
                         "n_speedup_pairs": len(ratios), "bvs_mean": bm, "bvs_std": bs})
-    cols = ["Exp", "Head", "n", "Epochs", "Speedup", "BVS", "Notes"]
+    cols = ["Exp", "Head", "n", "Epochs", "Speedup", "Time to target [s]", "BVS", "Notes"]
     return pd.DataFrame(rows, columns=cols), pd.DataFrame(raw)
+
+
+def _time_to_target_cell(records, done: Sequence[Mapping], exp: str, tag, rho) -> str:
+    """Seconds until each run first reached the same-seed MLP's BVS (within min_delta, SPEC 12), mean ± std
+    over the seeds that did, and how many never did."""
+    mlp = {r["seed"]: r for r in _done(records, experiment=exp, head="mlp", tag=st.tags_for(tag, "mlp"), rho=rho)}
+    seconds, never, missing = [], 0, 0
+    for rec in done:
+        ref = mlp.get(rec.get("seed"))
+        if ref is None:
+            missing += 1
+            continue
+        try:
+            ttt = st.time_to_target(rec, float(ref["metrics"]["bvs"]))
+        except ValueError:
+            return "n/a (no single validation curve)"
+        if ttt.seconds is None:
+            never += 1
+        else:
+            seconds.append(ttt.seconds)
+    if not seconds and not never:
+        return "no MLP pair" if missing else NO_RUNS
+    cell = mean_std_cell(seconds) if seconds else "never"
+    return cell + (f" (never: {never} of {never + len(seconds)})" if never and seconds else "")
 
 
 
@@ -258,15 +284,20 @@ def tests_table(
             name = (f"{HEAD_LABEL.get(head, head)} vs MLP" if kind == "table4"
                     else f"GLAI vs {HEAD_LABEL.get(head, head)}")
             tt, ts = con.time_test, con.score_test
+            tq = con.ttt_test
             rows.append({"Suite": suite, "Comparison": name, "n pairs": len(con.pairs),
                          "Time p-value": tt.cell(), "BVS p-value": ts.cell(),
+                         "Time-to-target p-value": tq.cell(), "Never reached": con.ttt_never,
                          "Unpaired": len(con.unpaired)})
             raw.append({"suite": suite, "model": con.model, "ref": con.ref, "n_pairs": len(con.pairs),
                         "time_statistic": tt.statistic, "time_p": tt.p_value,
-                        "bvs_statistic": ts.statistic, "bvs_p": ts.p_value, "n_unpaired": len(con.unpaired),
+                        "bvs_statistic": ts.statistic, "bvs_p": ts.p_value,
+                        "ttt_statistic": tq.statistic, "ttt_p": tq.p_value, "n_ttt_never": con.ttt_never,
+                        "n_unpaired": len(con.unpaired),
                         "mean_d_time": float(np.mean(d_time)) if d_time else None,
                         "mean_d_score": float(np.mean(d_score)) if d_score else None})
-    cols = ["Suite", "Comparison", "n pairs", "Time p-value", "BVS p-value", "Unpaired"]
+    cols = ["Suite", "Comparison", "n pairs", "Time p-value", "BVS p-value", "Time-to-target p-value",
+            "Never reached", "Unpaired"]
     return pd.DataFrame(rows, columns=cols), pd.DataFrame(raw)
 
 
@@ -425,14 +456,19 @@ def _write_view(records, out_dir: Path, tag, rho, label: str) -> tuple[list[Path
     written += write_table(t2, out_dir, "table2", f"Table 2 ({label}): settings and epochs to convergence "
                            "(mean ± std over seeds; GLAI epochs = estimator phase).")
     t3, t3raw = table3(records, tag=tag, rho=rho)
-    written += write_table(t3, out_dir, "table3", f"Table 3 ({label}): epochs, speedup T_MLP/T_model and BVS "
-                           "(acc in %, loss dimensionless), mean ± std over seeds.")
+    written += write_table(t3, out_dir, "table3", f"Table 3 ({label}): epochs, speedup T_MLP/T_model, time to "
+                           "target (seconds until the validation score first reached the same-seed MLP's BVS "
+                           "within min_delta, SPEC 12) and BVS (acc in %, loss dimensionless), mean ± std over "
+                           "seeds.")
     written.append(_write_raw(t3raw, out_dir, "table3"))
     c4 = suite_contrasts(records, kind="table4", tag=tag, rho=rho)
     c5 = suite_contrasts(records, kind="table5", tag=tag, rho=rho)
     for kind, cons, caption in (
-        ("table4", c4, "one-sided paired Wilcoxon tests against the MLP over (experiment, seed) pairs"),
-        ("table5", c5, "one-sided paired Wilcoxon tests of GLAI against the simplified baselines"),
+        ("table4", c4, "one-sided paired Wilcoxon tests against the MLP over (experiment, seed) pairs, of the "
+                       "time to early stop, the BVS, and the time to reach the reference's BVS (pairs where the "
+                       "model never reached it are counted, not tested)"),
+        ("table5", c5, "one-sided paired Wilcoxon tests of GLAI against the simplified baselines (time, BVS, "
+                       "time to the baseline's BVS)"),
     ):
         disp, raw = tests_table(cons, kind)
         written += write_table(disp, out_dir, kind, f"Table {kind[-1]} ({label}): {caption} "

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
+from glai.results import stats as st
 from glai.results.stats import (
     d_score,
     d_time,
@@ -131,3 +132,49 @@ def test_speedup_mean_of_ratios():
     assert s["mean"] == pytest.approx(2.0)
     assert s["std"] == pytest.approx(math.sqrt(2.0))
     assert (s["min"], s["max"], s["n_experiments"]) == (1.0, 3.0, 2)
+
+
+def _curve_record(head, seed, curve, times, *, monitor="val_acc", phases=None, reduced_epochs=None,
+                  min_delta=0.1, bvs=None, experiment="A1"):
+    rec = make_record(experiment, head, seed, monitor=monitor, epochs=len(curve), phases=phases,
+                      reduced_epochs=reduced_epochs, bvs=bvs if bvs is not None else (max(curve) if monitor ==
+                                                                                      "val_acc" else min(curve)))
+    rec["metrics"]["curves"].update({monitor: list(curve), "epoch_time_s": list(times)})
+    rec["config"]["experiment"]["min_delta"] = min_delta
+    return rec
+
+
+def test_time_to_target_on_scripted_curves():
+    rec = _curve_record("mlp", 0, [50.0, 80.0, 91.0, 89.0], [1.0, 1.0, 1.5, 1.0])
+    assert st.time_to_target(rec, 90.0) == st.TimeToTarget(3.5, 3)
+    assert st.time_to_target(rec, 91.05) == st.TimeToTarget(3.5, 3)  # within min_delta 0.1
+    assert st.time_to_target(rec, 91.2) == st.TimeToTarget(None, None)  # never
+    assert st.time_to_target(rec, 79.0, min_delta=0.0) == st.TimeToTarget(2.0, 2)
+    # GLAI: the reduced MLP and the conversion are on its clock, its reduced epochs count
+    glai = _curve_record("glai", 0, [85.0, 92.0], [0.5, 0.5], reduced_epochs=5,
+                         phases={"reduced_mlp": 2.0, "conversion": 0.25, "estimator": 1.0})
+    assert st.time_to_target(glai, 90.0) == st.TimeToTarget(3.25, 7)
+    # a loss is reached from above
+    loss = _curve_record("mlp", 0, [1.0, 0.5, 0.3], [1.0, 1.0, 1.0], monitor="val_loss", min_delta=0.0)
+    assert st.time_to_target(loss, 0.4) == st.TimeToTarget(3.0, 3)
+    assert st.time_to_target(loss, 0.4, min_delta=0.1) == st.TimeToTarget(2.0, 2)
+    episodic = _curve_record("mlp", 0, [50.0], [1.0])
+    episodic["metrics"]["episodes"] = {"n": 5}
+    with pytest.raises(ValueError, match="multi-episode"):
+        st.time_to_target(episodic, 40.0)
+
+
+def test_time_to_target_contrast_and_its_wilcoxon():
+    """Six seeds where GLAI reaches the MLP's BVS sooner: every D positive, exact p = 1/64; one more seed
+    where it never does is counted, not tested."""
+    recs = []
+    for s in range(7):
+        recs.append(_curve_record("mlp", s, [70.0, 80.0, 90.0], [1.0, 1.0, 1.0]))
+        curve = [95.0, 96.0] if s < 6 else [60.0, 70.0]
+        recs.append(_curve_record("glai", s, curve, [0.2, 0.2], reduced_epochs=2,
+                                  phases={"reduced_mlp": 0.5 + 0.1 * s, "conversion": 0.1, "estimator": 0.4}))
+    con = st.paired_contrast(recs, "glai", "mlp")
+    assert len(con.pairs) == 7 and con.ttt_never == 1
+    reached = [p for p in con.pairs if p.ttt == "reached"]
+    assert reached[0].d_ttt == pytest.approx(math.log(3.0 / 0.8))
+    assert con.ttt_test.p_value == pytest.approx(1 / 64)
