@@ -36,6 +36,9 @@ __all__ = [
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
 HEADS = ("mlp", "mlp_reduced", "linear", "glai")
+REDUCED_MODES = ("fixed", "auto", "structure")
+#: paper 3.6: the reduced MLP trains for this fraction of the MLP's epochs to convergence, by family
+REDUCED_FRACTION = {"A": 0.20, "B": 0.15, "C": 0.10}
 FAMILIES = ("A", "B", "C")
 
 
@@ -58,6 +61,12 @@ class ExperimentConfig:
     wd_glai: float = 0.1
     # epochs of GLAI's reduced-MLP phase (structural knowledge)
     reduced_epochs: int = 20
+    # how GLAI's reduced phase ends (SPEC 12): fixed (reduced_epochs, paper Table 2) | auto (ceil(fraction x the
+    # epochs to early stop of the same-configuration, same-seed MLP run, found by its fingerprint or trained
+    # first)) | structure (path distance m_t below head.structure_threshold, at most reduced_epochs)
+    reduced_epochs_mode: str = "fixed"
+    # auto: the fraction of the MLP's epochs; None = the paper's 3.6 rule by family (A 0.20, B 0.15, C 0.10)
+    reduced_fraction: Optional[float] = None
     # early-stopping monitor: val_acc (percent, maximised) or val_loss (minimised)
     monitor: str = "val_acc"
     # epochs without improvement before stopping
@@ -223,6 +232,16 @@ def validate(cfg: DictConfig | Config) -> None:
             _fail(f"experiment.{key}", getattr(exp, key), "must be a positive integer", f"experiment.{key}={valid}")
     if cfg.seed < 0:
         _fail("seed", cfg.seed, "must be >= 0 (it seeds numpy, torch and scikit-learn)", "seed=0")
+    if exp.reduced_epochs_mode not in REDUCED_MODES:
+        _fail("experiment.reduced_epochs_mode", exp.reduced_epochs_mode, f"choose one of {REDUCED_MODES}",
+              "experiment.reduced_epochs_mode=fixed")
+    if exp.reduced_fraction is not None and not 0.0 < exp.reduced_fraction <= 1.0:
+        _fail("experiment.reduced_fraction", exp.reduced_fraction, "must lie in (0, 1]",
+              "experiment.reduced_fraction=0.2")
+    if head.name == "glai" and exp.reduced_epochs_mode == "structure" and not head.structure_threshold > 0:
+        _fail("head.structure_threshold", head.structure_threshold,
+              "experiment.reduced_epochs_mode=structure ends the reduced phase on the path distance m_t",
+              "head.structure_threshold=0.05")
     if head.name == "glai" and exp.reduced_epochs < 1:
         _fail("experiment.reduced_epochs", exp.reduced_epochs, "GLAI needs >= 1 reduced-MLP epoch",
               "experiment.reduced_epochs=20")

@@ -8,6 +8,7 @@ its clock.
 
 from __future__ import annotations
 
+import copy
 import math
 import tempfile
 import time
@@ -15,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
-from glai.config import ConfigError, validate
+from glai.config import CONF_DIR, REDUCED_FRACTION, ConfigError, HeadConfig, validate
 from glai.data.loading import load_data
 from glai.data.splits import EmbeddingSplit
 from glai.errors import RecordWriteError
@@ -248,6 +249,7 @@ def _train_and_record(cfg, path, config: dict, fp: str, device: torch.device) ->
     except OSError as err:
         raise RecordWriteError(f"cannot write {path} ({err}): {_WRITABLE_HINT.format(cfg.results_dir)}") from err
     try:
+        cfg, reduced = _resolve_reduced_epochs(cfg)
         t0 = time.perf_counter()
         splits = {k: EmbeddingSplit(v.x.to(device), None if v.y is None else v.y.to(device))
                   for k, v in load_data(cfg).items()}
@@ -257,6 +259,8 @@ def _train_and_record(cfg, path, config: dict, fp: str, device: torch.device) ->
         else:
             result = train_head(cfg, splits["train"], splits["val"], cfg.seed)
         record.update(result)
+        if reduced is not None:
+            record["metrics"]["reduced_epochs_rule"] = reduced
         monitor = build_task(exp).monitor
         record["metrics"].update(monitor=monitor, mode=MONITORS[monitor])
         record["status"] = "done"
@@ -278,6 +282,50 @@ def _train_and_record(cfg, path, config: dict, fp: str, device: torch.device) ->
     if cfg.verbose:
         print(summary(record, path))
     return record
+
+
+def mlp_partner_config(cfg: DictConfig) -> DictConfig:
+    """The same-configuration MLP run of a GLAI run (SPEC 12): every key the same except the head, which is
+    ``conf/head/mlp.yaml`` as ``head=mlp`` composes it (so its fingerprint is that of ``head=mlp`` with the
+    same other overrides). Never ``overwrite``: a done partner is reused."""
+    partner = copy.deepcopy(cfg)
+    head = OmegaConf.merge(OmegaConf.structured(HeadConfig), OmegaConf.load(CONF_DIR / "head" / "mlp.yaml"))
+    with open_dict(partner):
+        partner.head = head
+        partner.overwrite = False
+    return partner
+
+
+def _resolve_reduced_epochs(cfg: DictConfig) -> tuple[DictConfig, dict[str, Any] | None]:
+    """``experiment.reduced_epochs_mode=auto`` for GLAI: ``max(1, ceil(fraction * E_mlp))`` with E_mlp the
+    epochs to early stop of the same-configuration, same-seed MLP run (:func:`mlp_partner_config`), read from
+    its record or trained first and recorded as its own run (SPEC 12, paper 3.6).
+
+    Returns:
+        ``(cfg, rule)``: cfg with ``experiment.reduced_epochs`` set to the resolved count, and what the rule
+        resolved (mode, fraction, the MLP's epochs and record) for the record; ``(cfg, None)`` otherwise.
+        The MLP's training is not on GLAI's clock: it is the baseline's own run.
+
+    Raises:
+        RuntimeError: the MLP partner run failed (its record says why).
+    """
+    exp = cfg.experiment
+    if cfg.head.name != "glai" or exp.reduced_epochs_mode != "auto":
+        mode = exp.reduced_epochs_mode if cfg.head.name == "glai" else None
+        return cfg, ({"mode": mode, "reduced_epochs": exp.reduced_epochs} if mode else None)
+    partner = mlp_partner_config(cfg)
+    path = run_identity(partner)[2]
+    mlp = run(partner)
+    if mlp.get("status") != "done":
+        raise RuntimeError(f"reduced_epochs_mode=auto needs the MLP run {path}, which is {mlp.get('status')}: "
+                           f"{mlp.get('error')}")
+    fraction = exp.reduced_fraction if exp.reduced_fraction is not None else REDUCED_FRACTION[exp.family]
+    epochs_mlp = float(mlp["metrics"]["epochs"])
+    resolved = max(1, math.ceil(fraction * epochs_mlp - 1e-9))
+    cfg = copy.deepcopy(cfg)
+    cfg.experiment.reduced_epochs = resolved
+    return cfg, {"mode": "auto", "fraction": fraction, "mlp_epochs": epochs_mlp, "reduced_epochs": resolved,
+                 "mlp_record": str(path), "mlp_fingerprint": mlp.get("fingerprint")}
 
 
 def _write_final(cfg, path, record: dict[str, Any]) -> None:

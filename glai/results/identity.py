@@ -11,6 +11,8 @@ place, and ``tests/results/test_identity.py`` fails when the schema gains a key 
 - ``seed``: part of the run's fingerprint, left out of its *group* fingerprint (the seeds of one setting).
 - ``excluded``: cannot change the result: output and cache paths, verbosity, logging, overwrite.
 
+The settings of GLAI's reduced phase (:data:`GLAI_ONLY`) count for GLAI runs only.
+
 A fingerprint is the SHA-256 of the canonical JSON of the included ``key: value`` pairs. Keys a config does
 not have are simply absent (records of an older schema keep their own fingerprint, computed from their
 stored config); keys not listed in :data:`IDENTITY` are included as settings (never silently ignored).
@@ -25,6 +27,7 @@ from typing import Any
 
 __all__ = [
     "CLASSES",
+    "GLAI_ONLY",
     "IDENTITY",
     "differences",
     "fingerprint",
@@ -36,7 +39,8 @@ __all__ = [
 CLASSES = ("setting", "environment", "label", "seed", "excluded")
 
 _EXPERIMENT = {k: "setting" for k in (
-    "name", "family", "arch", "lr", "batch_size", "wd_mlp", "wd_glai", "reduced_epochs", "monitor", "patience",
+    "name", "family", "arch", "lr", "batch_size", "wd_mlp", "wd_glai", "reduced_epochs", "reduced_epochs_mode",
+    "reduced_fraction", "monitor", "patience",
     "min_delta", "max_epochs", "dropout", "temperature", "n_way", "k_shot", "q_query")}
 # the list of documented deviations from the paper describes the experiment; it does not change a run
 _EXPERIMENT["deviations"] = "excluded"
@@ -80,6 +84,12 @@ IDENTITY: dict[str, str] = {
 }
 
 
+#: Settings that only GLAI's reduced phase reads: they cannot change another head's run, so they leave it
+#: out (an MLP run is then the same run whatever the reduced-epoch rule of the GLAI runs beside it).
+GLAI_ONLY = frozenset({"experiment.reduced_epochs", "experiment.reduced_epochs_mode", "experiment.reduced_fraction",
+                       "experiment.wd_glai"})
+
+
 def flatten(config: Mapping, prefix: str = "") -> dict[str, Any]:
     """Nested mapping -> ``{"a.b": leaf}``; lists are leaves."""
     out: dict[str, Any] = {}
@@ -96,7 +106,10 @@ def identity_items(config: Mapping, classes: Iterable[str] = ("setting", "enviro
                    ) -> dict[str, Any]:
     """The ``key: value`` pairs of ``config`` whose class is in ``classes`` (unlisted keys count as settings)."""
     classes = set(classes)
-    return {k: v for k, v in flatten(config).items() if IDENTITY.get(k, "setting") in classes}
+    flat = flatten(config)
+    glai = flat.get("head.name", "glai") == "glai"
+    return {k: v for k, v in flat.items()
+            if IDENTITY.get(k, "setting") in classes and (glai or k not in GLAI_ONLY)}
 
 
 def fingerprint(config: Mapping, *, seed: bool = True) -> str:

@@ -177,3 +177,35 @@ def test_non_finite_validation_loss_fails_the_run():
     with pytest.raises(NonFiniteLossError, match="validation loss is nan at epoch 1"):
         run_epochs(model, build_optimizer("sgd", model.parameters(), 0.1, 0.0), SupervisedTask(), (x, y, None),
                    (x, y, None), batch_size=8, max_epochs=3, generator=torch.Generator().manual_seed(0))
+
+
+def test_auto_reduced_epochs_reads_the_same_configuration_mlp_run(tmp_path):
+    """SPEC 12: reduced epochs = ceil(fraction x the same-seed MLP's epochs to early stop), MLP found by its
+    fingerprint (here run first as an ordinary head=mlp job)."""
+    common = [f"results_dir={tmp_path}/runs", "experiment.max_epochs=10", "experiment.patience=2",
+              "structure_samples=0", "verbose=false"]
+    mlp = run(compose_config(["head=mlp", *common]))
+    rec = run(compose_config(["head=glai", "experiment.reduced_epochs_mode=auto", "experiment.reduced_fraction=0.5",
+                              "experiment.reduced_epochs=99", *common]))
+    rule = rec["metrics"]["reduced_epochs_rule"]
+    expected = max(1, -(-mlp["metrics"]["epochs"] // 2))
+    assert rule["mode"] == "auto" and rule["mlp_epochs"] == mlp["metrics"]["epochs"]
+    assert rule["mlp_fingerprint"] == mlp["fingerprint"] and rec["metrics"]["reduced_epochs"] == expected
+    assert len(list((tmp_path / "runs" / "digits" / "mlp").glob("*.json"))) == 1  # found, not trained again
+
+
+def test_auto_reduced_epochs_trains_the_missing_mlp_first(tmp_path):
+    cfg = compose_config(["head=glai", "experiment.reduced_epochs_mode=auto", f"results_dir={tmp_path}/runs",
+                          "experiment.max_epochs=4", "structure_samples=0", "verbose=false"])
+    rec = run(cfg)
+    (mlp_path,) = list((tmp_path / "runs" / "digits" / "mlp").glob("*.json"))
+    mlp = json.loads(mlp_path.read_text())
+    assert mlp["status"] == "done" and mlp["fingerprint"] == rec["metrics"]["reduced_epochs_rule"]["mlp_fingerprint"]
+    # digits is family A: fraction 0.20 (paper 3.6)
+    assert rec["metrics"]["reduced_epochs"] == max(1, -(-mlp["metrics"]["epochs"] * 2 // 10))
+    assert rec["config"]["experiment"]["reduced_epochs_mode"] == "auto"
+
+
+def test_structure_mode_needs_a_threshold(tmp_path):
+    with pytest.raises(ConfigError, match=r"head.structure_threshold=0.0.*Fix: head.structure_threshold="):
+        run(_cfg(tmp_path, "head=glai", "experiment.reduced_epochs_mode=structure"))

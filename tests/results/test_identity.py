@@ -168,3 +168,10 @@ def test_reference_configs_compose_the_unmodified_experiment():
 def test_write_records_helper_round_trips(tmp_path):
     paths = write_records(tmp_path, [make_record("A1", "mlp", 0)])
     assert json.loads(paths[0].read_text())["config"]["head"]["name"] == "mlp"
+
+
+def test_glai_only_settings_do_not_change_other_heads():
+    for head, changes in (("mlp", False), ("linear", False), ("glai", True)):
+        a = default_config("A1", head)
+        b = default_config("A1", head, **{"experiment.reduced_epochs": 7, "experiment.reduced_epochs_mode": "auto"})
+        assert (fingerprint(a) != fingerprint(b)) == changes, head
