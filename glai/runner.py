@@ -155,7 +155,7 @@ def _episodes(cfg, pool: EmbeddingSplit, device) -> dict[str, Any]:
     return out
 
 
-def run(cfg: DictConfig) -> dict[str, Any]:
+def run(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, Any]:
     """Run one job and write its record; the record is identified by the config's fingerprint (SPEC 12).
 
     - A record "done" with the same fingerprint is kept (and returned) unless ``overwrite=true``; a run with
@@ -167,6 +167,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
       any other error is recorded the same way, then re-raised.
     - When the final write fails, the complete record is saved under ``<cache_dir>/unsaved-records/`` and the
       summary printed before the error.
+
+    Args:
+        cfg: the composed config.
+        overrides: the command-line overrides to record; None reads Hydra's (``run.py``).
 
     Raises:
         ConfigError: a bad config value, before any work starts.
@@ -195,7 +199,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             holder = existing.get("process") or {}
             print(f"[glai] {path} says 'running' (pid {holder.get('pid')} on {holder.get('host')}, started "
                   f"{holder.get('start_utc')}) but no process holds its lock: a stale run; running it again")
-        return _train_and_record(cfg, path, config, fp, device)
+        return _train_and_record(cfg, path, config, fp, device,
+                                 _overrides() if overrides is None else overrides)
     finally:
         lock.release()
 
@@ -229,7 +234,8 @@ def _previous_run(cfg, path, fp: str) -> dict[str, Any] | None:
     return None
 
 
-def _train_and_record(cfg, path, config: dict, fp: str, device: torch.device) -> dict[str, Any]:
+def _train_and_record(cfg, path, config: dict, fp: str, device: torch.device,
+                      overrides: list[str]) -> dict[str, Any]:
     exp = cfg.experiment
     if cfg.num_threads > 0:
         torch.set_num_threads(cfg.num_threads)
@@ -241,7 +247,7 @@ def _train_and_record(cfg, path, config: dict, fp: str, device: torch.device) ->
         "schema_version": SCHEMA_VERSION, "status": "running", "error": None,
         "experiment": exp.name, "head": cfg.head.name, "tag": cfg.tag, "seed": cfg.seed, "rho": cfg.rho,
         "family": exp.family, "fingerprint": fp, "group_fingerprint": fingerprint(config, seed=False),
-        "overrides": _overrides(), "config": config, "deviations": list(exp.deviations),
+        "overrides": overrides, "config": config, "deviations": list(exp.deviations),
         "environment": {**environment(device.type), "flush_denormal": flush}, "process": process_info(),
     }
     try:
@@ -315,7 +321,8 @@ def _resolve_reduced_epochs(cfg: DictConfig) -> tuple[DictConfig, dict[str, Any]
         return cfg, ({"mode": mode, "reduced_epochs": exp.reduced_epochs} if mode else None)
     partner = mlp_partner_config(cfg)
     path = run_identity(partner)[2]
-    mlp = run(partner)
+    # the partner's record lists the overrides it was run with: the GLAI job's, its head ones replaced
+    mlp = run(partner, [o for o in _overrides() if not o.lstrip("+~").startswith("head")] + ["head=mlp"])
     if mlp.get("status") != "done":
         raise RuntimeError(f"reduced_epochs_mode=auto needs the MLP run {path}, which is {mlp.get('status')}: "
                            f"{mlp.get('error')}")

@@ -201,6 +201,7 @@ def test_auto_reduced_epochs_trains_the_missing_mlp_first(tmp_path):
     (mlp_path,) = list((tmp_path / "runs" / "digits" / "mlp").glob("*.json"))
     mlp = json.loads(mlp_path.read_text())
     assert mlp["status"] == "done" and mlp["fingerprint"] == rec["metrics"]["reduced_epochs_rule"]["mlp_fingerprint"]
+    assert mlp["overrides"] == ["head=mlp"] and mlp["head"] == "mlp"  # not the GLAI job's head overrides
     # digits is family A: fraction 0.20 (paper 3.6)
     assert rec["metrics"]["reduced_epochs"] == max(1, -(-mlp["metrics"]["epochs"] * 2 // 10))
     assert rec["config"]["experiment"]["reduced_epochs_mode"] == "auto"
