@@ -26,6 +26,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from glai.results import stats as st  # noqa: E402
+from glai.results.groups import format_value  # noqa: E402
 from glai.results.records import RECORD_MODE, atomic_write_text  # noqa: E402
 
 __all__ = ["estimator_curves", "figure3", "figure4", "figure5", "slug", "write_figures"]
@@ -181,12 +182,8 @@ def figure5(
 
 def _variant(rec: Mapping) -> str:
     head = (rec.get("config") or {}).get("head") or {}
-    return (f"{rec.get('head')}: {head.get('optimizer')} lr={fmt_g(head.get('lr'))} "
-            f"wd={fmt_g(head.get('weight_decay'))}")
-
-
-def fmt_g(v) -> str:
-    return f"{v:g}" if isinstance(v, (int, float)) else str(v)
+    return (f"{rec.get('head')}: {head.get('optimizer')} lr={format_value(head.get('lr'))} "
+            f"wd={format_value(head.get('weight_decay'))}")
 
 
 def estimator_curves(records: Sequence[Mapping], path: Path) -> tuple[Path, pd.DataFrame] | None:

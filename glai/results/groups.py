@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from glai.results.identity import differences, flatten, identity_items
 from glai.results.records import record_config, record_fingerprint
 
-__all__ = ["GroupCounts", "assign_groups", "group_label"]
+__all__ = ["GroupCounts", "assign_groups", "format_value", "group_label"]
 
 # Group-level keys: when the name differs, the other keys of the group are implied by it.
 _NAMED_GROUPS = ("backbone", "dataset", "experiment")
@@ -47,11 +47,12 @@ class GroupCounts:
                 f"{self.non_protocol} done runs grouped as non-protocol{labels}")
 
 
-def _fmt(value) -> str:
+def format_value(value) -> str:
+    """A config value as labels and tables print it: ``0.001``, ``1e-05``, ``[432,256,3]``."""
     if isinstance(value, float):
         return f"{value:g}"
     if isinstance(value, list):
-        return "[" + ",".join(_fmt(v) for v in value) + "]"
+        return "[" + ",".join(format_value(v) for v in value) + "]"
     return str(value)
 
 
@@ -66,7 +67,7 @@ def group_label(experiment: str, diff: Mapping[str, object]) -> str:
         if group in _NAMED_GROUPS and field != "name" and f"{group}.name" in diff:
             continue
         shown[group if (group in ("backbone", "dataset") and field == "name") else key] = value
-    return f"{experiment} [{', '.join(f'{k}={_fmt(v)}' for k, v in shown.items())}]" if shown else experiment
+    return f"{experiment} [{', '.join(f'{k}={format_value(v)}' for k, v in shown.items())}]" if shown else experiment
 
 
 def assign_groups(records: Sequence[MutableMapping],
@@ -135,7 +136,7 @@ def _split_collisions(records: Sequence[MutableMapping]) -> None:
         same_settings = len({repr(sorted(s.items())) for s in settings.values()}) == 1
         for group, recs in groups.items():
             if same_settings and keys:
-                suffix = " {" + ", ".join(f"{k}={_fmt(envs[group].get(k))}" for k in keys) + "}"
+                suffix = " {" + ", ".join(f"{k}={format_value(envs[group].get(k))}" for k in keys) + "}"
             else:
                 suffix = f" #{group[:6]}"
             for rec in recs:

@@ -19,7 +19,7 @@ import pandas as pd
 
 from glai.results import paper
 from glai.results import stats as st
-from glai.results.groups import assign_groups
+from glai.results.groups import assign_groups, format_value
 from glai.results.records import atomic_write_text
 
 __all__ = [
@@ -106,9 +106,7 @@ def _settings_cell(records: Iterable[Mapping], dotted: str) -> str:
 
 def fmt_setting(v) -> str:
     """A config value as in the paper's Table 2 (``0.001``, ``1e-05``, ``16``)."""
-    if isinstance(v, float):
-        return f"{v:g}"
-    return str(v)
+    return format_value(v)
 
 
 def _score_label(records: Sequence[Mapping]) -> str:
@@ -506,6 +504,7 @@ def write_all(runs_dir: str | Path = "results/runs", out_dir: str | Path = "resu
         echo(counts.line())
     # a table row is a group: the label stands in for the experiment, so variants never mix with it
     records = [{**r, "experiment": r["_label"]} for r in loaded]
+    # rho variants are groups of their own, so no rho filter is needed
     rho = None
     label = "protocol runs" if tag == "" else f"tag {tag!r}"
     written, c4, c5 = _write_view(records, out_dir, tag, rho, label)
