@@ -12,21 +12,24 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
+# The compiled CPU estimator (backend cpp): built once per machine into ~/.cache/glai/extensions (a no-op when
+# built; a failed build warns and leaves the torch backend in charge).
 install: $(STAMP)
+	-@$(BIN)/python -m glai.kernels.estimator
 
-demo: $(STAMP)
+demo: install
 	$(BIN)/python scripts/demo.py
 
-test: $(STAMP)
+test: install
 	$(BIN)/python -m pytest -q tests
 
-lint: $(STAMP)
+lint: install
 	$(BIN)/ruff check .
 
-bench: $(STAMP)
+bench: install
 	$(BIN)/python scripts/bench_estimator.py
 
-tables: $(STAMP)
+tables: install
 	$(BIN)/python scripts/make_tables.py
 
 clean:

@@ -107,7 +107,7 @@ class HeadConfig:
     reduced_lr: Optional[float] = None
     # GLAI: estimator implementation: sparse | dense (the paper's Listing 1 reference)
     estimator: str = "sparse"
-    # GLAI sparse estimator backend: auto | triton | torch
+    # GLAI sparse estimator backend: auto | triton | cpp | torch (auto: cpp on CPU when built, triton on CUDA)
     backend: str = "auto"
     # GLAI: end the reduced phase early when the path distance m_t falls below this (0 = off, paper's fixed epochs)
     structure_threshold: float = 0.0
@@ -264,8 +264,8 @@ def validate(cfg: DictConfig | Config) -> None:
             _fail(f"head.{key}", getattr(head, key), f"choose one of {OPTIMIZERS}", f"head.{key}=sgd")
     if head.estimator not in ("sparse", "dense"):
         _fail("head.estimator", head.estimator, "choose sparse or dense", "head.estimator=sparse")
-    if head.backend not in ("auto", "triton", "torch"):
-        _fail("head.backend", head.backend, "choose auto, triton or torch", "head.backend=auto")
+    if head.backend not in ("auto", "triton", "cpp", "torch"):
+        _fail("head.backend", head.backend, "choose auto, triton, cpp or torch", "head.backend=auto")
     if not 0.0 <= exp.dropout < 1.0:
         _fail("experiment.dropout", exp.dropout, "must lie in [0, 1)", "experiment.dropout=0.2")
     if exp.family == "B" and not exp.temperature > 0:

@@ -22,6 +22,7 @@ from glai.config import CONF_DIR, REDUCED_FRACTION, ConfigError, HeadConfig, val
 from glai.data.loading import load_data
 from glai.data.splits import EmbeddingSplit
 from glai.errors import RecordWriteError
+from glai.kernels.estimator import cpp_available, resolve_backend
 from glai.method.budget import count_parameters
 from glai.method.heads import LinearHead, MLPHead, reduced_arch
 from glai.method.pipeline import train_glai
@@ -42,7 +43,7 @@ from glai.training.loop import History, NonFiniteLossError, fit
 from glai.training.structure import PathDistanceTracker
 from glai.training.tasks import MONITORS, build_task, draw_episode
 
-__all__ = ["run", "run_identity", "train_head", "resolve_device"]
+__all__ = ["run", "run_identity", "train_head", "resolve_device", "estimator_backend"]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -181,6 +182,7 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, Any]:
     validate(cfg)
     device = resolve_device(cfg.device)
     config, fp, path = run_identity(cfg, device)
+    cfg.head.backend = config["head"]["backend"]  # the backend the record names is the one that runs
     lock = RunLock(path)
     try:
         lock.acquire()
@@ -208,15 +210,37 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, Any]:
 _WRITABLE_HINT = "results_dir={!r} (or GLAI_RESULTS_DIR) must name a writable folder"
 
 
+def estimator_backend(cfg: DictConfig, device: torch.device) -> str:
+    """The sparse estimator backend a GLAI run uses: ``head.backend`` with ``auto`` resolved on the CPU
+    (``cpp`` when the compiled estimator is built for this machine, else ``torch``); on CUDA ``auto`` stays
+    ``auto`` (Triton up to batch 16, cuSPARSE above, per call: :func:`glai.kernels.estimator.resolve_backend`).
+
+    Raises:
+        ConfigError: ``head.backend=cpp`` on a CUDA device, or before the extension is built.
+    """
+    backend = cfg.head.backend
+    if backend == "cpp" and device.type != "cpu":
+        raise ConfigError(f"head.backend='cpp' runs on the CPU only (device is {device.type}). Fix: head.backend=auto")
+    if backend == "cpp" and not cpp_available():
+        raise ConfigError("head.backend='cpp': the compiled CPU estimator is not built for this machine. Fix: "
+                          "python -m glai.kernels.estimator (make install runs it), or head.backend=auto")
+    if device.type == "cpu":
+        return resolve_backend(backend, device)
+    return backend
+
+
 def run_identity(cfg: DictConfig, device: torch.device | None = None) -> tuple[dict[str, Any], str, Path]:
     """``(resolved config, fingerprint, record path)`` of a run (SPEC 12, :mod:`glai.results.identity`).
 
     The config stores the device that runs (``device: auto`` resolved): a GPU run and a CPU run are
-    different runs.
+    different runs. A GLAI run likewise stores the estimator backend that runs (:func:`estimator_backend`),
+    so runs with and without the compiled CPU estimator are never averaged together.
     """
     device = device or resolve_device(cfg.device)
     config = OmegaConf.to_container(cfg, resolve=True)
     config["device"] = device.type
+    if cfg.head.name == "glai" and cfg.head.estimator == "sparse":
+        config["head"]["backend"] = estimator_backend(cfg, device)
     fp = fingerprint(config)
     path = record_path(cfg.results_dir, cfg.experiment.name, cfg.head.name, cfg.rho, cfg.seed, cfg.tag, fp)
     return config, fp, path

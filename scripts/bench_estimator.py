@@ -48,7 +48,7 @@ from torch import nn
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from glai.kernels.estimator import triton_available  # noqa: E402
+from glai.kernels.estimator import cpp_available, triton_available  # noqa: E402
 from glai.method.budget import parameter_budget  # noqa: E402
 from glai.method.conversion import path_structure  # noqa: E402
 from glai.method.dense_estimator import DenseEstimator  # noqa: E402
@@ -176,6 +176,8 @@ def bench_shape(name: str, batches: list[int], device: torch.device, repeats: in
     dims = dict(n_in=conv["n_in"], n_gates=int(used.numel()), n_out=n_out)
     paths = (conv["out_idx"], conv["in_idx"], conv["gate_idx"], conv["values"])
     backends = ["torch"] + (["triton"] if device.type == "cuda" and triton_available(device) else [])
+    if device.type == "cpu" and cpp_available():
+        backends.append("cpp")
     extra_cols = dict(kept_paths=counts["P"], conversion_s=round(conv["seconds"], 3),
                       conversion_peak_mib=round(conv["peak_mib"], 1))
     rows = []

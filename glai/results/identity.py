@@ -48,6 +48,8 @@ _HEAD = {k: "setting" for k in (
     "name", "optimizer", "lr", "weight_decay", "width_factor", "reduced_optimizer", "reduced_weight_decay",
     "reduced_lr",
     "estimator", "backend", "structure_threshold")}
+# the estimator backend computes the same function (to float rounding) at another speed, like the device
+_HEAD["backend"] = "environment"
 _DATASET = {k: "setting" for k in (
     "name", "source", "modality", "hf_path", "hf_name", "path", "format", "train_split", "val_split",
     "pool_split", "val_fraction", "image_column", "text_columns", "label_column", "use_labels", "text_unit",

@@ -12,6 +12,7 @@ import sys
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from glai.config import ConfigError, compose_config
 from glai.data.splits import EmbeddingSplit
@@ -210,3 +211,47 @@ def test_auto_reduced_epochs_trains_the_missing_mlp_first(tmp_path):
 def test_structure_mode_needs_a_threshold(tmp_path):
     with pytest.raises(ConfigError, match=r"head.structure_threshold=0.0.*Fix: head.structure_threshold="):
         run(_cfg(tmp_path, "head=glai", "experiment.reduced_epochs_mode=structure"))
+
+
+def test_a_glai_record_names_the_estimator_backend_that_ran(tmp_path, monkeypatch):
+    """``head.backend=auto`` is stored resolved on the CPU (like ``device``): ``cpp`` when the compiled estimator
+    is built, else ``torch``; the two are different runs (fingerprints) but the same protocol (no variant)."""
+    import glai.kernels.estimator.function as function_module
+    import glai.runner as runner_module
+    from glai.results.identity import differences
+
+    cfgs = {}
+    for built in (True, False):
+        monkeypatch.setattr(function_module, "cpp_available", lambda built=built: built)
+        cfg = _cfg(tmp_path, "head=glai", "device=cpu")
+        cfgs[built] = run_identity(cfg)
+    (with_cpp, fp_cpp, _), (without, fp_torch, _) = cfgs[True], cfgs[False]
+    assert with_cpp["head"]["backend"] == "cpp" and without["head"]["backend"] == "torch"
+    assert fp_cpp != fp_torch
+    reference = compose_config(["head=glai"])
+    assert "head.backend" not in differences(with_cpp, OmegaConf.to_container(reference))
+    # a non-GLAI head keeps what it was given (it has no estimator)
+    monkeypatch.setattr(function_module, "cpp_available", lambda: True)
+    assert run_identity(_cfg(tmp_path, "head=mlp", "device=cpu"))[0]["head"]["backend"] == "auto"
+    # asking for cpp where it is not built is refused before any work, naming the build command
+    monkeypatch.setattr(runner_module, "cpp_available", lambda: False)
+    with pytest.raises(ConfigError, match="python -m glai.kernels.estimator"):
+        run_identity(_cfg(tmp_path, "head=glai", "head.backend=cpp", "device=cpu"))
+
+
+def test_a_glai_run_trains_with_the_backend_its_record_names(tmp_path, monkeypatch):
+    """``auto`` is resolved once, before training, and that backend (not ``auto``) reaches the estimator."""
+    import glai.kernels.estimator.function as function_module
+    import glai.method.sparse_estimator as sparse_module
+
+    monkeypatch.setattr(function_module, "cpp_available", lambda: False)
+    seen = []
+    original = sparse_module.glai_estimator
+
+    def spy(*args, **kwargs):
+        seen.append(args[5] if len(args) > 5 else kwargs.get("backend"))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(sparse_module, "glai_estimator", spy)
+    record = run(_cfg(tmp_path, "head=glai", "device=cpu"))
+    assert record["config"]["head"]["backend"] == "torch" and set(seen) == {"torch"}

@@ -3,13 +3,16 @@
 Run: ``.venv/bin/python -m pytest -q tests/kernels``; ``-m "not interpreter"`` skips the Triton cases.
 """
 
+import functools
 import os
+import shutil
 
 import pytest
 import torch
 
 from glai.kernels.estimator import (
     PathLayout,
+    compiled,
     estimator_reference,
     glai_estimator,
     resolve_backend,
@@ -31,6 +34,20 @@ def _triton_skip_reason() -> str | None:
         return f"no CUDA device and TRITON_INTERPRET={os.environ.get('TRITON_INTERPRET')!r} (needs '1')"
     return None
 
+
+@functools.cache
+def _cpp_skip_reason() -> str | None:
+    """None when the compiled CPU estimator is built (built here when a C++ compiler is on the PATH: make
+    install builds it first, so this only runs on a machine where it did not)."""
+    if compiled.cpp_available():
+        return None
+    if not (shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")):
+        return "no C++ compiler on the PATH: the compiled CPU estimator cannot be built here"
+    compiled.build()  # raises (the test fails) when a compiler is there but the build breaks
+    return None
+
+
+needs_cpp = pytest.mark.skipif(_cpp_skip_reason() is not None, reason=str(_cpp_skip_reason()))
 
 needs_triton = [
     pytest.mark.interpreter,
@@ -71,12 +88,13 @@ def reference_and_grads(p, grad_y):
 
 
 def backend_and_grads(p, grad_y, backend):
+    device = "cpu" if backend == "cpp" else DEVICE
     n_in, n_gates = p["x_tilde"].shape[1], p["gates"].shape[1]
-    layout = PathLayout(p["out_idx"], p["in_idx"], p["gate_idx"], n_in, n_gates, p["n_out"]).to(DEVICE)
-    values = layout.to_layout(p["values"]).to(DEVICE).requires_grad_()
-    bias = p["bias"].to(DEVICE).requires_grad_()
-    y = glai_estimator(p["x_tilde"].to(DEVICE), p["gates"].to(DEVICE), layout, values, bias, backend)
-    y.backward(grad_y.to(DEVICE))
+    layout = PathLayout(p["out_idx"], p["in_idx"], p["gate_idx"], n_in, n_gates, p["n_out"]).to(device)
+    values = layout.to_layout(p["values"]).to(device).requires_grad_()
+    bias = p["bias"].to(device).requires_grad_()
+    y = glai_estimator(p["x_tilde"].to(device), p["gates"].to(device), layout, values, bias, backend)
+    y.backward(grad_y.to(device))
     return y.detach().cpu(), layout.from_layout(values.grad).cpu(), bias.grad.cpu()
 
 
@@ -96,6 +114,15 @@ TORCH_CASES = [
     (63, 384, 7, 37, 0.1),
     (63, 384, 128, 4, 0.02),
     (17, 384, 7, 4, 1.0),
+]
+# The compiled kernels vectorise over 16 samples and reduce 16 paths at a time: batches of 1-16 (one padded
+# tile, the straight-line path), 17 and 63 (several tiles), and P large enough for full blocks and the
+# prefetch branch (16 x 384 x 128 x 37 x 3% = 54,559 paths), and P not a multiple of 16.
+CPP_CASES = TORCH_CASES + [
+    (16, 384, 128, 37, 0.03),
+    (16, 33, 7, 4, 0.3),
+    (5, 129, 64, 10, 0.2),
+    (32, 384, 128, 4, 0.05),
 ]
 # Under the interpreter every program runs as numpy on CPU: keep P and the grid small.
 TRITON_CASES = [
@@ -135,7 +162,29 @@ def test_triton_backend_matches_reference(case):
     _check_backend(case, "triton")
 
 
-BACKENDS = ["torch", pytest.param("triton", marks=needs_triton)]
+@pytest.mark.parametrize("case", CPP_CASES, ids=_id)
+@needs_cpp
+def test_cpp_backend_matches_reference(case):
+    _check_backend(case, "cpp")
+
+
+@needs_cpp
+def test_cpp_backend_is_the_same_on_any_number_of_threads():
+    """Bitwise: each output and each path is summed by one thread in a fixed order (at::parallel_for)."""
+    p = make_problem(63, 384, 128, 37, 0.05, seed=13)
+    grad_y = torch.randn(63, 37, generator=torch.Generator().manual_seed(14))
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = backend_and_grads(p, grad_y, "cpp")
+        torch.set_num_threads(2)
+        two = backend_and_grads(p, grad_y, "cpp")
+    finally:
+        torch.set_num_threads(threads)
+    assert all(torch.equal(a, b) for a, b in zip(one, two, strict=True))
+
+
+BACKENDS = ["torch", pytest.param("cpp", marks=needs_cpp), pytest.param("triton", marks=needs_triton)]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -234,8 +283,13 @@ def test_errors_say_what_is_wrong():
 
 
 def test_auto_backend_resolution(monkeypatch):
+    # On the CPU, "auto" is the compiled estimator once it is built for this machine, else the torch backend.
+    monkeypatch.setattr(function_module, "cpp_available", lambda: True)
+    assert resolve_backend("auto", "cpu") == "cpp"
+    monkeypatch.setattr(function_module, "cpp_available", lambda: False)
     assert resolve_backend("auto", "cpu") == "torch"
     assert resolve_backend("torch", "cpu") == "torch"
+    assert resolve_backend("cpp", "cpu") == "cpp"
     # On CUDA, "auto" is Triton at small batches and the torch backend above AUTO_TRITON_MAX_BATCH.
     monkeypatch.setattr(function_module, "triton_available", lambda device=None: True)
     assert resolve_backend("auto", "cuda", AUTO_TRITON_MAX_BATCH) == "triton"

@@ -1,5 +1,7 @@
-"""The pruned GLAI estimator op: reference, layout, PyTorch CSR path, Triton kernels, autograd op."""
+"""The pruned GLAI estimator op: reference, layout, PyTorch CSR path, compiled CPU kernels, Triton kernels,
+autograd op."""
 
+from glai.kernels.estimator.compiled import cpp_available, estimator_bwd_cpp, estimator_fwd_cpp
 from glai.kernels.estimator.cpu import estimator_bwd_torch, estimator_fwd_torch
 from glai.kernels.estimator.function import BACKENDS, EstimatorFunction, glai_estimator, resolve_backend
 from glai.kernels.estimator.layout import PathLayout
@@ -10,9 +12,12 @@ __all__ = [
     "BACKENDS",
     "EstimatorFunction",
     "PathLayout",
+    "cpp_available",
     "estimator_bwd",
+    "estimator_bwd_cpp",
     "estimator_bwd_torch",
     "estimator_fwd",
+    "estimator_fwd_cpp",
     "estimator_fwd_torch",
     "estimator_reference",
     "glai_estimator",

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import torch
 
+from glai.kernels.estimator.compiled import cpp_available, estimator_bwd_cpp, estimator_fwd_cpp
 from glai.kernels.estimator.cpu import estimator_bwd_torch, estimator_fwd_torch
 from glai.kernels.estimator.layout import PathLayout
 from glai.kernels.estimator.triton import estimator_bwd, estimator_fwd, triton_available
 
 __all__ = ["EstimatorFunction", "glai_estimator", "resolve_backend", "BACKENDS", "AUTO_TRITON_MAX_BATCH"]
 
-BACKENDS = ("auto", "triton", "torch")
+BACKENDS = ("auto", "triton", "cpp", "torch")
 # Largest batch for which "auto" picks Triton on CUDA. Measured on an H200 (scripts/bench_estimator.py, one
 # full Adam step, six paper shapes): at batch 16 Triton ran 0.94-1.00x the MLP step and the torch backend
 # 1.28-1.51x; at 64 Triton lost on C1/C2 (few outputs: one program per output and batch block), and at 1024
@@ -19,8 +20,9 @@ AUTO_TRITON_MAX_BATCH = 16
 
 
 def resolve_backend(backend: str, device: torch.device | str, batch: int | None = None) -> str:
-    """``"auto"`` -> ``"triton"`` on CUDA when Triton imports and ``batch <= AUTO_TRITON_MAX_BATCH`` (or
-    ``batch`` is None), else ``"torch"``; ``"triton"`` and ``"torch"`` pass through.
+    """``"auto"`` -> on CUDA, ``"triton"`` when Triton imports and ``batch <= AUTO_TRITON_MAX_BATCH`` (or
+    ``batch`` is None), else ``"torch"``; on the CPU, ``"cpp"`` when the compiled estimator is built for this
+    machine (:mod:`glai.kernels.estimator.compiled`), else ``"torch"``. Named backends pass through.
 
     Args:
         backend: one of :data:`BACKENDS`.
@@ -33,8 +35,10 @@ def resolve_backend(backend: str, device: torch.device | str, batch: int | None 
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if backend == "auto":
-        is_cuda = torch.device(device).type == "cuda"
+        if torch.device(device).type == "cpu":
+            return "cpp" if cpp_available() else "torch"
         small = batch is None or batch <= AUTO_TRITON_MAX_BATCH
+        is_cuda = torch.device(device).type == "cuda"
         return "triton" if is_cuda and small and triton_available(device) else "torch"
     return backend
 
@@ -51,6 +55,9 @@ class EstimatorFunction(torch.autograd.Function):
         if backend == "triton":
             y = estimator_fwd(x_tilde, gates, layout, values, bias)
             ctx.save_for_backward(x_tilde, gates)
+        elif backend == "cpp":
+            y, xt, gt = estimator_fwd_cpp(x_tilde, gates, layout, values, bias)
+            ctx.save_for_backward(xt, gt)
         else:
             y, gate_rows, rows = estimator_fwd_torch(x_tilde, gates, layout, values, bias)
             ctx.save_for_backward(x_tilde, gate_rows)
@@ -64,6 +71,9 @@ class EstimatorFunction(torch.autograd.Function):
         if ctx.backend == "triton":
             x_tilde, gates = ctx.saved_tensors
             grad_values, grad_bias = estimator_bwd(grad_y, x_tilde, gates, ctx.layout)
+        elif ctx.backend == "cpp":
+            xt, gt = ctx.saved_tensors
+            grad_values, grad_bias = estimator_bwd_cpp(grad_y, xt, gt, ctx.layout)
         else:
             x_tilde, gate_rows = ctx.saved_tensors
             grad_values, grad_bias = estimator_bwd_torch(grad_y, x_tilde, gate_rows, ctx.layout, ctx.rows)
@@ -89,16 +99,17 @@ def glai_estimator(
         layout: :class:`PathLayout` of the kept paths, on the same device as the inputs.
         values: float32 [P], path weights in layout order (``layout.to_layout(values)``).
         bias: float32 [n_out].
-        backend: ``"auto"`` (Triton on CUDA up to batch ``AUTO_TRITON_MAX_BATCH``, the PyTorch CSR path
-            otherwise), ``"triton"`` (CUDA, or CPU under TRITON_INTERPRET=1), or ``"torch"`` (PyTorch sparse CSR
-            ops, any device).
+        backend: ``"auto"`` (see :func:`resolve_backend`), ``"triton"`` (CUDA, or CPU under TRITON_INTERPRET=1),
+            ``"cpp"`` (the compiled CPU kernels, :mod:`glai.kernels.estimator.compiled`) or ``"torch"`` (PyTorch
+            sparse CSR ops, any device).
 
     Returns:
         float32 [B, n_out].
 
     Raises:
         ValueError: on a shape, dtype or backend mismatch, or when ``x_tilde``/``gates`` require grad.
-        RuntimeError: if ``backend="triton"`` and Triton cannot run on the inputs' device.
+        RuntimeError: if ``backend="triton"`` and Triton cannot run on the inputs' device, or ``backend="cpp"``
+            and the inputs are not on the CPU or the extension is not built.
     """
     if x_tilde.dim() != 2 or x_tilde.shape[1] != layout.n_in:
         raise ValueError(f"x_tilde must be [B, n_in={layout.n_in}], got {tuple(x_tilde.shape)}")
@@ -126,4 +137,6 @@ def glai_estimator(
             f"backend='triton' needs Triton and a CUDA device (got {x_tilde.device}); set TRITON_INTERPRET=1 "
             "before importing triton to run it on CPU, or use backend='torch'"
         )
+    if backend == "cpp" and x_tilde.device.type != "cpu":
+        raise RuntimeError(f"backend='cpp' runs on the CPU only (got {x_tilde.device}); use backend='auto'")
     return EstimatorFunction.apply(x_tilde, gates, values, bias, layout, backend)

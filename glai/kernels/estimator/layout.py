@@ -83,6 +83,7 @@ class PathLayout(nn.Module):
         out_ptr: int64 [n_out + 1], paths of output o are ``out_ptr[o]:out_ptr[o+1]`` (empty rows allowed).
         row_ptr: int32 [R + 1], ``col``: int32 [P] (= in_idx), CSR of the [R, n_in] row matrix.
         row_out, row_gate: int64 [R], the (o, s) of each row.
+        path_row: int32 [P], the row of each path (not in ``state_dict``: derived from the others).
 
     Raises:
         ValueError: if the index arrays are not 1-D of equal length, or an index is out of range.
@@ -132,6 +133,8 @@ class PathLayout(nn.Module):
         self.register_buffer("col", i.to(torch.int32))
         self.register_buffer("row_out", rows // self.n_gates)
         self.register_buffer("row_gate", rows % self.n_gates)
+        # the row of every path (the compiled backward's blocks of 16 paths cross rows); derived, not saved
+        self.register_buffer("path_row", path_row.to(torch.int32), persistent=False)
 
     @property
     def num_paths(self) -> int:

@@ -1,0 +1,189 @@
+"""The compiled CPU estimator (backend ``"cpp"``; ``"auto"`` on CPU once it is built).
+
+A PyTorch C++ extension (``csrc/estimator_cpu.cpp``, built with :func:`torch.utils.cpp_extension.load`) that
+runs the estimator's forward and value gradient over the same (output, gate) rows as the pure-PyTorch path,
+with the batch as the vector dimension (see the source for the kernels). Built ahead of time by ``make
+install`` (``python -m glai.kernels.estimator``), never inside a run: a build takes ~10-60 s and
+would otherwise land on GLAI's clock. A run whose extension is not built for this machine falls back to the
+``"torch"`` backend and its record says so (``head.backend`` resolved, :func:`glai.runner.run_identity`).
+
+The library is compiled with ``-O3 -march=native``, so its name carries a hash of the source, the compiler
+flags, the torch and Python versions and this CPU's model and flags: a cluster node with another CPU never
+loads a library built for the login node (it falls back, or builds its own).
+
+Where: ``$GLAI_EXTENSIONS_DIR``, else ``~/.cache/glai/extensions``.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import os
+import platform
+import sys
+import warnings
+from pathlib import Path
+
+import torch
+
+from glai.kernels.estimator.layout import PathLayout
+
+__all__ = ["build", "cpp_available", "estimator_fwd_cpp", "estimator_bwd_cpp", "library_path"]
+
+SOURCE = Path(__file__).with_name("csrc") / "estimator_cpu.cpp"
+CFLAGS = ("-O3", "-march=native")
+_NAMESPACE = "glai_estimator_cpu"
+
+
+def _cpu_signature() -> str:
+    """This CPU's model name and instruction-set flags (Linux /proc/cpuinfo), else ``platform`` strings."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        keep = [ln for ln in lines if ln.split(":")[0].strip() in ("model name", "flags", "Features")]
+        return "\n".join(sorted(set(keep)))
+    except OSError:
+        return f"{platform.machine()} {platform.processor()}"
+
+
+def extensions_dir() -> Path:
+    """``$GLAI_EXTENSIONS_DIR`` or ``~/.cache/glai/extensions``."""
+    return Path(os.environ.get("GLAI_EXTENSIONS_DIR", Path.home() / ".cache" / "glai" / "extensions"))
+
+
+@functools.cache
+def extension_name() -> str:
+    """``glai_estimator_cpu_<hash12>``: the hash of the source, flags, torch and Python versions and the CPU."""
+    digest = hashlib.sha256()
+    for part in (SOURCE.read_bytes(), " ".join(CFLAGS).encode(), torch.__version__.encode(),
+                 sys.version.encode(), _cpu_signature().encode()):
+        digest.update(part)
+        digest.update(b"\0")
+    return f"{_NAMESPACE}_{digest.hexdigest()[:12]}"
+
+
+def library_path() -> Path:
+    """Where the built shared library of this machine's :func:`extension_name` lives (it may not exist)."""
+    name = extension_name()
+    return extensions_dir() / name / f"{name}.so"
+
+
+def _ops():
+    return getattr(torch.ops, _NAMESPACE)
+
+
+@functools.cache
+def cpp_available() -> bool:
+    """True when the extension is built for this machine (:func:`library_path` exists) and loads. Never builds."""
+    path = library_path()
+    if not path.exists():
+        return False
+    try:
+        torch.ops.load_library(str(path))
+        _ops().fwd  # noqa: B018  (resolves the op: raises when the library registered nothing)
+    except (OSError, RuntimeError, AttributeError) as err:
+        warnings.warn(f"the compiled CPU estimator at {path} does not load ({err}); using the torch backend. "
+                      "Rebuild it: python -m glai.kernels.estimator", stacklevel=2)
+        return False
+    return True
+
+
+def build(verbose: bool = False) -> Path:
+    """Compile the extension for this machine if it is not built yet, load it, and return its path.
+
+    Raises:
+        RuntimeError: when the build fails (no C++ compiler or ninja, unsupported compiler); the message says
+            that the ``"torch"`` backend still works.
+    """
+    # its import warns "No CUDA runtime is found" on CPU-only machines: irrelevant to a CPU extension
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+    from torch.utils import cpp_extension
+
+    path = library_path()
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            cpp_extension.load(name=extension_name(), sources=[str(SOURCE)], extra_cflags=list(CFLAGS),
+                               build_directory=str(path.parent), is_python_module=False, verbose=verbose)
+        except Exception as err:  # compiler errors arrive as RuntimeError, subprocess or OS errors
+            raise RuntimeError(f"could not build the compiled CPU estimator ({type(err).__name__}: {err}); the "
+                               "'torch' backend still works (head.backend=torch, or auto falls back to it)") from err
+    cpp_available.cache_clear()
+    if not cpp_available():
+        raise RuntimeError(f"the compiled CPU estimator was built at {path} but does not load")
+    return path
+
+
+def _gates_u8(gates: torch.Tensor) -> torch.Tensor:
+    if gates.dtype == torch.uint8:
+        return gates.contiguous()
+    if gates.dtype == torch.bool:
+        return gates.contiguous().view(torch.uint8)
+    return gates.to(torch.uint8).contiguous()
+
+
+def estimator_fwd_cpp(
+    x_tilde: torch.Tensor,
+    gates: torch.Tensor,
+    layout: PathLayout,
+    values: torch.Tensor,
+    bias: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Forward of the estimator (SPEC 2) with the compiled kernels.
+
+    Args:
+        x_tilde: float32 [B, n_in] on the CPU.
+        gates: uint8 / bool / float {0, 1} [B, n_gates].
+        layout: the :class:`PathLayout` of the kept paths (on the CPU).
+        values: float32 [P] in layout order. bias: float32 [n_out].
+
+    Returns:
+        ``(y float32 [B, n_out], xt float32 [n_in, Bp], gt float32 [n_gates, Bp])``: the output and, for the
+        backward, the transposed inputs and gates zero-padded to Bp = B rounded up to 16.
+
+    Raises:
+        RuntimeError: when the extension is not built (:func:`build`) or an input is not on the CPU.
+    """
+    if not cpp_available():
+        raise RuntimeError("backend='cpp' needs the compiled CPU estimator: build it with "
+                           "`python -m glai.kernels.estimator` (make install does), or use backend='torch'")
+    return _ops().fwd(x_tilde.contiguous(), _gates_u8(gates), layout.row_ptr, layout.col, layout.row_out,
+                      layout.row_gate, values.detach().contiguous(), bias.detach().contiguous())
+
+
+def estimator_bwd_cpp(
+    grad_y: torch.Tensor,
+    xt: torch.Tensor,
+    gt: torch.Tensor,
+    layout: PathLayout,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gradients of the values (an SDDMM over the kept paths, paper Listing 3) and of the bias.
+
+    Args:
+        grad_y: float32 [B, n_out]. xt, gt: from :func:`estimator_fwd_cpp` of the same batch.
+        layout: the :class:`PathLayout`.
+
+    Returns:
+        ``(grad_values float32 [P] in layout order, grad_bias float32 [n_out])``.
+    """
+    return _ops().bwd(grad_y.contiguous(), xt, gt, layout.row_ptr, layout.col, layout.row_out, layout.row_gate,
+                      layout.path_row)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m glai.kernels.estimator [--verbose]``: build for this machine; 0 on success, 1 if the build
+    fails (the torch backend still works)."""
+    verbose = "--verbose" in (argv if argv is not None else sys.argv[1:])
+    if library_path().exists() and cpp_available():
+        print(f"[glai] compiled CPU estimator: built ({library_path()})")
+        return 0
+    print(f"[glai] building the compiled CPU estimator into {library_path().parent} (once per machine) ...",
+          flush=True)
+    try:
+        path = build(verbose=verbose)
+    except RuntimeError as err:
+        print(f"[glai] warning: {err}", file=sys.stderr)
+        return 1
+    print(f"[glai] compiled CPU estimator: built ({path})")
+    return 0
+

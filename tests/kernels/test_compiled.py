@@ -1,0 +1,65 @@
+"""The compiled CPU estimator's build identity and fallbacks (glai/kernels/estimator/compiled.py); its numbers
+are checked against the reference with the other backends in test_estimator_kernels.py."""
+
+import pytest
+import torch
+
+from glai.kernels.estimator import PathLayout, compiled, glai_estimator
+
+
+@pytest.fixture
+def fresh_name(monkeypatch, tmp_path):
+    """An empty extensions folder, and the name/availability caches cleared before and after."""
+    monkeypatch.setenv("GLAI_EXTENSIONS_DIR", str(tmp_path))
+    compiled.extension_name.cache_clear()
+    compiled.cpp_available.cache_clear()
+    yield tmp_path
+    compiled.extension_name.cache_clear()
+    compiled.cpp_available.cache_clear()
+
+
+def test_the_library_name_follows_the_cpu_and_the_source(fresh_name, monkeypatch):
+    """A library built for another CPU (a cluster's login node) or from older source is never loaded."""
+    base = compiled.extension_name()
+    assert base.startswith("glai_estimator_cpu_") and len(base) == len("glai_estimator_cpu_") + 12
+    monkeypatch.setattr(compiled, "_cpu_signature", lambda: "model name : another CPU\\nflags : sse2")
+    compiled.extension_name.cache_clear()
+    other_cpu = compiled.extension_name()
+    assert other_cpu != base
+    monkeypatch.setattr(compiled, "CFLAGS", ("-O2",))
+    compiled.extension_name.cache_clear()
+    assert compiled.extension_name() not in (base, other_cpu)
+    assert compiled.library_path().parent == fresh_name / compiled.extension_name()
+
+
+def test_not_built_means_not_available_and_a_clear_error(fresh_name):
+    assert not compiled.library_path().exists()
+    assert compiled.cpp_available() is False
+    layout = PathLayout(torch.tensor([0]), torch.tensor([1]), torch.tensor([0]), 3, 2, 1)
+    with pytest.raises(RuntimeError, match="python -m glai.kernels.estimator"):
+        compiled.estimator_fwd_cpp(torch.randn(2, 3), torch.ones(2, 2, dtype=torch.uint8), layout,
+                                   torch.ones(1), torch.zeros(1))
+
+
+def test_a_library_that_does_not_load_warns_and_falls_back(fresh_name):
+    path = compiled.library_path()
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"not a shared library")
+    with pytest.warns(UserWarning, match="does not load"):
+        assert compiled.cpp_available() is False
+
+
+def test_cpp_refuses_cuda_inputs():
+    layout = PathLayout(torch.tensor([0]), torch.tensor([1]), torch.tensor([0]), 3, 2, 1)
+    x = torch.randn(2, 3, device="meta")
+    with pytest.raises(RuntimeError, match="CPU only"):
+        glai_estimator(x, torch.ones(2, 2, dtype=torch.uint8, device="meta"), layout,
+                       torch.ones(1, device="meta"), torch.zeros(1, device="meta"), backend="cpp")
+
+
+def test_path_row_is_derived_not_saved():
+    layout = PathLayout(torch.tensor([1, 0, 1, 0]), torch.tensor([2, 1, 0, 1]), torch.tensor([0, 1, 0, 0]), 3, 2, 2)
+    # rows (o, s) sorted: (0,0) (0,1) (1,0); row (1,0) holds two paths
+    assert layout.path_row.tolist() == [0, 1, 2, 2]
+    assert layout.path_row.dtype == torch.int32
+    assert "path_row" not in layout.state_dict()
