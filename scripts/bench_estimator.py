@@ -8,7 +8,8 @@ Conversion: for each shape a random reduced MLP is converted and pruned for real
 ``O - R - n_out`` kept paths (glai.method.budget.parameter_budget, SPEC 3), in a child process of its own so
 that its peak resident memory (``VmHWM``, the process high-water mark) is the conversion's. Reported:
 conversion seconds (gates, path norms, scoring and top-k) and the peak RSS above the child's baseline after
-importing torch. Then, interleaved and after a warm-up, it times one full step (forward, cross-entropy,
+importing torch. Then, interleaved and after a warm-up (the slow dense reference on its own, afterwards), it
+times one full step (forward, cross-entropy,
 backward, optimiser step, zero_grad) of:
 
 - ``mlp``: the original MLP (nn.Linear-ReLU-nn.Linear), SGD (SPEC 5);
@@ -192,11 +193,15 @@ def bench_shape(name: str, batches: list[int], device: torch.device, repeats: in
         mlp = MLPHead(arch).to(device)
         # every method's optimiser comes from the runner's builder: the fused kernel where the device has one
         steps = {"mlp/-": make_step(mlp, build_optimizer("sgd", mlp.parameters(), 1e-3, 1e-3), (x,), target)}
+        # The dense reference is timed on its own, after the others: interleaved, its steps (up to seconds,
+        # gigabytes of temporaries) evicted the caches of the millisecond steps after them and inflated their
+        # medians (B1, batch 16: the torch backend read 3.4x the MLP interleaved with it, 2.0x without).
+        reference = {}
         dense_size = max(batch, n_out) * dims["n_in"] * dims["n_gates"]
         if dense_size <= DENSE_MAX_ELEMENTS:
             dense = DenseEstimator.from_paths(*paths, torch.zeros(n_out), **dims).to(device)
-            steps["dense/einsum"] = make_step(dense, build_optimizer("adam", dense.parameters(), 1e-3, 0.1),
-                                              (x_tilde, gates), target)
+            reference["dense/einsum"] = make_step(dense, build_optimizer("adam", dense.parameters(), 1e-3, 0.1),
+                                                  (x_tilde, gates), target)
         else:
             print(f"  B{batch}: dense skipped ([max(B, n_out), n_in, n_gates] = {dense_size:.2g} floats)")
         for backend in backends:
@@ -206,6 +211,7 @@ def bench_shape(name: str, batches: list[int], device: torch.device, repeats: in
         if batch == batches[0]:
             print(f"  layout: {sparse.layout.extra_repr()}")
         medians = time_interleaved(steps, repeats, warmup, device, budget_s, clock)
+        medians.update(time_interleaved(reference, repeats, warmup, device, budget_s, clock))
         mlp_ms = medians["mlp/-"]
         for key, ms in medians.items():
             method, backend = key.split("/")
