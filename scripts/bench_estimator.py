@@ -50,6 +50,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from glai.kernels.estimator import cpp_available, triton_available  # noqa: E402
+from glai.kernels.estimator import triton as triton_kernels  # noqa: E402
 from glai.method.budget import parameter_budget  # noqa: E402
 from glai.method.conversion import path_structure  # noqa: E402
 from glai.method.dense_estimator import DenseEstimator  # noqa: E402
@@ -136,6 +137,19 @@ def make_step(model: nn.Module, opt: torch.optim.Optimizer, inputs: tuple, targe
     return step
 
 
+def row_major(step: Callable) -> Callable:
+    """``step`` with the Triton kernels' batch-major switch off (row-major kernels at every batch)."""
+    def wrapped():
+        saved = triton_kernels.BATCH_MAJOR_MIN_BATCH
+        triton_kernels.BATCH_MAJOR_MIN_BATCH = 1 << 62
+        try:
+            step()
+        finally:
+            triton_kernels.BATCH_MAJOR_MIN_BATCH = saved
+
+    return wrapped
+
+
 def time_interleaved(steps: dict[str, Callable], repeats: int, warmup: int, device: torch.device,
                      budget_s: float, clock: Callable[[], float] = time.perf_counter) -> dict[str, float]:
     """Median milliseconds per step of each callable, run round-robin so load drifts hit all alike."""
@@ -208,6 +222,9 @@ def bench_shape(name: str, batches: list[int], device: torch.device, repeats: in
             sparse = SparseEstimator.from_paths(*paths, torch.zeros(n_out), backend=backend, **dims).to(device)
             steps[f"sparse/{backend}"] = make_step(sparse, build_optimizer("adam", sparse.parameters(), 1e-3, 0.1),
                                                    (x_tilde, gates), target)
+            if backend == "triton" and batch >= triton_kernels.BATCH_MAJOR_MIN_BATCH:
+                # the row-major kernels at this batch too, for the comparison behind BATCH_MAJOR_MIN_BATCH
+                steps["sparse/triton-rowmajor"] = row_major(steps["sparse/triton"])
         if batch == batches[0]:
             print(f"  layout: {sparse.layout.extra_repr()}")
         medians = time_interleaved(steps, repeats, warmup, device, budget_s, clock)

@@ -162,6 +162,17 @@ def test_triton_backend_matches_reference(case):
     _check_backend(case, "triton")
 
 
+@pytest.mark.parametrize("case", TRITON_CASES[:4], ids=_id)
+@pytest.mark.interpreter
+@pytest.mark.skipif(_triton_skip_reason() is not None, reason=str(_triton_skip_reason()))
+def test_triton_batch_major_kernels_match_reference(case, monkeypatch):
+    """The large-batch kernels (batch-major operands), forced on at every batch size."""
+    from glai.kernels.estimator import triton as triton_module
+
+    monkeypatch.setattr(triton_module, "BATCH_MAJOR_MIN_BATCH", 1)
+    _check_backend(case, "triton")
+
+
 @pytest.mark.parametrize("case", CPP_CASES, ids=_id)
 @needs_cpp
 def test_cpp_backend_matches_reference(case):
