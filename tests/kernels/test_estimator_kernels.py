@@ -19,7 +19,7 @@ from glai.kernels.estimator import (
     triton_available,
 )
 from glai.kernels.estimator import function as function_module
-from glai.kernels.estimator.function import AUTO_TRITON_MAX_BATCH
+from glai.kernels.estimator.function import AUTO_TRITON_MAX_BATCH, AUTO_TRITON_MAX_PATHS_PER_PROGRAM
 from glai.method.sparse_estimator import SparseEstimator
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -87,8 +87,13 @@ def reference_and_grads(p, grad_y):
     return y.detach(), values.grad, bias.grad
 
 
+def device_for(backend: str) -> str:
+    """The compiled backend runs on the CPU; the others on the GPU when there is one."""
+    return "cpu" if backend == "cpp" else DEVICE
+
+
 def backend_and_grads(p, grad_y, backend):
-    device = "cpu" if backend == "cpp" else DEVICE
+    device = device_for(backend)
     n_in, n_gates = p["x_tilde"].shape[1], p["gates"].shape[1]
     layout = PathLayout(p["out_idx"], p["in_idx"], p["gate_idx"], n_in, n_gates, p["n_out"]).to(device)
     values = layout.to_layout(p["values"]).to(device).requires_grad_()
@@ -214,17 +219,18 @@ def test_empty_rows_output_their_bias(backend):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_no_kept_path_at_all(backend):
+    device = device_for(backend)
     layout = PathLayout(torch.empty(0, dtype=torch.long), torch.empty(0, dtype=torch.long),
-                        torch.empty(0, dtype=torch.long), 33, 7, 4).to(DEVICE)
-    values = torch.empty(0, device=DEVICE, requires_grad=True)
-    bias = torch.randn(4, device=DEVICE, requires_grad=True)
-    x = torch.randn(3, 33, device=DEVICE)
-    gates = torch.ones(3, 7, dtype=torch.uint8, device=DEVICE)
+                        torch.empty(0, dtype=torch.long), 33, 7, 4).to(device)
+    values = torch.empty(0, device=device, requires_grad=True)
+    bias = torch.randn(4, device=device, requires_grad=True)
+    x = torch.randn(3, 33, device=device)
+    gates = torch.ones(3, 7, dtype=torch.uint8, device=device)
     y = glai_estimator(x, gates, layout, values, bias, backend)
     assert torch.equal(y, bias.detach().expand(3, 4))
     y.sum().backward()
     assert values.grad.shape == (0,)
-    assert torch.equal(bias.grad, torch.full((4,), 3.0, device=DEVICE))
+    assert torch.equal(bias.grad, torch.full((4,), 3.0, device=device))
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -301,12 +307,26 @@ def test_auto_backend_resolution(monkeypatch):
     assert resolve_backend("auto", "cpu") == "torch"
     assert resolve_backend("torch", "cpu") == "torch"
     assert resolve_backend("cpp", "cpu") == "cpp"
-    # On CUDA, "auto" is Triton at small batches and the torch backend above AUTO_TRITON_MAX_BATCH.
+    # On CUDA, "auto" is Triton at small batches; at large batches Triton's batch-major kernels unless each
+    # program (one output, 64 samples) would walk too many paths; the torch backend in between.
     monkeypatch.setattr(function_module, "triton_available", lambda device=None: True)
     assert resolve_backend("auto", "cuda", AUTO_TRITON_MAX_BATCH) == "triton"
     assert resolve_backend("auto", "cuda", None) == "triton"
     assert resolve_backend("auto", "cuda", AUTO_TRITON_MAX_BATCH + 1) == "torch"
     assert resolve_backend("triton", "cuda", 4096) == "triton"
+
+    def layout_of(num_paths, n_out):
+        out_idx = torch.arange(num_paths) % n_out
+        return PathLayout(out_idx, torch.zeros(num_paths, dtype=torch.long), torch.zeros(num_paths, dtype=torch.long),
+                          1, 1, n_out)
+
+    limit = AUTO_TRITON_MAX_PATHS_PER_PROGRAM
+    many_outputs, few_outputs = layout_of(16 * limit, 16), layout_of(16 * limit + 16, 16)  # per program at B64
+    assert resolve_backend("auto", "cuda", 64, many_outputs) == "triton"  # exactly `limit` paths per program
+    assert resolve_backend("auto", "cuda", 64, few_outputs) == "torch"
+    assert resolve_backend("auto", "cuda", 128, few_outputs) == "triton"  # two batch blocks halve the walk
+    assert resolve_backend("auto", "cuda", 63, many_outputs) == "torch"  # below the batch-major kernels
+    assert resolve_backend("auto", "cuda", 1024, None) == "torch"
     monkeypatch.setattr(function_module, "triton_available", lambda device=None: False)
     assert resolve_backend("auto", "cuda", 1) == "torch"
 
@@ -314,17 +334,18 @@ def test_auto_backend_resolution(monkeypatch):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_sparse_estimator_adam_step_equals_reference(backend):
     """One Adam step of SparseEstimator lands where the reference's does (paper 4.1: GLAI uses Adam)."""
+    device = device_for(backend)
     p = make_problem(17, 33, 7, 4, 0.3, seed=9)
     target = torch.randn(17, 4, generator=torch.Generator().manual_seed(10))
     model = SparseEstimator.from_paths(p["out_idx"], p["in_idx"], p["gate_idx"], p["values"], p["bias"],
-                                       33, 7, 4, backend=backend).to(DEVICE)
+                                       33, 7, 4, backend=backend).to(device)
     assert [n for n, _ in model.named_parameters()] == ["values", "bias"]
     assert model.num_kept == p["values"].numel()
     dense = torch.zeros(4, 33, 7).index_put_((p["out_idx"], p["in_idx"], p["gate_idx"]), p["values"])
     assert torch.equal(model.to_dense().cpu(), dense)
 
     opt = torch.optim.Adam(model.parameters(), lr=1e-2, weight_decay=0.1)
-    loss = (model(p["x_tilde"].to(DEVICE), p["gates"].to(DEVICE)) - target.to(DEVICE)).pow(2).mean()
+    loss = (model(p["x_tilde"].to(device), p["gates"].to(device)) - target.to(device)).pow(2).mean()
     loss.backward()
     opt.step()
 

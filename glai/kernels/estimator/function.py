@@ -4,43 +4,65 @@ from __future__ import annotations
 
 import torch
 
+from glai.kernels.estimator import triton as triton_kernels
 from glai.kernels.estimator.compiled import cpp_available, estimator_bwd_cpp, estimator_fwd_cpp
 from glai.kernels.estimator.cpu import estimator_bwd_torch, estimator_fwd_torch
 from glai.kernels.estimator.layout import PathLayout
 from glai.kernels.estimator.triton import estimator_bwd, estimator_fwd, triton_available
 
-__all__ = ["EstimatorFunction", "glai_estimator", "resolve_backend", "BACKENDS", "AUTO_TRITON_MAX_BATCH"]
+__all__ = ["EstimatorFunction", "glai_estimator", "resolve_backend", "BACKENDS", "AUTO_TRITON_MAX_BATCH",
+           "AUTO_TRITON_MAX_PATHS_PER_PROGRAM"]
 
 BACKENDS = ("auto", "triton", "cpp", "torch")
-# Largest batch for which "auto" picks Triton on CUDA. Measured on an H200 (scripts/bench_estimator.py, one
-# full Adam step, six paper shapes): at batch 16 Triton ran 0.94-1.00x the MLP step and the torch backend
-# 1.28-1.51x; at 64 Triton lost on C1/C2 (few outputs: one program per output and batch block), and at 1024
-# it ran 3-5x the MLP on B1/B2/C2 while the torch backend (cuSPARSE) ran 1.07-1.58x.
+# "auto" on CUDA, measured on an H200 (scripts/bench_estimator.py, one full Adam step; docs/bench/):
+# - up to batch 16 Triton's row-major kernels: 0.88-0.95x the MLP step on the six paper shapes and T768, 0.78x on
+#   D768, against 1.06-1.33x for the torch backend (cuSPARSE);
+# - from batch 64 (triton.BATCH_MAJOR_MIN_BATCH) Triton's batch-major kernels, unless a program (one output, 64
+#   samples) would walk more than AUTO_TRITON_MAX_PATHS_PER_PROGRAM paths: then too few programs fill the GPU
+#   and cuSPARSE wins. At batch 1024 this picks the faster backend on all eight shapes (Triton: A1 0.93x,
+#   A2 0.93x, B1 1.24x, B2 0.94x, C1 1.00x, T768 3.22x the MLP; torch: C2 1.09x at 3,092 paths per program,
+#   D768 1.04x at 2,476, where Triton ran 1.73x and 1.63x; C1, the largest Triton pick, has 931);
+# - in between (17-63) the torch backend: the row-major kernels lost to it at 64 on C1 and C2.
 AUTO_TRITON_MAX_BATCH = 16
+AUTO_TRITON_MAX_PATHS_PER_PROGRAM = 1500
 
 
-def resolve_backend(backend: str, device: torch.device | str, batch: int | None = None) -> str:
-    """``"auto"`` -> on CUDA, ``"triton"`` when Triton imports and ``batch <= AUTO_TRITON_MAX_BATCH`` (or
-    ``batch`` is None), else ``"torch"``; on the CPU, ``"cpp"`` when the compiled estimator is built for this
-    machine (:mod:`glai.kernels.estimator.compiled`), else ``"torch"``. Named backends pass through.
+def resolve_backend(backend: str, device: torch.device | str, batch: int | None = None,
+                    layout: PathLayout | None = None) -> str:
+    """The backend that runs: named backends pass through; ``"auto"`` picks by device and batch.
+
+    On the CPU: ``"cpp"`` when the compiled estimator is built for this machine
+    (:mod:`glai.kernels.estimator.compiled`), else ``"torch"``. On CUDA with Triton: ``"triton"`` when
+    ``batch <= AUTO_TRITON_MAX_BATCH`` (or ``batch`` is None), or when ``batch >= BATCH_MAJOR_MIN_BATCH`` and
+    each forward program (one output, a block of 64 samples) walks at most
+    ``AUTO_TRITON_MAX_PATHS_PER_PROGRAM`` paths on average; ``"torch"`` otherwise (see the measurements above).
 
     Args:
         backend: one of :data:`BACKENDS`.
         device: where the inputs live.
         batch: rows of the input batch, B; None when unknown.
+        layout: the kept paths' :class:`PathLayout` (its P and n_out); None when unknown (then large batches
+            go to ``"torch"``).
 
     Raises:
         ValueError: for an unknown backend name.
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    if backend == "auto":
-        if torch.device(device).type == "cpu":
-            return "cpp" if cpp_available() else "torch"
-        small = batch is None or batch <= AUTO_TRITON_MAX_BATCH
-        is_cuda = torch.device(device).type == "cuda"
-        return "triton" if is_cuda and small and triton_available(device) else "torch"
-    return backend
+    if backend != "auto":
+        return backend
+    device = torch.device(device)
+    if device.type == "cpu":
+        return "cpp" if cpp_available() else "torch"
+    if device.type != "cuda" or not triton_available(device):
+        return "torch"
+    if batch is None or batch <= AUTO_TRITON_MAX_BATCH:
+        return "triton"
+    if batch >= triton_kernels.BATCH_MAJOR_MIN_BATCH and layout is not None:
+        programs = max(1, layout.n_out) * -(-batch // 64)
+        if layout.num_paths / programs <= AUTO_TRITON_MAX_PATHS_PER_PROGRAM:
+            return "triton"
+    return "torch"
 
 
 class EstimatorFunction(torch.autograd.Function):
@@ -131,7 +153,7 @@ def glai_estimator(
             "the estimator's inputs are constants (cached embeddings, frozen gates; SPEC 2) and get no "
             "gradient: pass x_tilde.detach()"
         )
-    backend = resolve_backend(backend, x_tilde.device, x_tilde.shape[0])
+    backend = resolve_backend(backend, x_tilde.device, x_tilde.shape[0], layout)
     if backend == "triton" and not triton_available(x_tilde.device):
         raise RuntimeError(
             f"backend='triton' needs Triton and a CUDA device (got {x_tilde.device}); set TRITON_INTERPRET=1 "
