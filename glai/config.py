@@ -111,6 +111,10 @@ class HeadConfig:
     backend: str = "auto"
     # GLAI: end the reduced phase early when the path distance m_t falls below this (0 = off, paper's fixed epochs)
     structure_threshold: float = 0.0
+    # EAT's l0 activation penalty (papers/004, SPEC 11): loss + l0_lambda * mean_b sum_j h_j^2 / (h_j^2 + l0_sigma)
+    # over the hidden activations of mlp and mlp_reduced, and of GLAI's reduced MLP (the path selector); 0 = off
+    l0_lambda: float = 0.0
+    l0_sigma: float = 1e-4
 
 
 @dataclass
@@ -262,6 +266,13 @@ def validate(cfg: DictConfig | Config) -> None:
     for key in ("optimizer", "reduced_optimizer"):
         if getattr(head, key) not in OPTIMIZERS:
             _fail(f"head.{key}", getattr(head, key), f"choose one of {OPTIMIZERS}", f"head.{key}=sgd")
+    if not head.l0_lambda >= 0:
+        _fail("head.l0_lambda", head.l0_lambda, "the penalty weight must be >= 0 (0 = off)", "head.l0_lambda=0.001")
+    if not head.l0_sigma > 0:
+        _fail("head.l0_sigma", head.l0_sigma, "must be positive", "head.l0_sigma=1e-4")
+    if head.l0_lambda > 0 and head.name == "linear":
+        _fail("head.l0_lambda", head.l0_lambda, "the linear head has no hidden activations to penalise",
+              "head.l0_lambda=0")
     if head.estimator not in ("sparse", "dense"):
         _fail("head.estimator", head.estimator, "choose sparse or dense", "head.estimator=sparse")
     if head.backend not in ("auto", "triton", "cpp", "torch"):

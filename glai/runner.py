@@ -26,6 +26,7 @@ from glai.kernels.estimator import cpp_available, resolve_backend
 from glai.method.budget import count_parameters
 from glai.method.heads import LinearHead, MLPHead, reduced_arch
 from glai.method.pipeline import train_glai
+from glai.method.sparsity import active_paths_per_sample, firing_ratio
 from glai.results.identity import fingerprint, short
 from glai.results.records import (
     SCHEMA_VERSION,
@@ -40,6 +41,7 @@ from glai.results.records import (
 )
 from glai.results.report import log_wandb, summary
 from glai.training.loop import History, NonFiniteLossError, fit
+from glai.training.penalty import ActivationPenaltyTask
 from glai.training.structure import PathDistanceTracker
 from glai.training.tasks import MONITORS, build_task, draw_episode
 
@@ -98,8 +100,11 @@ def train_head(cfg, train: EmbeddingSplit, val: EmbeddingSplit, seed: int) -> di
             model = MLPHead(reduced_arch(arch, head_cfg.width_factor) if head_cfg.width_factor < 1 else arch)
         model = model.to(train.x.device)
         tracker = _tracker(cfg, train.x, seed) if head_cfg.name != "linear" else None
+        if head_cfg.l0_lambda > 0:
+            loop["task"] = ActivationPenaltyTask(task, head_cfg.l0_lambda, head_cfg.l0_sigma)
         hist = fit(model, (train.x, train.y), (val.x, val.y), seed=seed, tracker=tracker, **loop)
-        metrics = {**_phase_record(hist), "structure": hist.structure if tracker else None}
+        metrics = {**_phase_record(hist), "structure": hist.structure if tracker else None,
+                   "firing_ratio": firing_ratio(model, val.x) if model.num_hidden else None}
         cost = {"time_s": {"train": hist.time_s}, "total_s": hist.time_s,
                 "params": {"trainable": count_parameters(model, trainable_only=True)}}
         return {"metrics": metrics, "cost": cost}
@@ -110,13 +115,15 @@ def train_head(cfg, train: EmbeddingSplit, val: EmbeddingSplit, seed: int) -> di
                       reduced_weight_decay=head_cfg.reduced_weight_decay, reduced_lr=head_cfg.reduced_lr,
                       estimator=head_cfg.estimator,
                       backend=head_cfg.backend, tracker=tracker, structure_threshold=head_cfg.structure_threshold,
-                      **loop)
+                      l0_lambda=head_cfg.l0_lambda, l0_sigma=head_cfg.l0_sigma, **loop)
     red, est = glai.reduced, glai.estimator
     metrics = {**_phase_record(est), "reduced_epochs": red.epochs,
                "total_epochs": red.epochs + est.epochs, "reduced_curves": red.curves,
                "reduced_bvs": red.bvs, "reduced_stopped_by": red.stopped_by, "reduced_step_ms": red.step_ms,
                "structure": red.structure if tracker else None,
-               "theorem2_bound": glai.head.conversion.kept.removed_score}
+               "theorem2_bound": glai.head.conversion.kept.removed_score,
+               "firing_ratio": firing_ratio(glai.head.selector, val.x),
+               "active_paths_per_sample": _active_paths(glai.head)}
     times = glai.time_s
     cost = {"time_s": times, "total_s": sum(times.values()),
             "params": {**glai.budget.as_dict(),
@@ -124,6 +131,14 @@ def train_head(cfg, train: EmbeddingSplit, val: EmbeddingSplit, seed: int) -> di
                        "hidden_layers": len(arch) - 2, "gate_columns": glai.head.conversion.gate_columns,
                        "gate_columns_used": glai.head.estimator.n_gates}}
     return {"metrics": metrics, "cost": cost}
+
+
+def _active_paths(head) -> float | None:
+    """Mean kept paths with an active gate per validation sample (the sparse estimator's work per sample)."""
+    layout = getattr(head.estimator, "layout", None)
+    if layout is None or len(head.conversion.gates) < 2:
+        return None
+    return active_paths_per_sample(head.conversion.gates[1], layout.gate_idx)
 
 
 def _episodes(cfg, pool: EmbeddingSplit, device) -> dict[str, Any]:
@@ -150,6 +165,12 @@ def _episodes(cfg, pool: EmbeddingSplit, device) -> dict[str, Any]:
                                    "ci95": float(stats.t.ppf(0.975, n - 1) * sem) if n > 1 else math.nan,
                                    "epochs": [r["metrics"]["epochs"] for r in results],
                                    "total_s": [r["cost"]["total_s"] for r in results]}}
+    # sparsity: means over the episodes' heads
+    if out["metrics"].get("firing_ratio") is not None:
+        layers = zip(*(r["metrics"]["firing_ratio"] for r in results), strict=True)
+        out["metrics"]["firing_ratio"] = [sum(v) / n for v in layers]
+    if out["metrics"].get("active_paths_per_sample") is not None:
+        out["metrics"]["active_paths_per_sample"] = sum(r["metrics"]["active_paths_per_sample"] for r in results) / n
     for key in out["cost"]["time_s"]:
         out["cost"]["time_s"][key] = sum(r["cost"]["time_s"][key] for r in results) / n
     out["cost"]["total_s"] = sum(r["cost"]["total_s"] for r in results) / n

@@ -54,6 +54,9 @@ def test_mlp_reduced_width_follows_rho():
         (["num_threads=-2"], "num_threads"),
         (["experiment=offline/C1", "experiment.k_shot=0"], "experiment.k_shot"),
         (["experiment=offline/C1", "experiment.q_query=-1"], "experiment.q_query"),
+        (["head=mlp", "head.l0_lambda=-0.1"], "head.l0_lambda"),
+        (["head=mlp", "head.l0_lambda=0.01", "head.l0_sigma=0"], "head.l0_sigma"),
+        (["head=linear", "head.l0_lambda=0.01"], "head.l0_lambda"),
     ],
     ids=lambda v: v if isinstance(v, str) else "_".join(v),
 )

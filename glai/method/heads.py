@@ -51,6 +51,8 @@ class MLPHead(nn.Module):
             raise ValueError(f"arch must list >= 2 positive widths (n0, ..., n_out), got {list(arch)}")
         self.arch = tuple(int(n) for n in arch)
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(self.arch[:-1], self.arch[1:]))
+        # a list while glai.training.penalty.capture_hidden runs: forward appends each hidden layer's output
+        self.captured_hidden: list[torch.Tensor] | None = None
 
     @property
     def num_hidden(self) -> int:
@@ -58,8 +60,11 @@ class MLPHead(nn.Module):
         return len(self.layers) - 1
 
     def forward(self, x: torch.Tensor, gates: torch.Tensor | None = None) -> torch.Tensor:
+        captured = self.captured_hidden
         for layer in self.layers[:-1]:
             x = torch.relu(layer(x))
+            if captured is not None:
+                captured.append(x)
         return self.layers[-1](x)
 
     def pre_activations(self, x: torch.Tensor) -> list[torch.Tensor]:

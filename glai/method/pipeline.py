@@ -25,7 +25,8 @@ from glai.method.heads import GLAIHead, MLPHead, reduced_arch
 from glai.method.pruning import KeptPaths, prune_streaming
 from glai.method.sparse_estimator import SparseEstimator
 from glai.training.loop import History, fit
-from glai.training.tasks import Task
+from glai.training.penalty import ActivationPenaltyTask
+from glai.training.tasks import SupervisedTask, Task
 
 __all__ = ["Conversion", "GLAIRun", "as_mlp_head", "build_glai_head", "convert", "train_glai"]
 
@@ -312,6 +313,8 @@ def train_glai(
     backend: str = "auto",
     tracker=None,
     structure_threshold: float = 0.0,
+    l0_lambda: float = 0.0,
+    l0_sigma: float = 1e-4,
 ) -> GLAIRun:
     """The paper's GLAI pipeline (3.3) on embeddings: selector, conversion, estimator.
 
@@ -336,6 +339,8 @@ def train_glai(
         estimator, backend: see :func:`build_glai_head`.
         tracker: optional ``glai.training.structure.PathDistanceTracker`` for the reduced phase.
         structure_threshold: end the reduced phase once m_t < this (0 = off).
+        l0_lambda, l0_sigma: EAT's l0 activation penalty on the reduced MLP (0 = off;
+            :class:`glai.training.penalty.ActivationPenaltyTask`): sparser patterns, fewer active paths.
 
     Returns:
         The :class:`GLAIRun`.
@@ -349,7 +354,10 @@ def train_glai(
     torch.manual_seed(seed)
     selector = MLPHead(reduced_arch(arch, rho)).to(x.device)
     reduced_lr = lr if reduced_lr is None else reduced_lr
-    reduced = fit(selector, (x, y), (vx, vy), task=task, optimizer=reduced_optimizer, lr=reduced_lr,
+    reduced_task = task or SupervisedTask()
+    if l0_lambda > 0:
+        reduced_task = ActivationPenaltyTask(reduced_task, l0_lambda, l0_sigma)
+    reduced = fit(selector, (x, y), (vx, vy), task=reduced_task, optimizer=reduced_optimizer, lr=reduced_lr,
                   weight_decay=reduced_weight_decay, batch_size=batch_size, max_epochs=reduced_epochs,
                   patience=None, generator=gen, tracker=tracker, structure_threshold=structure_threshold)
     t0 = time.perf_counter()

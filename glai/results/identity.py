@@ -11,7 +11,8 @@ place, and ``tests/results/test_identity.py`` fails when the schema gains a key 
 - ``seed``: part of the run's fingerprint, left out of its *group* fingerprint (the seeds of one setting).
 - ``excluded``: cannot change the result: output and cache paths, verbosity, logging, overwrite.
 
-The settings of GLAI's reduced phase (:data:`GLAI_ONLY`) count for GLAI runs only.
+The settings of GLAI's reduced phase (:data:`GLAI_ONLY`) count for GLAI runs only. A feature switched off
+(:data:`OFF_VALUES`, and the settings that depend on it, :data:`DEPENDS_ON`) does not count at all.
 
 A fingerprint is the SHA-256 of the canonical JSON of the included ``key: value`` pairs. Keys a config does
 not have are simply absent (records of an older schema keep their own fingerprint, computed from their
@@ -27,8 +28,10 @@ from typing import Any
 
 __all__ = [
     "CLASSES",
+    "DEPENDS_ON",
     "GLAI_ONLY",
     "IDENTITY",
+    "OFF_VALUES",
     "differences",
     "fingerprint",
     "flatten",
@@ -47,7 +50,7 @@ _EXPERIMENT["deviations"] = "excluded"
 _HEAD = {k: "setting" for k in (
     "name", "optimizer", "lr", "weight_decay", "width_factor", "reduced_optimizer", "reduced_weight_decay",
     "reduced_lr",
-    "estimator", "backend", "structure_threshold")}
+    "estimator", "backend", "structure_threshold", "l0_lambda", "l0_sigma")}
 # the estimator backend computes the same function (to float rounding) at another speed, like the device
 _HEAD["backend"] = "environment"
 _DATASET = {k: "setting" for k in (
@@ -92,6 +95,18 @@ GLAI_ONLY = frozenset({"experiment.reduced_epochs", "experiment.reduced_epochs_m
                        "experiment.wd_glai"})
 
 
+#: Settings that, at the value that switches them off, leave the fingerprint: a run without them is the run it
+#: was before they existed (adding an off-by-default feature re-runs nothing). key -> its "off" value.
+OFF_VALUES: dict[str, Any] = {"head.l0_lambda": 0.0}
+#: Settings read only when another is on: they leave the fingerprint with it. key -> the switch.
+DEPENDS_ON: dict[str, str] = {"head.l0_sigma": "head.l0_lambda"}
+
+
+def _is_off(flat: Mapping[str, Any], key: str) -> bool:
+    switch = DEPENDS_ON.get(key, key)
+    return switch in OFF_VALUES and switch in flat and flat[switch] == OFF_VALUES[switch]
+
+
 def flatten(config: Mapping, prefix: str = "") -> dict[str, Any]:
     """Nested mapping -> ``{"a.b": leaf}``; lists are leaves."""
     out: dict[str, Any] = {}
@@ -111,7 +126,7 @@ def identity_items(config: Mapping, classes: Iterable[str] = ("setting", "enviro
     flat = flatten(config)
     glai = flat.get("head.name", "glai") == "glai"
     return {k: v for k, v in flat.items()
-            if IDENTITY.get(k, "setting") in classes and (glai or k not in GLAI_ONLY)}
+            if IDENTITY.get(k, "setting") in classes and (glai or k not in GLAI_ONLY) and not _is_off(flat, k)}
 
 
 def fingerprint(config: Mapping, *, seed: bool = True) -> str:

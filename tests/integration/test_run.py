@@ -141,3 +141,17 @@ def test_runs_flush_denormal_floats_for_every_head(tmp_path):
     rec = run(compose_config(["head=linear", f"results_dir={tmp_path}", *FAST]))
     assert rec["environment"]["flush_denormal"] is True
     assert float(torch.tensor([1e-44]) * 1.0) == 0.0
+
+
+def test_the_l0_penalty_sparsifies_the_selector_and_the_record_says_so(tmp_path):
+    """head.l0_lambda (EAT, SPEC 11) on GLAI's reduced MLP: a lower firing ratio, fewer active paths per
+    sample; the records carry both, for the MLP too."""
+    common = ["experiment.reduced_epochs=8", "experiment.max_epochs=2", "structure_samples=0"]
+    off = run(compose_config(["head=glai", f"results_dir={tmp_path}/off", *common]))["metrics"]
+    on = run(compose_config(["head=glai", f"results_dir={tmp_path}/on", "head.l0_lambda=0.05", "head.l0_sigma=1e-3",
+                             *common]))["metrics"]
+    assert len(off["firing_ratio"]) == 1 and 0 < off["firing_ratio"][0] <= 1
+    assert on["firing_ratio"][0] < off["firing_ratio"][0]
+    assert 0 < on["active_paths_per_sample"] < off["active_paths_per_sample"]
+    mlp = run(compose_config(["head=mlp", f"results_dir={tmp_path}/mlp", *common]))["metrics"]
+    assert len(mlp["firing_ratio"]) == 1 and mlp.get("active_paths_per_sample") is None

@@ -175,3 +175,15 @@ def test_glai_only_settings_do_not_change_other_heads():
         a = default_config("A1", head)
         b = default_config("A1", head, **{"experiment.reduced_epochs": 7, "experiment.reduced_epochs_mode": "auto"})
         assert (fingerprint(a) != fingerprint(b)) == changes, head
+
+
+def test_a_feature_switched_off_leaves_the_fingerprint():
+    """head.l0_lambda = 0 (and its sigma) is the run as it was before the l0 penalty existed: no re-runs."""
+    config = default_config("digits", "glai", **{"head.l0_lambda": 0.0, "head.l0_sigma": 1e-4})
+    before = {k: v for k, v in config["head"].items() if k not in ("l0_lambda", "l0_sigma")}
+    assert fingerprint({**config, "head": before}) == fingerprint(config)
+    assert fingerprint({**config, "head": {**config["head"], "l0_sigma": 0.5}}) == fingerprint(config)
+    on = {**config, "head": {**config["head"], "l0_lambda": 1e-3}}
+    assert fingerprint(on) != fingerprint(config)
+    assert fingerprint({**on, "head": {**on["head"], "l0_sigma": 0.5}}) != fingerprint(on)
+    assert differences(on, config) == {"head.l0_lambda": 1e-3, "head.l0_sigma": on["head"]["l0_sigma"]}
