@@ -127,6 +127,28 @@ class WandbConfig:
 
 
 @dataclass
+class StudyConfig:
+    """Multi-model protocols of the method family (``papers/000_...``; SPEC 11), run as one job each.
+
+    ``standard`` is one head's run. ``retrain``: train the MLP and GLAI on old data, then learn new data by
+    fine-tuning the MLP (new only; old + new) and by re-training GLAI's estimator only (new only; old + new),
+    each timed and scored on old and new validation data. ``combine``: K GLAI estimators from one conversion
+    trained on K disjoint shards and averaged, against one estimator on all data and against K averaged MLPs.
+    """
+
+    # standard | retrain | combine
+    name: str = "standard"
+    # retrain: old/new split of train and val: class (the last new_classes classes are new) | random
+    split: str = "class"
+    new_classes: int = 3
+    # retrain, split=random: fraction of the training rows that are new
+    new_fraction: float = 0.3
+    # combine: number of shards K and how rows are dealt: iid (random) | class (by label: non-IID)
+    shards: int = 4
+    shard_split: str = "iid"
+
+
+@dataclass
 class Config:
     """The whole run. See ``conf/config.yaml``."""
 
@@ -135,6 +157,7 @@ class Config:
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     wandb: WandbConfig = field(default_factory=WandbConfig)
+    study: StudyConfig = field(default_factory=StudyConfig)
     seed: int = 0
     # hidden-width reduction factor of GLAI and mlp_reduced, 0 < rho < 1
     rho: float = 0.5
@@ -159,6 +182,37 @@ class Config:
     structure_samples: int = 512
     # print the run summary
     verbose: bool = True
+
+
+STUDIES = ("standard", "retrain", "combine")
+
+
+def _validate_study(cfg) -> None:
+    study, exp = cfg.study, cfg.experiment
+    if study.name not in STUDIES:
+        _fail("study.name", study.name, f"choose one of {STUDIES}", "study.name=standard")
+    if study.name == "standard":
+        return
+    if exp.family != "A":
+        _fail("study.name", study.name, f"the {study.name} study needs labelled classes (family A), but "
+              f"experiment {exp.name!r} is family {exp.family}", "study.name=standard")
+    if cfg.head.name != "glai":
+        _fail("head.name", cfg.head.name, f"the {study.name} study trains GLAI and the MLP in one job: run it "
+              "with the GLAI head (its reduced-phase settings are read; the MLP arms use conf/head/mlp.yaml)",
+              "head=glai")
+    n_out = exp.arch[-1]
+    if study.split not in ("class", "random"):
+        _fail("study.split", study.split, "choose class or random", "study.split=class")
+    if study.split == "class" and not 1 <= study.new_classes < n_out:
+        _fail("study.new_classes", study.new_classes, f"must lie in [1, {n_out - 1}] (the head has {n_out} "
+              "outputs: the label space is known up front, so new classes are outputs that old data never "
+              "trained)", f"study.new_classes={max(1, n_out // 3)}")
+    if study.split == "random" and not 0 < study.new_fraction < 1:
+        _fail("study.new_fraction", study.new_fraction, "must lie in (0, 1)", "study.new_fraction=0.3")
+    if study.shards < 2:
+        _fail("study.shards", study.shards, "combining needs >= 2 shards", "study.shards=4")
+    if study.shard_split not in ("iid", "class"):
+        _fail("study.shard_split", study.shard_split, "choose iid or class", "study.shard_split=iid")
 
 
 def register_configs() -> None:
@@ -266,6 +320,7 @@ def validate(cfg: DictConfig | Config) -> None:
     for key in ("optimizer", "reduced_optimizer"):
         if getattr(head, key) not in OPTIMIZERS:
             _fail(f"head.{key}", getattr(head, key), f"choose one of {OPTIMIZERS}", f"head.{key}=sgd")
+    _validate_study(cfg)
     if not head.l0_lambda >= 0:
         _fail("head.l0_lambda", head.l0_lambda, "the penalty weight must be >= 0 (0 = off)", "head.l0_lambda=0.001")
     if not head.l0_sigma > 0:

@@ -27,6 +27,7 @@ from glai.method.budget import count_parameters
 from glai.method.heads import LinearHead, MLPHead, reduced_arch
 from glai.method.pipeline import train_glai
 from glai.method.sparsity import active_paths_per_sample, firing_ratio
+from glai.method.studies import combine_study, retrain_study
 from glai.results.identity import fingerprint, short
 from glai.results.records import (
     SCHEMA_VERSION,
@@ -45,7 +46,7 @@ from glai.training.penalty import ActivationPenaltyTask
 from glai.training.structure import PathDistanceTracker
 from glai.training.tasks import MONITORS, build_task, draw_episode
 
-__all__ = ["run", "run_identity", "train_head", "resolve_device", "estimator_backend"]
+__all__ = ["run", "run_identity", "run_study", "train_head", "resolve_device", "estimator_backend"]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -131,6 +132,31 @@ def train_head(cfg, train: EmbeddingSplit, val: EmbeddingSplit, seed: int) -> di
                        "hidden_layers": len(arch) - 2, "gate_columns": glai.head.conversion.gate_columns,
                        "gate_columns_used": glai.head.estimator.n_gates}}
     return {"metrics": metrics, "cost": cost}
+
+
+def run_study(cfg: DictConfig, train: EmbeddingSplit, val: EmbeddingSplit) -> dict[str, Any]:
+    """A method-family study (``study.name`` retrain | combine; :mod:`glai.method.studies`) as the record's
+    ``metrics.study``; the GLAI arms read the GLAI head's settings, the MLP arms ``conf/head/mlp.yaml``'s."""
+    exp, head, study = cfg.experiment, cfg.head, cfg.study
+    mlp_head = mlp_partner_config(cfg).head
+    loop = dict(batch_size=exp.batch_size, max_epochs=exp.max_epochs, patience=exp.patience,
+                min_delta=exp.min_delta)
+    glai = dict(rho=head.width_factor, reduced_epochs=exp.reduced_epochs, reduced_optimizer=head.reduced_optimizer,
+                reduced_weight_decay=head.reduced_weight_decay, reduced_lr=head.reduced_lr,
+                estimator=head.estimator, backend=head.backend, optimizer=head.optimizer, lr=head.lr,
+                weight_decay=head.weight_decay, l0_lambda=head.l0_lambda, l0_sigma=head.l0_sigma)
+    mlp = dict(optimizer=mlp_head.optimizer, lr=mlp_head.lr, weight_decay=mlp_head.weight_decay)
+    arch = list(exp.arch)
+    t0 = time.perf_counter()
+    if study.name == "retrain":
+        result = retrain_study(arch, (train.x, train.y), (val.x, val.y), split=study.split,
+                               new_classes=study.new_classes, new_fraction=study.new_fraction, seed=cfg.seed,
+                               loop=loop, glai=glai, mlp=mlp)
+    else:
+        result = combine_study(arch, (train.x, train.y), (val.x, val.y), shards=study.shards,
+                               shard_split=study.shard_split, seed=cfg.seed, loop=loop, glai=glai, mlp=mlp)
+    seconds = time.perf_counter() - t0
+    return {"metrics": {"study": {"name": study.name, **result}}, "cost": {"total_s": seconds}}
 
 
 def _active_paths(head) -> float | None:
@@ -305,7 +331,9 @@ def _train_and_record(cfg, path, config: dict, fp: str, device: torch.device,
         splits = {k: EmbeddingSplit(v.x.to(device), None if v.y is None else v.y.to(device))
                   for k, v in load_data(cfg).items()}
         record["data_s"] = time.perf_counter() - t0
-        if exp.family == "C":
+        if cfg.study.name != "standard":
+            result = run_study(cfg, splits["train"], splits["val"])
+        elif exp.family == "C":
             result = _episodes(cfg, splits["pool"], device)
         else:
             result = train_head(cfg, splits["train"], splits["val"], cfg.seed)

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -275,6 +276,8 @@ class GLAIRun:
         reduced: the reduced MLP's :class:`History` (fixed epochs).
         estimator: the estimator's :class:`History` (early stopping).
         conversion_s: seconds of the conversion phase.
+        initial_estimator: with ``train_glai(keep_initial=True)``, a copy of the estimator as converted,
+            before its training (the common start of the shard estimators of ``glai.method.combine``).
     """
 
     head: GLAIHead
@@ -282,6 +285,7 @@ class GLAIRun:
     reduced: History
     estimator: History
     conversion_s: float
+    initial_estimator: nn.Module | None = None
 
     @property
     def time_s(self) -> dict[str, float]:
@@ -315,6 +319,7 @@ def train_glai(
     structure_threshold: float = 0.0,
     l0_lambda: float = 0.0,
     l0_sigma: float = 1e-4,
+    keep_initial: bool = False,
 ) -> GLAIRun:
     """The paper's GLAI pipeline (3.3) on embeddings: selector, conversion, estimator.
 
@@ -341,6 +346,8 @@ def train_glai(
         structure_threshold: end the reduced phase once m_t < this (0 = off).
         l0_lambda, l0_sigma: EAT's l0 activation penalty on the reduced MLP (0 = off;
             :class:`glai.training.penalty.ActivationPenaltyTask`): sparser patterns, fewer active paths.
+        keep_initial: keep a copy of the converted estimator before training (``GLAIRun.initial_estimator``;
+            taken outside the timed phases).
 
     Returns:
         The :class:`GLAIRun`.
@@ -364,8 +371,10 @@ def train_glai(
     budget = parameter_budget(arch, rho)
     head = build_glai_head(selector, x, budget.kept_paths, estimator, backend, cache=(vx,))
     conversion_s = time.perf_counter() - t0
+    initial = copy.deepcopy(head.estimator) if keep_initial else None
     train_gates, val_gates = head.conversion.gates
     est = fit(head, (x, y, train_gates), (vx, vy, val_gates), task=task, optimizer=optimizer, lr=lr,
               weight_decay=weight_decay, batch_size=batch_size, max_epochs=max_epochs, patience=patience,
               min_delta=min_delta, generator=gen)
-    return GLAIRun(head=head, budget=budget, reduced=reduced, estimator=est, conversion_s=conversion_s)
+    return GLAIRun(head=head, budget=budget, reduced=reduced, estimator=est, conversion_s=conversion_s,
+                   initial_estimator=initial)

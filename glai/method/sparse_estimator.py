@@ -30,7 +30,7 @@ class SparseEstimator(nn.Module):
         n_in: inputs including the constant column (n0 + 1).
         n_gates: gate columns.
         n_out: outputs.
-        backend: ``"auto"`` | ``"triton"`` | ``"torch"``, see :func:`glai.kernels.estimator.glai_estimator`.
+        backend: ``"auto"`` | ``"triton"`` | ``"cpp"`` | ``"torch"``, see :func:`glai.kernels.estimator.glai_estimator`.
 
     Shapes:
         ``forward(x_tilde float32 [B, n_in], gates uint8 [B, n_gates]) -> float32 [B, n_out]``.

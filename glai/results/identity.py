@@ -86,6 +86,7 @@ IDENTITY: dict[str, str] = {
     "wandb.enabled": "excluded",
     "wandb.project": "excluded",
     "wandb.mode": "excluded",
+    **{f"study.{k}": "setting" for k in ("name", "split", "new_classes", "new_fraction", "shards", "shard_split")},
 }
 
 
@@ -97,9 +98,12 @@ GLAI_ONLY = frozenset({"experiment.reduced_epochs", "experiment.reduced_epochs_m
 
 #: Settings that, at the value that switches them off, leave the fingerprint: a run without them is the run it
 #: was before they existed (adding an off-by-default feature re-runs nothing). key -> its "off" value.
-OFF_VALUES: dict[str, Any] = {"head.l0_lambda": 0.0}
+OFF_VALUES: dict[str, Any] = {"head.l0_lambda": 0.0, "study.name": "standard"}
 #: Settings read only when another is on: they leave the fingerprint with it. key -> the switch.
-DEPENDS_ON: dict[str, str] = {"head.l0_sigma": "head.l0_lambda"}
+DEPENDS_ON: dict[str, str] = {
+    "head.l0_sigma": "head.l0_lambda",
+    **{f"study.{k}": "study.name" for k in ("split", "new_classes", "new_fraction", "shards", "shard_split")},
+}
 
 
 def _is_off(flat: Mapping[str, Any], key: str) -> bool:

@@ -7,12 +7,37 @@ from typing import Any
 
 from glai.errors import ConfigError
 
-__all__ = ["log_wandb", "summary"]
+__all__ = ["log_wandb", "study_summary", "summary"]
+
+
+def study_summary(record: dict[str, Any], path: str | Path | None = None) -> str:
+    """The console summary of a method-family study record (``metrics.study``: retrain or combine)."""
+    st = record["metrics"]["study"]
+    lines = [f"[glai] {record['experiment']} study={st['name']} seed={record['seed']} rho={record['rho']}: "
+             f"{record['cost']['total_s']:.1f}s"]
+    if st["name"] == "retrain":
+        lines.append(f"  rows {st['rows']}; new rows with an activation pattern no old row has: "
+                     f"{100 * st['unseen_pattern_fraction']:.1f}%; nearest old pattern: new rows "
+                     f"{100 * st['pattern_distance']['new']:.1f}% of the units, old val rows "
+                     f"{100 * st['pattern_distance']['old_val']:.1f}%")
+        for arm, v in {**{f"{k}_old": v for k, v in st["old"].items()}, **st["arms"]}.items():
+            lines.append(f"  {arm:<10} old {v['acc_old']:6.2f}%  new {v['acc_new']:6.2f}%  all {v['acc_all']:6.2f}%"
+                         f"  {v['time_s']:7.2f}s  {v['epochs']} epochs")
+    else:
+        for model in ("glai", "mlp"):
+            v = st[model]
+            shards = ", ".join(f"{s['acc']:.1f}" for s in v["shards"])
+            lines.append(f"  {model:<5} all data {v['all']:6.2f}%  combined {v['combined']:6.2f}%  shards [{shards}]")
+    if path is not None:
+        lines.append(f"  record: {path}")
+    return "\n".join(lines)
 
 
 def summary(record: dict[str, Any], path: str | Path | None = None) -> str:
     """A short human-readable summary of a finished run record (BVS, epochs, seconds per phase, parameters)."""
     m, c = record["metrics"], record["cost"]
+    if "study" in m:
+        return study_summary(record, path)
     unit = "%" if m["monitor"] == "val_acc" else ""
     lines = [f"[glai] {record['experiment']} head={record['head']} seed={record['seed']} rho={record['rho']}",
              f"  BVS ({m['monitor']}): {m['bvs']:.4g}{unit}   epochs: {m['epochs']:g}"
