@@ -57,6 +57,13 @@ def test_mlp_reduced_width_follows_rho():
         (["head=mlp", "head.l0_lambda=-0.1"], "head.l0_lambda"),
         (["head=mlp", "head.l0_lambda=0.01", "head.l0_sigma=0"], "head.l0_sigma"),
         (["head=linear", "head.l0_lambda=0.01"], "head.l0_lambda"),
+        (["study.name=bogus"], "study.name"),
+        (["study.name=retrain", "head=mlp"], "head.name"),
+        (["study.name=retrain", "experiment=offline/C1"], "study.name"),
+        (["study.name=retrain", "study.new_classes=10"], "study.new_classes"),
+        (["study.name=retrain", "study.split=random", "study.new_fraction=1"], "study.new_fraction"),
+        (["study.name=combine", "study.shards=1"], "study.shards"),
+        (["study.name=combine", "study.shard_split=dirichlet"], "study.shard_split"),
     ],
     ids=lambda v: v if isinstance(v, str) else "_".join(v),
 )

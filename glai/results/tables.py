@@ -9,7 +9,6 @@ instead of printing a number (``n=1 (need >= 2)`` for a std, ``too few pairs (n=
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -19,6 +18,8 @@ import pandas as pd
 
 from glai.results import paper
 from glai.results import stats as st
+from glai.results.family import is_study, write_family
+from glai.results.formatting import NO_RUNS, fmt_mean_std, fmt_num, mean_std_cell, write_table
 from glai.results.groups import assign_groups, format_value
 from glai.results.records import atomic_write_text
 
@@ -42,42 +43,10 @@ __all__ = [
 
 HEAD_ORDER = ("mlp", "mlp_reduced", "glai", "linear")
 HEAD_LABEL = {"mlp": "MLP", "mlp_reduced": "MLP reduced", "glai": "GLAI", "linear": "Linear"}
-NO_RUNS = "no runs"
 
 
 def _head_key(head: str) -> tuple:
     return (HEAD_ORDER.index(head), head) if head in HEAD_ORDER else (len(HEAD_ORDER), str(head))
-
-
-def fmt_num(x: float | None, like: float | None = None) -> str:
-    """Compact number in the scale of ``like`` (default ``x``): 2 decimals from 1 up, 3 below 1,
-    scientific below 0.01 (so a std prints with the decimals of its mean)."""
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "n/a"
-    ref = abs(x if like is None else like)
-    if ref == 0 and x == 0:
-        return "0"
-    if 0 < ref < 1e-2:
-        return f"{x:.2e}"
-    if ref < 1:
-        return f"{x:.3f}"
-    return f"{x:.2f}"
-
-
-def fmt_mean_std(mean: float, std: float, suffix: str = "") -> str:
-    """``mean ± std`` with both in the mean's scale (:func:`fmt_num`)."""
-    return f"{fmt_num(mean)} ± {fmt_num(std, like=mean)}{suffix}"
-
-
-def mean_std_cell(values: Sequence[float], suffix: str = "") -> str:
-    """``mean ± std`` (ddof 1) over seeds; one value: ``v (n=1, need >= 2 for std)``; none: ``no runs``."""
-    vals = [float(v) for v in values if v is not None and np.isfinite(v)]
-    if not vals:
-        return NO_RUNS
-    if len(vals) == 1:
-        return f"{fmt_num(vals[0])}{suffix} (n=1, need >= 2 for std)"
-    arr = np.asarray(vals)
-    return fmt_mean_std(float(arr.mean()), float(arr.std(ddof=1)), suffix)
 
 
 def _mean_std(values: Sequence[float]) -> tuple[float | None, float | None]:
@@ -417,31 +386,6 @@ def unpaired_markdown(sections: Mapping[str, Mapping[str, Mapping[str, st.Contra
     return "\n".join(lines) + "\n"
 
 
-_TEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-                "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
-
-
-def _tex_escape(text: str) -> str:
-    return "".join(_TEX_SPECIAL.get(c, c) for c in text)
-
-
-def _latex(df: pd.DataFrame, caption: str, label: str) -> str:
-    # cells are escaped by pandas; the caption is not
-    tex = df.to_latex(index=False, escape=True, caption=_tex_escape(caption), label=label)
-    return tex.replace("±", r"$\pm$").replace("×", r"$\times$").replace("–", "--")
-
-
-def write_table(df: pd.DataFrame, out_dir: str | Path, name: str, caption: str) -> list[Path]:
-    """Write ``<name>.md``, ``<name>.tex`` and ``<name>.csv`` atomically; returns the paths."""
-    out_dir = Path(out_dir)
-    md = f"{caption}\n\n" + (df.to_markdown(index=False) if len(df) else "(no rows: no matching runs)") + "\n"
-    paths = [out_dir / f"{name}.md", out_dir / f"{name}.tex", out_dir / f"{name}.csv"]
-    atomic_write_text(paths[0], md)
-    atomic_write_text(paths[1], _latex(df, caption, f"tab:{name}") if len(df) else f"% {caption}: no rows\n")
-    atomic_write_text(paths[2], df.to_csv(index=False))
-    return paths
-
-
 def _write_raw(df: pd.DataFrame, out_dir: Path, name: str) -> Path:
     path = out_dir / f"{name}_values.csv"
     atomic_write_text(path, df.to_csv(index=False))
@@ -499,6 +443,9 @@ def write_all(runs_dir: str | Path = "results/runs", out_dir: str | Path = "resu
     """
     out_dir = Path(out_dir)
     loaded = st.load_records(runs_dir)
+    # the method family's studies (one job, many models) have tables of their own (glai.results.family)
+    studies = [r for r in loaded if is_study(r)]
+    loaded = [r for r in loaded if not is_study(r)]
     counts = assign_groups(loaded, references)
     if echo is not None:
         echo(counts.line())
@@ -529,7 +476,8 @@ def write_all(runs_dir: str | Path = "results/runs", out_dir: str | Path = "resu
             written += w
             sections[vlabel] = {f"{s} (Table 4)": c for s, c in v4.items()}
             sections[vlabel].update({f"{s} (Table 5)": c for s, c in v5.items()})
-    atomic_write_text(out_dir / "failed_runs.md", failed_runs_markdown(records))
+    written += write_family(loaded + studies, out_dir, figures=figures)
+    atomic_write_text(out_dir / "failed_runs.md", failed_runs_markdown(records + studies))
     atomic_write_text(out_dir / "unpaired.md", unpaired_markdown(sections))
     written += [out_dir / "failed_runs.md", out_dir / "unpaired.md"]
     if figures:

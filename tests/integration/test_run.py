@@ -155,3 +155,23 @@ def test_the_l0_penalty_sparsifies_the_selector_and_the_record_says_so(tmp_path)
     assert 0 < on["active_paths_per_sample"] < off["active_paths_per_sample"]
     mlp = run(compose_config(["head=mlp", f"results_dir={tmp_path}/mlp", *common]))["metrics"]
     assert len(mlp["firing_ratio"]) == 1 and mlp.get("active_paths_per_sample") is None
+
+
+def test_studies_run_from_their_experiment_configs_and_get_tables_of_their_own(tmp_path):
+    """experiment=retrain/digits and combine/digits (papers/000): one record each, summarised by make tables
+    in retrain.md and combine.md, never as a row of the protocol tables."""
+    from glai.results.tables import write_all
+
+    fast = [f"results_dir={tmp_path}/runs", "experiment.max_epochs=3", "experiment.reduced_epochs=2",
+            "structure_samples=0", "verbose=false"]
+    retrain = run(compose_config(["experiment=retrain/digits", *fast]))
+    combine = run(compose_config(["experiment=combine/digits", "study.shard_split=class", *fast]))
+    assert retrain["status"] == combine["status"] == "done"
+    assert retrain["head"] == "glai" and retrain["metrics"]["study"]["name"] == "retrain"
+    run(compose_config(["head=mlp", *fast]))
+    write_all(tmp_path / "runs", tmp_path / "tables", figures=False)
+    tables = tmp_path / "tables"
+    assert (tables / "retrain.md").read_text().count("retrain/digits") == 6
+    assert "non-IID" in (tables / "combine.md").read_text()
+    assert "retrain/digits" not in (tables / "table3.md").read_text()
+    assert "combine/digits" not in (tables / "table3.md").read_text()
