@@ -96,6 +96,11 @@ def nearest_pattern_distance(selector: MLPHead, x_ref: torch.Tensor, x: torch.Te
     return total / max(1, x.shape[0]) / units
 
 
+def _batches(seed: int) -> torch.Generator:
+    """Each model's own batch order, seeded alike: one arm's epochs never shift another's batches."""
+    return torch.Generator().manual_seed(seed)
+
+
 def _with_estimator(head: GLAIHead, estimator) -> GLAIHead:
     """A GLAI head sharing ``head``'s frozen selector and conversion, with its own estimator."""
     out = GLAIHead(head.selector, estimator, head._gate_fn)
@@ -136,6 +141,8 @@ def retrain_study(arch, train: tuple, val: tuple, *, split: str, new_classes: in
         glai: keyword arguments of :func:`glai.method.pipeline.train_glai` (rho, optimizers, reduced phase).
         mlp: optimizer, lr, weight_decay of the MLP.
 
+    Accuracies are the final models' (no best-epoch restore), in percent.
+
     Returns:
         ``{"old": {...}, "arms": {arm: {acc_old, acc_new, acc_all, time_s, epochs}}, "unseen_pattern_fraction",
         "rows": {...}, "new_output_paths": ...}``.
@@ -161,7 +168,7 @@ def retrain_study(arch, train: tuple, val: tuple, *, split: str, new_classes: in
     # old phase
     torch.manual_seed(seed)
     mlp_old = MLPHead(arch).to(x.device)
-    h_mlp_old = fit(mlp_old, (x[old], y[old]), parts["old"], generator=gen, **mlp, **stop)
+    h_mlp_old = fit(mlp_old, (x[old], y[old]), parts["old"], generator=_batches(seed), **mlp, **stop)
     glai_old = train_glai(arch, (x[old], y[old]), parts["old"], seed=seed, **glai, **stop)
     head: GLAIHead = glai_old.head
     out = {
@@ -198,10 +205,11 @@ def retrain_study(arch, train: tuple, val: tuple, *, split: str, new_classes: in
     for which in ("new", "all"):
         sel = rows[which]
         model = copy.deepcopy(mlp_old)
-        hist = fit(model, (x[sel], y[sel]), parts["all"], generator=gen, **mlp, **stop)
+        hist = fit(model, (x[sel], y[sel]), parts["all"], generator=_batches(seed), **mlp, **stop)
         out["arms"][f"mlp_{which}"] = {**_scores(model, parts), "time_s": hist.time_s, "epochs": hist.epochs}
         model = _with_estimator(head, copy.deepcopy(head.estimator))
-        hist = fit(model, (x[sel], y[sel], gates_train[sel]), (vx, vy, gates_val), generator=gen, **opt, **stop)
+        hist = fit(model, (x[sel], y[sel], gates_train[sel]), (vx, vy, gates_val), generator=_batches(seed),
+                   **opt, **stop)
         out["arms"][f"glai_{which}"] = {**_scores(model, parts, val_gates), "time_s": hist.time_s + gate_s,
                                         "epochs": hist.epochs}
     return out
@@ -216,6 +224,9 @@ def combine_study(arch, train: tuple, val: tuple, *, shards: int, shard_split: s
     early-stopped on the validation set. The combined estimator averages values and biases with weights
     n_k / N. The MLP side: K MLPs from one initialisation (the same seed: one-shot FedAvg's best case) on the
     same shards, averaged parameter-wise, against one MLP on all rows.
+
+    Accuracies are the final models' (what one would combine and deploy; the protocol tables' BVS is the best
+    epoch's score), in percent.
 
     Returns:
         ``{"glai": {"all", "combined", "shards": [...]}, "mlp": {...}, "shard_sizes": [...]}`` with validation
@@ -234,7 +245,8 @@ def combine_study(arch, train: tuple, val: tuple, *, shards: int, shard_split: s
         # the frozen selector shared; each shard's estimator starts from the converted values
         shard_head = _with_estimator(head, copy.deepcopy(full.initial_estimator))
         t0 = time.perf_counter()
-        hist = fit(shard_head, (x[i], y[i], train_gates[i]), (vx, vy, val_gates), generator=gen, **opt, **loop)
+        hist = fit(shard_head, (x[i], y[i], train_gates[i]), (vx, vy, val_gates), generator=_batches(seed),
+                   **opt, **loop)
         shard_out.append({"acc": _accuracy(shard_head, vx, vy, val_gates), "rows": len(i),
                           "time_s": time.perf_counter() - t0, "epochs": hist.epochs,
                           "classes": int(torch.unique(y[i]).numel())})
@@ -247,11 +259,11 @@ def combine_study(arch, train: tuple, val: tuple, *, shards: int, shard_split: s
     torch.manual_seed(seed)
     init = MLPHead(arch).to(x.device)
     mlp_all = copy.deepcopy(init)
-    h_all = fit(mlp_all, (x, y), (vx, vy), generator=gen, **mlp, **loop)
+    h_all = fit(mlp_all, (x, y), (vx, vy), generator=_batches(seed), **mlp, **loop)
     mlps, mlp_out = [], []
     for i in idx:
         model = copy.deepcopy(init)
-        hist = fit(model, (x[i], y[i]), (vx, vy), generator=gen, **mlp, **loop)
+        hist = fit(model, (x[i], y[i]), (vx, vy), generator=_batches(seed), **mlp, **loop)
         mlp_out.append({"acc": _accuracy(model, vx, vy), "rows": len(i), "time_s": hist.time_s,
                         "epochs": hist.epochs})
         mlps.append(model)
