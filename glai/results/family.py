@@ -7,6 +7,7 @@
   share of new rows with an activation pattern no old row has.
 - ``combine``: per experiment and shard split (IID, non-IID by class), GLAI and the MLP trained on all rows,
   their shard models and the average of the shard models.
+- ``fig_retrain.png`` and ``fig_combine.png``: the same, as bars.
 
 Every cell is a mean ± std over the seeds of one setting.
 """
@@ -24,7 +25,8 @@ from glai.results.formatting import mean_std_cell, write_table
 from glai.results.groups import format_value
 from glai.results.records import record_config
 
-__all__ = ["combine_table", "is_study", "retrain_table", "sparsity_figures", "sparsity_table", "write_family"]
+__all__ = ["combine_table", "is_study", "retrain_table", "sparsity_figures", "sparsity_table", "study_figures",
+           "write_family"]
 
 L0_KEYS = {"head.l0_lambda", "head.l0_sigma"}
 ARMS = {"mlp_old": "MLP, old data", "glai_old": "GLAI, old data",
@@ -161,6 +163,65 @@ def combine_table(records: Sequence[Mapping]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _studies(records, name: str) -> dict[str, list[Mapping]]:
+    groups = defaultdict(list)
+    for r in _done(records):
+        if _cfg(r, "study.name") == name:
+            key = r["experiment"] if name == "retrain" else f"{r['experiment']} ({_cfg(r, 'study.shard_split')})"
+            groups[key].append(r["metrics"]["study"])
+    return dict(sorted(groups.items()))
+
+
+def study_figures(records: Sequence[Mapping], out_dir: Path) -> list[Path]:
+    """``fig_retrain.png`` (per experiment and arm: old- and new-class accuracy and seconds) and
+    ``fig_combine.png`` (per experiment and split: all rows, mean shard model, combined; GLAI and MLP)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from glai.results.figures import _save
+
+    paths = []
+    retrain = _studies(records, "retrain")
+    if retrain:
+        arms = ["mlp_new", "mlp_all", "glai_new", "glai_all"]
+        fig, axes = plt.subplots(1, len(retrain), figsize=(4.2 * len(retrain), 3.4), squeeze=False)
+        for ax, (exp, studies) in zip(axes[0], retrain.items(), strict=True):
+            xs = np.arange(len(arms))
+            for j, (key, label) in enumerate((("acc_old", "old classes"), ("acc_new", "new classes"))):
+                vals = [np.mean([s["arms"][a][key] for s in studies]) for a in arms]
+                ax.bar(xs + (j - 0.5) * 0.38, vals, 0.38, label=label)
+            secs = [np.mean([s["arms"][a]["time_s"] for s in studies]) for a in arms]
+            ax.set_xticks(xs, [f"{a.replace('_', ' on ')}\n{t:.1f} s" for a, t in zip(arms, secs, strict=True)],
+                          fontsize=7)
+            ax.set_ylim(0, 100)
+            ax.set_title(exp, fontsize=9)
+            ax.set_ylabel("validation accuracy [%]")
+        axes[0][0].legend(fontsize=7)
+        fig.suptitle("Learning new classes: MLP fine-tuning vs GLAI estimator-only re-training (new / old + new "
+                     "rows; seconds below)", fontsize=9)
+        paths.append(_save(fig, out_dir / "fig_retrain.png"))
+    combine = _studies(records, "combine")
+    if combine:
+        fig, axes = plt.subplots(1, len(combine), figsize=(3.2 * len(combine), 3.2), squeeze=False)
+        for ax, (exp, studies) in zip(axes[0], combine.items(), strict=True):
+            kinds = [("all", "all rows"), ("shards", "shard mean"), ("combined", "combined")]
+            xs = np.arange(2)
+            for j, (key, label) in enumerate(kinds):
+                vals = [np.mean([np.mean([sh["acc"] for sh in s[m]["shards"]]) if key == "shards" else s[m][key]
+                                 for s in studies]) for m in ("glai", "mlp")]
+                ax.bar(xs + (j - 1) * 0.27, vals, 0.27, label=label)
+            ax.set_xticks(xs, ["GLAI", "MLP"])
+            ax.set_ylim(0, 100)
+            ax.set_title(exp, fontsize=8)
+        axes[0][0].set_ylabel("validation accuracy [%]")
+        axes[0][0].legend(fontsize=7)
+        fig.suptitle("Combining shard models by weighted averaging", fontsize=9)
+        paths.append(_save(fig, out_dir / "fig_combine.png"))
+    return paths
+
+
 def write_family(records: Sequence[Mapping], out_dir: str | Path, figures: bool = True) -> list[Path]:
     """Write the three tables (md, tex, csv) and the sparsity figures under ``out_dir``; returns the paths."""
     out_dir = Path(out_dir)
@@ -183,4 +244,5 @@ def write_family(records: Sequence[Mapping], out_dir: str | Path, figures: bool 
                            "over seeds.")
     if figures:
         written += sparsity_figures(sparsity, out_dir)
+        written += study_figures(records, out_dir)
     return written
