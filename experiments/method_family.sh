@@ -5,8 +5,10 @@
 #  3. combining estimators trained on 4 shards, IID and non-IID (experiment=combine/<name>).
 # About 45 minutes with the parallel launcher on 2 CPU cores (the stand-ins' embeddings cached first:
 # scripts/cache_embeddings.py experiment=offline/A1, and offline/A2_14k).
-# Example: experiments/method_family.sh parallel results_dir=results/family ; then
-#          python scripts/make_tables.py --runs results/family --out results/family/tables
+# Example: experiments/method_family.sh parallel ; make tables    (results/tables/sparsity.md, retrain.md,
+#          combine.md, fig_sparsity_<experiment>.png, fig_retrain.png, fig_combine.png)
+# Kept apart: experiments/method_family.sh parallel results_dir=results/family ;
+#             python scripts/make_tables.py --runs results/family --out results/family/tables
 source "$(dirname "$0")/common.sh"
 FAMILY_DATA="${FAMILY_DATA:-digits,offline/A1,offline/A2_14k}"
 FAMILY_STUDIES="${FAMILY_STUDIES:-digits,offline_A1,offline_A2_14k}"
