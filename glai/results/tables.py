@@ -448,7 +448,8 @@ def write_all(runs_dir: str | Path = "results/runs", out_dir: str | Path = "resu
     loaded = [r for r in loaded if not is_study(r)]
     counts = assign_groups(loaded, references)
     if echo is not None:
-        echo(counts.line())
+        echo(counts.line() + (f"; {len(studies)} method-family study records (retrain.md, combine.md)"
+                              if studies else ""))
     # a table row is a group: the label stands in for the experiment, so variants never mix with it
     records = [{**r, "experiment": r["_label"]} for r in loaded]
     # rho variants are groups of their own, so no rho filter is needed
