@@ -243,8 +243,22 @@ class _FrameTable(_Table):
         frame = pd.read_csv(file) if file.suffix == ".csv" else pd.read_parquet(file)
         self.modality, self.fingerprint = modality, sha256_file(file)
         label_column = dcfg.label_column
-        self.labels = _clean_labels(frame[label_column].to_numpy()) if label_column in frame.columns else None
+        self.classes = None
+        if label_column in frame.columns:
+            values = frame[label_column]
+            if values.dtype.kind in "OSU":  # class names: codes in sorted order, the names kept
+                if values.isna().any():
+                    raise ValueError(f"dataset.label_column={label_column!r} of {file} has "
+                                     f"{int(values.isna().sum())} empty labels; fill or drop those rows")
+                self.classes = sorted(values.astype(str).unique())
+                values = values.astype(str).map({c: k for k, c in enumerate(self.classes)})
+            self.labels = _clean_labels(values.to_numpy())
+        else:
+            self.labels = None
         if label_column is not None and label_column not in frame.columns:
+            if dcfg.use_labels:
+                raise ValueError(f"dataset.label_column={label_column!r} is not a column of {file}; its columns "
+                                 f"are {list(frame.columns)}: set dataset.label_column=<one of them>")
             log.warning("dataset.label_column=%r not in %s: loading it unlabeled", label_column, file)
         if modality == "text":
             missing = [c for c in dcfg.text_columns if c not in frame.columns]
@@ -466,13 +480,21 @@ def unpack_tar(archive: Path, cache_dir: str | os.PathLike) -> Path:
     return dest
 
 
-def _image_folder_root(base: Path, split: str) -> Path:
-    """`base/<split>` or, for a single top-level folder in an archive, `base/<top>/<split>`."""
+def _holds_images(folder: Path) -> bool:
+    return any(f.suffix.lower() in IMAGE_EXTENSIONS for f in folder.iterdir() if f.is_file())
+
+
+def _image_folder_root(base: Path, split: str, split_level: bool = True) -> Path:
+    """`base/<split>` or, for a single top-level folder in an archive, `base/<top>/<split>`; or `base` itself
+    when it holds class folders of images and no split folder (the common layout of one's own data: a
+    held-out validation part then comes from `val_fraction`)."""
     if (base / split).is_dir():
         return base / split
     subdirs = [d for d in base.iterdir() if d.is_dir() and not d.name.startswith(".")]
     if len(subdirs) == 1 and (subdirs[0] / split).is_dir():
         return subdirs[0] / split
+    if not split_level and subdirs and any(_holds_images(d) for d in subdirs):
+        return base
     raise FileNotFoundError(
         f"split {split!r}: no folder {base / split} (found {sorted(d.name for d in subdirs)}); "
         "set dataset.train_split / val_split / pool_split"
@@ -526,11 +548,14 @@ class _SourceOpener:
         fmt = self.format
         if fmt == "disk":
             return _HFTable(self._load_disk(path, split), d, modality)
+        # class folders without a split level stand for the train split when val is held out of it
+        no_split_level = d.val_split is None and split == d.train_split
         if fmt == "imagefolder":
-            return _ImageFolderTable(_image_folder_root(path, split), d)
+            return _ImageFolderTable(_image_folder_root(path, split, split_level=not no_split_level), d)
         if fmt == "tar_imagefolder":
             archive = path if path.is_file() else _split_file(path, "", (".tar.gz", ".tgz"))
-            return _ImageFolderTable(_image_folder_root(unpack_tar(archive, self.cache_dir), split), d)
+            root = _image_folder_root(unpack_tar(archive, self.cache_dir), split, split_level=not no_split_level)
+            return _ImageFolderTable(root, d)
         if fmt in ("csv", "parquet"):
             return _FrameTable(_split_file(path, split, (f".{fmt}",)), d, modality)
         if fmt == "text_lines":
@@ -557,6 +582,26 @@ class _SourceOpener:
 
 # ---------------------------------------------------------------------------------------------------
 # Deterministic subsets.
+
+
+def holdout_rows(n: int, labels: np.ndarray | None, fraction: float, seed: int) -> np.ndarray:
+    """The rows held out as validation when a dataset has no validation split: int64 indices into [0, n).
+
+    Unlabelled: the first ``round(fraction * n)`` of a permutation seeded by ``seed``. Labelled: stratified,
+    ``round(fraction * n_c)`` rows of each class c (at least one when the class has two or more rows), each
+    from that class's own seeded permutation, so every class is in both parts.
+    """
+    rng = np.random.default_rng(seed)
+    if labels is None:
+        return rng.permutation(n)[: int(round(fraction * n))]
+    out = []
+    for c in np.unique(labels):
+        rows = np.flatnonzero(labels == c)
+        k = int(round(fraction * len(rows)))
+        if len(rows) >= 2:
+            k = min(max(k, 1), len(rows) - 1)
+        out.append(rows[rng.permutation(len(rows))[:k]])
+    return np.sort(np.concatenate(out)).astype(np.int64) if out else np.zeros(0, dtype=np.int64)
 
 
 def select_subset(
@@ -626,10 +671,11 @@ def load_splits(
         indices = np.arange(table.n, dtype=np.int64)
         subset: dict[str, Any] = {"subset_seed": dcfg.subset_seed}
         if role in ("train", "val") and split_of["val"] is None:
-            perm = np.random.default_rng(dcfg.subset_seed).permutation(table.n)
-            n_val = int(round(dcfg.val_fraction * table.n))
-            indices = np.sort(perm[:n_val] if role == "val" else perm[n_val:])
-            subset["holdout"] = {"val_fraction": dcfg.val_fraction, "part": role}
+            val_rows = holdout_rows(table.n, table.labels if dcfg.use_labels else None, dcfg.val_fraction,
+                                    dcfg.subset_seed)
+            indices = np.sort(val_rows if role == "val" else np.setdiff1d(indices, val_rows))
+            subset["holdout"] = {"val_fraction": dcfg.val_fraction, "part": role,
+                                 "stratified": bool(dcfg.use_labels and table.labels is not None)}
         rng = np.random.default_rng([dcfg.subset_seed, _ROLE_SALT[role]])
         indices = select_subset(indices, table.labels, dcfg.max_per_class, cap[role], rng)
         subset.update({"max_per_class": dcfg.max_per_class, "max_n": cap[role], "n": int(len(indices)),

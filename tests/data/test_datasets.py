@@ -174,3 +174,47 @@ def test_save_to_disk_images(tmp_path):
     s = load_splits(d, ["train", "val"], cache_dir=tmp_path)
     assert len(s["train"]) == 6 and s["train"].labels.tolist() == [0, 1, 2, 0, 1, 2]
     assert s["val"].samples[1].getpixel((0, 0)) == (40, 0, 0)
+
+
+def test_the_holdout_is_stratified_and_seeded():
+    import numpy as np
+
+    from glai.data.datasets import holdout_rows
+
+    labels = np.array([0] * 50 + [1] * 10 + [2] * 3 + [3] * 1)
+    rows = holdout_rows(len(labels), labels, 0.2, seed=0)
+    assert [int((labels[rows] == c).sum()) for c in range(4)] == [10, 2, 1, 0]  # a lone row stays in train
+    assert np.array_equal(rows, holdout_rows(len(labels), labels, 0.2, seed=0))
+    assert not np.array_equal(rows, holdout_rows(len(labels), labels, 0.2, seed=1))
+    unlabelled = holdout_rows(100, None, 0.05, seed=0)
+    assert np.array_equal(unlabelled, np.random.default_rng(0).permutation(100)[:5])  # as before: no re-runs
+
+
+def test_own_data_class_folders_without_a_split_level_and_a_csv_with_class_names(tmp_path):
+    """Your own data (README): <path>/<class>/*.png and a CSV whose labels are class names."""
+    import numpy as np
+    from PIL import Image
+
+    from glai.config import compose_config
+    from glai.data.datasets import load_splits
+
+    for c, name in enumerate(["cats", "dogs", "owls"]):
+        (tmp_path / "imgs" / name).mkdir(parents=True)
+        for i in range(10):
+            Image.new("RGB", (8, 8), (20 * c, 10 * i, 0)).save(tmp_path / "imgs" / name / f"{i}.png")
+    cfg = compose_config(["dataset=folder", f"dataset.path={tmp_path / 'imgs'}"]).dataset
+    splits = load_splits(cfg, ("train", "val"), data_root=None, cache_dir=tmp_path / "cache")
+    assert np.bincount(splits["val"].labels).tolist() == [2, 2, 2]
+    assert np.bincount(splits["train"].labels).tolist() == [8, 8, 8]
+
+    import pandas as pd
+
+    pd.DataFrame({"review": [f"text {i}" for i in range(20)], "stars": ["good", "bad"] * 10}).to_csv(
+        tmp_path / "reviews.csv", index=False)
+    cfg = compose_config(["dataset=csv", f"dataset.path={tmp_path / 'reviews.csv'}", "dataset.text_columns=[review]",
+                          "dataset.label_column=stars"]).dataset
+    splits = load_splits(cfg, ("train", "val"), data_root=None, cache_dir=tmp_path / "cache")
+    assert sorted(splits["val"].labels.tolist()) == [0, 0, 1, 1]  # bad = 0, good = 1
+    bad = compose_config(["dataset=csv", f"dataset.path={tmp_path / 'reviews.csv'}", "dataset.text_columns=[review]"])
+    with pytest.raises(ValueError, match=r"'label' is not a column .* \['review', 'stars'\]"):
+        load_splits(bad.dataset, ("train",), data_root=None, cache_dir=tmp_path / "cache")

@@ -55,3 +55,32 @@ def test_run_py_on_a_stand_in_config(assets, tmp_path, repo_root):
     assert out.returncode == 0, out.stderr[-3000:]
     rec = json.loads(next((tmp_path / "offline/C1" / "linear").glob("rho0.5-seed0-*.json")).read_text())
     assert rec["status"] == "done" and rec["metrics"]["episodes"]["n"] == 2
+
+
+@pytest.mark.slow
+def test_your_own_class_folders_run_with_the_readme_line_and_are_labelled_as_yours(assets, tmp_path):
+    """README "Your own data": `experiment=A1 dataset=folder dataset.path=... dataset.name=...` on class folders
+    with no train/ level; the record carries the user's dataset name and the tables never call it A1."""
+    import shutil
+
+    from glai.results.tables import write_all
+    from tests.data.tiny_fixtures import EFFNET_DIM, group_overrides, tiny_backbone
+
+    own = tmp_path / "my_photos"
+    shutil.copytree(assets.images / "train", own)  # <class>/*.png, no split level
+    n_classes = len([d for d in own.iterdir() if d.is_dir()])
+    overrides = ["experiment=A1", "dataset=folder", f"dataset.path={own}", "dataset.name=my_photos",
+                 *group_overrides("backbone", tiny_backbone("effnet", assets)),
+                 f"experiment.arch=[{EFFNET_DIM},16,{n_classes}]", "experiment.max_epochs=2",
+                 "experiment.reduced_epochs=1", f"cache_dir={tmp_path}/cache", f"results_dir={tmp_path}/runs",
+                 "structure_samples=0", "head=mlp"]
+    rec = run(compose_config(overrides))
+    assert rec["status"] == "done", rec["error"]
+    assert rec["config"]["dataset"]["name"] == "my_photos" and rec["config"]["dataset"]["val_split"] is None
+    from glai.config import reference_configs
+
+    write_all(tmp_path / "runs", tmp_path / "tables", figures=False, references=reference_configs([("A1", "mlp")]))
+    table3 = (tmp_path / "tables" / "table3.md").read_text()
+    assert f"A1 [backbone=tiny_effnet, dataset=my_photos, experiment.arch=[{EFFNET_DIM},16,{n_classes}]" in table3
+    comparison = (tmp_path / "tables" / "comparison.md").read_text()
+    assert all("no runs" in line for line in comparison.splitlines() if line.startswith("| ours: A1 "))
