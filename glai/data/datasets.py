@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from glai.data.cache import sha256_file
+from glai.errors import DataError
 
 __all__ = [
     "DatasetUnavailableError",
@@ -176,6 +177,9 @@ class _HFTable(_Table):
         self.labels = None
         if label_column is not None and label_column in ds.column_names:
             self.labels = _clean_labels(ds[label_column])
+        elif label_column is not None and dcfg.use_labels:
+            raise ValueError(f"dataset.label_column={label_column!r} is not a column of dataset {dcfg.name!r}; its "
+                             f"columns are {ds.column_names}: set dataset.label_column=<one of them>")
         self.fingerprint = getattr(ds, "_fingerprint", None) or _sha256_json([ds.info.__dict__, len(ds)])
         if modality == "text":
             missing = [c for c in dcfg.text_columns if c not in ds.column_names]
@@ -228,10 +232,14 @@ class _ImageFolderTable(_Table):
         self.fingerprint = _sha256_json(listing)
 
     def get(self, i: int):
-        from PIL import Image
+        from PIL import Image, UnidentifiedImageError
 
-        with Image.open(self.files[i]) as im:
-            return _to_pil(im, self.mode, self.invert)
+        try:
+            with Image.open(self.files[i]) as im:
+                return _to_pil(im, self.mode, self.invert)
+        except (UnidentifiedImageError, OSError) as err:
+            raise DataError(f"cannot decode image {self.files[i]} ({type(err).__name__}: {err}); nothing was "
+                            "trained: remove or replace the file (embeddings already cached are kept)") from err
 
 
 class _FrameTable(_Table):

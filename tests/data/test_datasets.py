@@ -218,3 +218,28 @@ def test_own_data_class_folders_without_a_split_level_and_a_csv_with_class_names
     bad = compose_config(["dataset=csv", f"dataset.path={tmp_path / 'reviews.csv'}", "dataset.text_columns=[review]"])
     with pytest.raises(ValueError, match=r"'label' is not a column .* \['review', 'stars'\]"):
         load_splits(bad.dataset, ("train",), data_root=None, cache_dir=tmp_path / "cache")
+
+
+def test_an_undecodable_image_names_its_file_and_a_missing_label_column_lists_the_columns(tmp_path):
+    import datasets
+    from PIL import Image
+
+    from glai.config import compose_config
+    from glai.data.datasets import load_splits
+    from glai.errors import DataError
+
+    for name in ("a", "b"):
+        (tmp_path / "imgs" / name).mkdir(parents=True)
+        for i in range(4):
+            Image.new("RGB", (8, 8)).save(tmp_path / "imgs" / name / f"{i}.png")
+    (tmp_path / "imgs" / "b" / "9.png").write_bytes(b"not a png")
+    cfg = compose_config(["dataset=folder", f"dataset.path={tmp_path / 'imgs'}", "dataset.val_fraction=0.25"])
+    train = load_splits(cfg.dataset, ("train",), data_root=None, cache_dir=tmp_path / "cache")["train"]
+    with pytest.raises(DataError, match=r"cannot decode image .*9\.png"):
+        [train.samples[i] for i in range(len(train.samples))]
+
+    datasets.DatasetDict({"train": datasets.Dataset.from_dict({"text": ["x", "y"], "topic": [0, 1]})}).save_to_disk(
+        str(tmp_path / "hf"))
+    cfg = compose_config(["dataset=csv", f"dataset.path={tmp_path / 'hf'}", "dataset.format=disk"])
+    with pytest.raises(ValueError, match=r"'label' is not a column .*\['text', 'topic'\]"):
+        load_splits(cfg.dataset, ("train",), data_root=None, cache_dir=tmp_path / "cache")
