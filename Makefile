@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench tables clean
+.PHONY: install demo test lint bench tables prefetch clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -31,6 +31,12 @@ bench: install
 
 tables: install
 	$(BIN)/python scripts/make_tables.py
+
+# On a machine with internet (a cluster's login node): download EXP's backbone and data into the standard
+# caches and print the offline command for the compute nodes. make prefetch EXP=A1
+EXP ?= A1
+prefetch: install
+	$(BIN)/python scripts/prefetch.py experiment=$(EXP)
 
 clean:
 	rm -rf $(VENV) outputs multirun .pytest_cache
