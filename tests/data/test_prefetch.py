@@ -1,21 +1,15 @@
 """scripts/prefetch.py (issue 11): fetch through the run's own loaders, then print the offline command."""
 
-import importlib.util
-from pathlib import Path
 
 import pytest
 
+from tests.conftest import load_script
 from tests.data.tiny_fixtures import build_tiny_assets, tiny_experiment_overrides
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def prefetch_module():
-    spec = importlib.util.spec_from_file_location("prefetch", ROOT / "scripts" / "prefetch.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("prefetch")
 
 
 def test_prefetch_runs_the_loaders_and_prints_the_offline_command(prefetch_module, tmp_path):
