@@ -1,6 +1,5 @@
 """scripts/prefetch.py (issue 11): fetch through the run's own loaders, then print the offline command."""
 
-
 import pytest
 
 from tests.conftest import load_script
