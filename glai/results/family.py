@@ -9,7 +9,8 @@
   their shard models and the average of the shard models.
 - ``fig_retrain.png`` and ``fig_combine.png``: the same, as bars.
 
-Every cell is a mean ± std over the seeds of one setting.
+Every cell is a mean ± std over the seeds of one setting (seedless fingerprint): runs of other settings or
+environments under the same label get rows of their own, marked ``#<fingerprint>``.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ import pandas as pd
 
 from glai.results.formatting import mean_std_cell, write_table
 from glai.results.groups import format_value
-from glai.results.records import record_config
+from glai.results.identity import short
+from glai.results.records import record_config, record_fingerprint
 
 __all__ = ["combine_table", "is_study", "retrain_table", "sparsity_figures", "sparsity_table", "study_figures",
            "write_family"]
@@ -56,6 +58,19 @@ def _pct(values) -> str:
     return mean_std_cell([100.0 * v for v in values if v is not None])
 
 
+def _by_setting(groups: Mapping[tuple, list[Mapping]]) -> dict[tuple, list[Mapping]]:
+    """Each key's records split by setting (seedless fingerprint, SPEC 12), so a row never averages runs of
+    different settings or environments; when one key holds several, its first element gets ``#<fingerprint>``."""
+    out = {}
+    for key, recs in groups.items():
+        by_fp = defaultdict(list)
+        for r in recs:
+            by_fp[record_fingerprint(r, seed=False) or "?"].append(r)
+        for fp, rs in by_fp.items():
+            out[key if len(by_fp) == 1 else (f"{key[0]} #{short(fp)}", *key[1:])] = rs
+    return out
+
+
 def sparsity_table(records: Sequence[Mapping]) -> pd.DataFrame:
     """Rows (experiment, head, lambda) of the experiments that have an l0 run (records as grouped by
     :func:`glai.results.groups.assign_groups`: ``_base`` and ``_diff``); runs that differ from the protocol
@@ -70,6 +85,7 @@ def sparsity_table(records: Sequence[Mapping]) -> pd.DataFrame:
             sigma = _cfg(r, "head.l0_sigma") if lam > 0 else None
             cells[(r["_base"], r["head"], float(lam), sigma)].append(r)
     rows = []
+    cells = _by_setting(cells)
     for (exp, head, lam, sigma), recs in sorted(cells.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2])):
         m = [r["metrics"] for r in recs]
         firing = [float(np.mean(x["firing_ratio"])) for x in m if x.get("firing_ratio")]
@@ -119,9 +135,9 @@ def retrain_table(records: Sequence[Mapping]) -> pd.DataFrame:
     groups = defaultdict(list)
     for r in _done(records):
         if _cfg(r, "study.name") == "retrain":
-            groups[(r.get("_label") or r["experiment"])].append(r)
+            groups[(r.get("_label") or r["experiment"],)].append(r)
     rows = []
-    for exp, recs in sorted(groups.items()):
+    for (exp,), recs in sorted(_by_setting(groups).items()):
         studies = [r["metrics"]["study"] for r in recs]
         unseen = _pct([s["unseen_pattern_fraction"] for s in studies])
         dist_new = _pct([s["pattern_distance"]["new"] for s in studies])
@@ -150,7 +166,7 @@ def combine_table(records: Sequence[Mapping]) -> pd.DataFrame:
             groups[(r["experiment"], "IID" if split == "iid" else "non-IID (by class)", _cfg(r, "study.shards"))
                    ].append(r)
     rows = []
-    for (exp, split, k), recs in sorted(groups.items()):
+    for (exp, split, k), recs in sorted(_by_setting(groups).items()):
         studies = [r["metrics"]["study"] for r in recs]
         for model, label in (("glai", "GLAI (one selector, one kept path set)"), ("mlp", "MLP (same init)")):
             v = [s[model] for s in studies]
@@ -168,8 +184,8 @@ def _studies(records, name: str) -> dict[str, list[Mapping]]:
     for r in _done(records):
         if _cfg(r, "study.name") == name:
             key = r["experiment"] if name == "retrain" else f"{r['experiment']} ({_cfg(r, 'study.shard_split')})"
-            groups[key].append(r["metrics"]["study"])
-    return dict(sorted(groups.items()))
+            groups[(key,)].append(r)
+    return {key[0]: [r["metrics"]["study"] for r in recs] for key, recs in sorted(_by_setting(groups).items())}
 
 
 def study_figures(records: Sequence[Mapping], out_dir: Path) -> list[Path]:

@@ -175,3 +175,19 @@ def test_studies_run_from_their_experiment_configs_and_get_tables_of_their_own(t
     assert "non-IID" in (tables / "combine.md").read_text()
     assert "retrain/digits" not in (tables / "table3.md").read_text()
     assert "combine/digits" not in (tables / "table3.md").read_text()
+
+
+def test_study_tables_never_average_runs_of_different_settings(tmp_path):
+    """Two retrain studies that differ in head.lr get two rows each, marked by their fingerprints."""
+    from glai.results.tables import write_all
+
+    fast = [f"results_dir={tmp_path}/runs", "experiment.max_epochs=2", "experiment.reduced_epochs=1",
+            "structure_samples=0", "verbose=false", "experiment=retrain/digits"]
+    run(compose_config(fast))
+    run(compose_config([*fast, "head.lr=0.01"]))
+    write_all(tmp_path / "runs", tmp_path / "tables", figures=False)
+    import pandas as pd
+
+    table = pd.read_csv(tmp_path / "tables" / "retrain.csv")
+    assert len(table) == 12 and table["Exp"].nunique() == 2 and (table["n"] == 1).all()
+    assert table["Exp"].str.startswith("retrain/digits #").all()
