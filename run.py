@@ -4,14 +4,16 @@ import hydra
 from omegaconf import DictConfig
 
 from glai.config import register_configs
-from glai.runner import run
+from glai.runner import objective, run
 
 register_configs()
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
-def main(cfg: DictConfig) -> None:
-    run(cfg)
+def main(cfg: DictConfig) -> float | None:
+    record = run(cfg)
+    # a hyperparameter search (tuning=search, the Optuna sweeper) maximises the tuning split's score
+    return objective(record) if cfg.tuning.role == "search" else None
 
 
 if __name__ == "__main__":

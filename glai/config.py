@@ -148,6 +148,27 @@ class StudyConfig:
     shard_split: str = "iid"
 
 
+TUNING_ROLES = ("none", "search")
+
+
+@dataclass
+class TuningConfig:
+    """Hyperparameter search on a tuning split (SPEC 12 "Tuned comparison"; ``conf/tuning/``).
+
+    ``search``: the run trains on the training split minus a stratified ``fraction`` of it (rows chosen by
+    ``seed``, independent of the run seed) and validates, early-stops and scores on those rows; the
+    validation split that gives the BVS is never read. ``none``: an ordinary run. The settings a search finds
+    land in ``conf/tuned/best/<experiment>/<head>.yaml`` (``scripts/save_tuned.py``), which ``tuning=best``
+    selects.
+    """
+
+    # none | search
+    role: str = "none"
+    # fraction of the training rows held out as the tuning split
+    fraction: float = 0.2
+    seed: int = 0
+
+
 @dataclass
 class Config:
     """The whole run. See ``conf/config.yaml``."""
@@ -158,6 +179,7 @@ class Config:
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     wandb: WandbConfig = field(default_factory=WandbConfig)
     study: StudyConfig = field(default_factory=StudyConfig)
+    tuning: TuningConfig = field(default_factory=TuningConfig)
     seed: int = 0
     # hidden-width reduction factor of GLAI and mlp_reduced, 0 < rho < 1
     rho: float = 0.5
@@ -185,6 +207,29 @@ class Config:
 
 
 STUDIES = ("standard", "retrain", "combine")
+
+
+def _validate_tuning(cfg) -> None:
+    tuning = cfg.get("tuning")
+    if tuning is None:
+        return
+    if tuning.role == "requested":
+        _fail("tuning", "best", f"no tuned settings for experiment={cfg.experiment.name} head={cfg.head.name} "
+              f"(conf/tuned/best/{cfg.experiment.name}/{cfg.head.name}.yaml)",
+              f"EXPERIMENTS={cfg.experiment.name} HEADS={cfg.head.name} experiments/tune.sh, or drop tuning=best")
+    if tuning.role not in TUNING_ROLES:
+        _fail("tuning.role", tuning.role, f"choose one of {TUNING_ROLES}", "tuning=search (conf/tuning/)")
+    if tuning.role == "none":
+        return
+    if not 0.0 < tuning.fraction < 1.0:
+        _fail("tuning.fraction", tuning.fraction, "must lie in (0, 1)", "tuning.fraction=0.2")
+    if cfg.experiment.family == "C":
+        _fail("tuning.role", tuning.role, "family C has no training split to carve a tuning split from: its "
+              "episodes are drawn from the pool that gives the BVS (paper 4.1), so a search there would score on "
+              "validation data", "tune a family A or B experiment")
+    if cfg.study.name != "standard":
+        _fail("tuning.role", tuning.role, "a search scores one head's run, not a method-family study",
+              "study.name=standard")
 
 
 def _validate_study(cfg) -> None:
@@ -321,6 +366,7 @@ def validate(cfg: DictConfig | Config) -> None:
         if getattr(head, key) not in OPTIMIZERS:
             _fail(f"head.{key}", getattr(head, key), f"choose one of {OPTIMIZERS}", f"head.{key}=sgd")
     _validate_study(cfg)
+    _validate_tuning(cfg)
     if not head.l0_lambda >= 0:
         _fail("head.l0_lambda", head.l0_lambda, "the penalty weight must be >= 0 (0 = off)", "head.l0_lambda=0.001")
     if not head.l0_sigma > 0:

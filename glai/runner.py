@@ -46,7 +46,7 @@ from glai.training.penalty import ActivationPenaltyTask
 from glai.training.structure import PathDistanceTracker
 from glai.training.tasks import MONITORS, build_task, draw_episode
 
-__all__ = ["run", "run_identity", "run_study", "train_head", "resolve_device", "estimator_backend"]
+__all__ = ["objective", "run", "run_identity", "run_study", "train_head", "resolve_device", "estimator_backend"]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -366,12 +366,14 @@ def _train_and_record(cfg, path, config: dict, fp: str, device: torch.device,
 def mlp_partner_config(cfg: DictConfig) -> DictConfig:
     """The same-configuration MLP run of a GLAI run (SPEC 12): every key the same except the head, which is
     ``conf/head/mlp.yaml`` as ``head=mlp`` composes it (so its fingerprint is that of ``head=mlp`` with the
-    same other overrides). Never ``overwrite``: a done partner is reused."""
+    same other overrides), and the tag, which is cleared. Never ``overwrite``: a done partner is reused."""
     partner = copy.deepcopy(cfg)
     head = OmegaConf.merge(OmegaConf.structured(HeadConfig), OmegaConf.load(CONF_DIR / "head" / "mlp.yaml"))
     with open_dict(partner):
         partner.head = head
         partner.overwrite = False
+        # a tag names the GLAI variant (tag=tuned, tag=sgd); its partner is the protocol MLP of the same data
+        partner.tag = ""
     return partner
 
 
@@ -395,7 +397,15 @@ def _resolve_reduced_epochs(cfg: DictConfig) -> tuple[DictConfig, dict[str, Any]
     partner = mlp_partner_config(cfg)
     path = run_identity(partner)[2]
     # the partner's record lists the overrides it was run with: the GLAI job's, its head ones replaced
-    mlp = run(partner, [o for o in _overrides() if not o.lstrip("+~").startswith("head")] + ["head=mlp"])
+    # (tuning=best selects GLAI's tuned settings: the partner is the protocol MLP, tuned or not)
+    overrides = [o for o in _overrides()
+                 if not (o.lstrip("+~").startswith(("head", "tag")) or o == "tuning=best")] + ["head=mlp"]
+    mlp = run(partner, overrides)
+    if mlp.get("status") == "running":
+        # another job of a parallel sweep trains the same partner right now: wait for it, then read its record
+        print(f"[glai] waiting for the MLP partner run {path}")
+        RunLock(path).wait()
+        mlp = run(partner, overrides)
     if mlp.get("status") != "done":
         raise RuntimeError(f"reduced_epochs_mode=auto needs the MLP run {path}, which is {mlp.get('status')}: "
                            f"{mlp.get('error')}")
@@ -406,6 +416,16 @@ def _resolve_reduced_epochs(cfg: DictConfig) -> tuple[DictConfig, dict[str, Any]
     cfg.experiment.reduced_epochs = resolved
     return cfg, {"mode": "auto", "fraction": fraction, "mlp_epochs": epochs_mlp, "reduced_epochs": resolved,
                  "mlp_record": str(path), "mlp_fingerprint": mlp.get("fingerprint")}
+
+
+def objective(record: dict[str, Any]) -> float:
+    """A search's score of one run, to maximise (``hydra/sweeper=optuna``, ``conf/tuning/search.yaml``): the
+    BVS on the tuning split when the monitor is maximised (val_acc, percent), minus it when minimised
+    (val_loss); NaN for a run that did not finish, which Optuna records as a failed trial."""
+    if record.get("status") != "done":
+        return math.nan
+    bvs = float(record["metrics"]["bvs"])
+    return bvs if record["metrics"].get("mode", "max") == "max" else -bvs
 
 
 def _write_final(cfg, path, record: dict[str, Any]) -> None:

@@ -90,6 +90,9 @@ class DatasetConfig:
     max_per_class: Optional[int] = None
     num_classes: Optional[int] = None
     subset_seed: int = 0
+    # digits: seed its train/val split with subset_seed (true: one split for every run seed, so a tuning split
+    # carved from train never meets another seed's validation rows) or with the run seed (false, the first rule)
+    fixed_split: bool = False
     image_mode: str = "RGB"
     invert_images: bool = False
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from glai.data.datasets import holdout_rows
 from glai.data.embeddings import load_embeddings
 from glai.data.splits import EmbeddingSplit, check_splits
 
-__all__ = ["load_data", "load_digits"]
+__all__ = ["load_data", "load_digits", "tuning_splits"]
 
 
 def load_digits(val_fraction: float, seed: int) -> dict[str, EmbeddingSplit]:
@@ -54,11 +55,49 @@ def load_data(cfg) -> dict[str, EmbeddingSplit]:
             that needs a download while offline).
     """
     if cfg.dataset.source == "sklearn_digits":
-        splits = load_digits(cfg.dataset.val_fraction, cfg.seed)
+        split_seed = cfg.dataset.subset_seed if cfg.dataset.get("fixed_split", False) else cfg.seed
+        splits = load_digits(cfg.dataset.val_fraction, split_seed)
         if cfg.experiment.family == "C":
             splits = {"pool": EmbeddingSplit(torch.cat([s.x for s in splits.values()]),
                                              torch.cat([s.y for s in splits.values()]))}
     else:
         splits = load_embeddings(cfg)
     check_splits(cfg, splits)
+    tuning = cfg.get("tuning")
+    if tuning is not None and tuning.role == "search":
+        splits = tuning_splits(splits["train"], tuning.fraction, tuning.seed)
     return splits
+
+
+def tuning_splits(train: EmbeddingSplit, fraction: float, seed: int) -> dict[str, EmbeddingSplit]:
+    """A hyperparameter search's splits, carved from the training split alone (SPEC 12 "Tuned comparison").
+
+    Args:
+        train: the training split, x [N, d], y [N] int64 or None.
+        fraction: share of the rows held out as the tuning split, in (0, 1); stratified by label when there
+            are labels (:func:`glai.data.datasets.holdout_rows`).
+        seed: chooses the rows, independent of the run seed, so every trial and head of a search is scored
+            on the same rows.
+
+    Returns:
+        ``{"train": the other rows, "val": the tuning split}``; the dataset's validation split is not among
+        them, so nothing a search does can read it.
+
+    Raises:
+        ValueError: ``fraction`` outside (0, 1), or a part that would be empty.
+    """
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"tuning.fraction must lie in (0, 1), got {fraction}")
+    n = len(train.x)
+    labels = None if train.y is None else train.y.cpu().numpy()
+    held = holdout_rows(n, labels, fraction, seed)
+    rest = np.setdiff1d(np.arange(n), held)
+    if len(held) == 0 or len(rest) == 0:
+        raise ValueError(f"tuning.fraction={fraction} of {n} training rows leaves an empty part: choose a "
+                         "fraction that keeps rows on both sides (e.g. tuning.fraction=0.2)")
+
+    def part(rows: np.ndarray) -> EmbeddingSplit:
+        index = torch.from_numpy(rows).to(train.x.device)
+        return EmbeddingSplit(train.x[index], None if train.y is None else train.y[index])
+
+    return {"train": part(rest), "val": part(held)}

@@ -27,8 +27,8 @@ from glai.results.groups import format_value
 from glai.results.identity import short
 from glai.results.records import record_config, record_fingerprint
 
-__all__ = ["combine_table", "is_study", "retrain_table", "sparsity_figures", "sparsity_table", "study_figures",
-           "write_family"]
+__all__ = ["combine_table", "is_search", "is_study", "retrain_table", "sparsity_figures", "sparsity_table",
+           "study_figures", "write_family"]
 
 L0_KEYS = {"head.l0_lambda", "head.l0_sigma"}
 ARMS = {"mlp_old": "MLP, old data", "glai_old": "GLAI, old data",
@@ -48,6 +48,11 @@ def _cfg(rec: Mapping, dotted: str, default=None):
 def is_study(rec: Mapping) -> bool:
     """A method-family study record (``study.name`` retrain or combine), not one head's run."""
     return _cfg(rec, "study.name", "standard") != "standard"
+
+
+def is_search(rec: Mapping) -> bool:
+    """A hyperparameter search's trial (``tuning.role=search``): scored on a tuning split, not validation."""
+    return _cfg(rec, "tuning.role", "none") == "search"
 
 
 def _done(records) -> list[Mapping]:
@@ -75,7 +80,7 @@ def sparsity_table(records: Sequence[Mapping]) -> pd.DataFrame:
     """Rows (experiment, head, lambda) of the experiments that have an l0 run (records as grouped by
     :func:`glai.results.groups.assign_groups`: ``_base`` and ``_diff``); runs that differ from the protocol
     in anything but the l0 keys are left out."""
-    runs = [r for r in _done(records) if not is_study(r) and r.get("head") in ("mlp", "glai")
+    runs = [r for r in _done(records) if not (is_study(r) or is_search(r)) and r.get("head") in ("mlp", "glai")
             and set(r.get("_diff") or {}) <= L0_KEYS and r.get("_base")]
     experiments = sorted({r["_base"] for r in runs if (_cfg(r, "head.l0_lambda", 0.0) or 0.0) > 0})
     cells = defaultdict(list)

@@ -57,7 +57,7 @@ _DATASET = {k: "setting" for k in (
     "name", "source", "modality", "hf_path", "hf_name", "path", "format", "train_split", "val_split",
     "pool_split", "val_fraction", "image_column", "text_columns", "label_column", "use_labels", "text_unit",
     "min_chars", "max_train", "max_val", "max_pool", "max_per_class", "num_classes", "subset_seed",
-    "image_mode", "invert_images")}
+    "image_mode", "invert_images", "fixed_split")}
 _BACKBONE = {k: "setting" for k in (
     "name", "library", "model_id", "path", "pooling", "embed_dim", "max_length", "batch_size", "input_size",
     "mean", "std", "crop_pct", "dtype")}
@@ -87,6 +87,8 @@ IDENTITY: dict[str, str] = {
     "wandb.project": "excluded",
     "wandb.mode": "excluded",
     **{f"study.{k}": "setting" for k in ("name", "split", "new_classes", "new_fraction", "shards", "shard_split")},
+    # a search run trains and scores on other rows than the run without it
+    **{f"tuning.{k}": "setting" for k in ("role", "fraction", "seed")},
 }
 
 
@@ -98,11 +100,14 @@ GLAI_ONLY = frozenset({"experiment.reduced_epochs", "experiment.reduced_epochs_m
 
 #: Settings that, at the value that switches them off, leave the fingerprint: a run without them is the run it
 #: was before they existed (adding an off-by-default feature re-runs nothing). key -> its "off" value.
-OFF_VALUES: dict[str, Any] = {"head.l0_lambda": 0.0, "study.name": "standard"}
+OFF_VALUES: dict[str, Any] = {"head.l0_lambda": 0.0, "study.name": "standard", "tuning.role": "none",
+                              "dataset.fixed_split": False}
 #: Settings read only when another is on: they leave the fingerprint with it. key -> the switch.
 DEPENDS_ON: dict[str, str] = {
     "head.l0_sigma": "head.l0_lambda",
     **{f"study.{k}": "study.name" for k in ("split", "new_classes", "new_fraction", "shards", "shard_split")},
+    "tuning.fraction": "tuning.role",
+    "tuning.seed": "tuning.role",
 }
 
 

@@ -202,6 +202,13 @@ class RunLock:
     def release(self) -> None:
         self.lock.release()
 
+    def wait(self, timeout: float = -1) -> None:
+        """Block until no process holds the lock (``timeout`` seconds, -1 = no limit), then return without
+        holding it. Raises ``filelock.Timeout`` when the time runs out."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.lock.acquire(timeout=timeout):
+            pass
+
     def __enter__(self) -> RunLock:
         return self.acquire()
 

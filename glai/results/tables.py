@@ -18,7 +18,7 @@ import pandas as pd
 
 from glai.results import paper
 from glai.results import stats as st
-from glai.results.family import is_study, write_family
+from glai.results.family import is_search, is_study, write_family
 from glai.results.formatting import NO_RUNS, fmt_mean_std, fmt_num, mean_std_cell, write_table
 from glai.results.groups import assign_groups, format_value
 from glai.results.records import atomic_write_text
@@ -392,7 +392,7 @@ def _write_raw(df: pd.DataFrame, out_dir: Path, name: str) -> Path:
     return path
 
 
-def _write_view(records, out_dir: Path, tag, rho, label: str) -> tuple[list[Path], dict, dict]:
+def _write_view(records, out_dir: Path, tag, rho, label: str) -> tuple[list[Path], dict, dict, pd.DataFrame]:
     written = []
     t2 = table2(records, tag=tag, rho=rho)
     written += write_table(t2, out_dir, "table2", f"Table 2 ({label}): settings and epochs to convergence "
@@ -419,7 +419,44 @@ def _write_view(records, out_dir: Path, tag, rho, label: str) -> tuple[list[Path
     written += write_table(speedup_table(c4), out_dir, "speedup",
                            f"Mean-of-ratios speedup over the MLP ({label}): per experiment the mean over "
                            "seeds of T_MLP/T_model, then the mean over experiments.")
-    return written, c4, c5
+    return written, c4, c5, t3
+
+
+def views_tables(views: Mapping[str, tuple[pd.DataFrame, Mapping[str, Mapping[str, st.Contrast]]]],
+                 heads: Sequence[str] = ("mlp", "glai")) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The views side by side (``views.md``): per experiment, each view's Table 3 rows of ``heads``, and per
+    suite each view's Table 4 test of GLAI against the MLP.
+
+    Args:
+        views: view name -> (its :func:`table3` display table, its Table 4 :func:`suite_contrasts`).
+        heads: the heads whose Table 3 rows are shown.
+
+    Returns:
+        (Table 3 rows with a ``View`` column, sorted by experiment then view; Table 4 GLAI-vs-MLP rows).
+    """
+    labels = [HEAD_LABEL.get(h, h) for h in heads]
+    order = {name: i for i, name in enumerate(views)}
+    parts = []
+    for name, (t3, _) in views.items():
+        part = t3[t3["Head"].isin(labels)].copy()
+        part.insert(1, "View", name)
+        parts.append(part)
+    t3_all = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    if len(t3_all):
+        t3_all["_v"] = t3_all["View"].map(order)
+        t3_all["_h"] = t3_all["Head"].map({label: i for i, label in enumerate(labels)})
+        t3_all = t3_all.sort_values(["Exp", "_v", "_h"], kind="stable").drop(columns=["_v", "_h"])
+    tests = []
+    for name, (_, c4) in views.items():
+        disp, _ = tests_table({suite: {h: c for h, c in by_head.items() if h == "glai"}
+                               for suite, by_head in c4.items()}, "table4")
+        disp.insert(1, "View", name)
+        tests.append(disp)
+    t4_all = pd.concat(tests, ignore_index=True) if tests else pd.DataFrame()
+    if len(t4_all):
+        t4_all["_v"] = t4_all["View"].map(order)
+        t4_all = t4_all.sort_values(["Suite", "_v"], kind="stable").drop(columns=["_v"])
+    return t3_all.reset_index(drop=True), t4_all.reset_index(drop=True)
 
 
 def write_all(runs_dir: str | Path = "results/runs", out_dir: str | Path = "results/tables", tag: str = "",
@@ -432,8 +469,8 @@ def write_all(runs_dir: str | Path = "results/runs", out_dir: str | Path = "resu
     Runs are grouped by setting (:func:`glai.results.groups.assign_groups` against ``references``, the
     unmodified experiments' configs): a table row averages the seeds of one group only, and a variant
     (``A1 [head.lr=0.1]``) is a row of its own, never the paper's. Tables are filtered by ``tag``; with
-    ``tag=""`` the optimiser-controlled views of :data:`glai.results.stats.VIEWS` that have records are also
-    written to ``<out_dir>/<view>/``.
+    ``tag=""`` the other views of :data:`glai.results.stats.VIEWS` (fixed reduced epochs, optimiser-controlled,
+    tuned) that have records are also written to ``<out_dir>/<view>/``.
 
     Args:
         echo: called with one line counting the records read, invalid, failed and non-protocol.
@@ -445,17 +482,21 @@ def write_all(runs_dir: str | Path = "results/runs", out_dir: str | Path = "resu
     loaded = st.load_records(runs_dir)
     # the method family's studies (one job, many models) have tables of their own (glai.results.family)
     studies = [r for r in loaded if is_study(r)]
-    loaded = [r for r in loaded if not is_study(r)]
+    # a search's trials are scored on a tuning split carved from train: never a row of any table
+    searches = [r for r in loaded if is_search(r)]
+    loaded = [r for r in loaded if not (is_study(r) or is_search(r))]
     counts = assign_groups(loaded, references)
     if echo is not None:
         echo(counts.line() + (f"; {len(studies)} method-family study records (retrain.md, combine.md)"
-                              if studies else ""))
+                              if studies else "") + (f"; {len(searches)} search trials (tuning=search) left out"
+                                                     if searches else ""))
     # a table row is a group: the label stands in for the experiment, so variants never mix with it
     records = [{**r, "experiment": r["_label"]} for r in loaded]
     # rho variants are groups of their own, so no rho filter is needed
     rho = None
     label = "protocol runs" if tag == "" else f"tag {tag!r}"
-    written, c4, c5 = _write_view(records, out_dir, tag, rho, label)
+    written, c4, c5, t3 = _write_view(records, out_dir, tag, rho, label)
+    views = {"protocol": (t3, c4)}
     sections = {label: {}}
     for suite in c4:
         sections[label][f"{suite} (Table 4)"] = c4[suite]
@@ -472,11 +513,20 @@ def write_all(runs_dir: str | Path = "results/runs", out_dir: str | Path = "resu
         for view, mapping in st.VIEWS.items():
             if view == "protocol" or not any((h, t) in tags_present for h, t in mapping.items() if t):
                 continue
-            vlabel = f"optimiser-controlled: every head on {view}"
-            w, v4, v5 = _write_view(records, out_dir / view, mapping, rho, vlabel)
+            vlabel = st.VIEW_LABELS[view]
+            w, v4, v5, vt3 = _write_view(records, out_dir / view, mapping, rho, vlabel)
+            views[view] = (vt3, v4)
             written += w
             sections[vlabel] = {f"{s} (Table 4)": c for s, c in v4.items()}
             sections[vlabel].update({f"{s} (Table 5)": c for s, c in v5.items()})
+    if len(views) > 1:
+        v3, v4 = views_tables(views)
+        written += write_table(v3, out_dir, "views", "The views side by side (SPEC 12): Table 3's MLP and GLAI rows "
+                               "of each view (protocol: each experiment's config; fixed: GLAI with the paper's "
+                               "fixed reduced-epoch count; adam / sgd: every head on one optimiser; tuned: every "
+                               "head with its searched settings). Time to target is against the view's MLP.")
+        written += write_table(v4, out_dir, "views_tests", "Table 4's GLAI-vs-MLP tests in each view "
+                               f"(one-sided paired Wilcoxon; no p-value below {st.MIN_PAIRS} pairs).")
     written += write_family(loaded + studies, out_dir, figures=figures)
     atomic_write_text(out_dir / "failed_runs.md", failed_runs_markdown(records + studies))
     atomic_write_text(out_dir / "unpaired.md", unpaired_markdown(sections))

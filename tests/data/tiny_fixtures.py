@@ -277,5 +277,6 @@ def tiny_experiment_overrides(experiment: str, assets: TinyAssets, fast: bool = 
         out += [f"experiment.arch=[{dim},16,{_FAMILY[family][0]}]"]
     out += [f"data_root={_override_value(str(assets.root))}", f"cache_dir={_override_value(str(assets.cache))}"]
     if fast:
-        out += ["experiment.max_epochs=3", "experiment.reduced_epochs=1", "experiment.patience=2"]
+        out += ["experiment.max_epochs=3", "experiment.reduced_epochs_mode=fixed",
+                "experiment.reduced_epochs=1", "experiment.patience=2"]
     return out

@@ -72,6 +72,7 @@ def test_your_own_class_folders_run_with_the_readme_line_and_are_labelled_as_you
     overrides = ["experiment=A1", "dataset=folder", f"dataset.path={own}", "dataset.name=my_photos",
                  *group_overrides("backbone", tiny_backbone("effnet", assets)),
                  f"experiment.arch=[{EFFNET_DIM},16,{n_classes}]", "experiment.max_epochs=2",
+                 "experiment.reduced_epochs_mode=fixed",
                  "experiment.reduced_epochs=1", f"cache_dir={tmp_path}/cache", f"results_dir={tmp_path}/runs",
                  "structure_samples=0", "head=mlp"]
     rec = run(compose_config(overrides))

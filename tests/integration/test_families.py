@@ -16,9 +16,10 @@ from glai.training.tasks import ContrastiveTask, SupervisedTask, draw_episode, i
 
 FAMILY_B = ["experiment.family=B", "experiment.monitor=val_loss", "experiment.min_delta=1e-5",
             "experiment.dropout=0.2", "experiment.arch=[64,32,16]", "experiment.max_epochs=3",
-            "experiment.reduced_epochs=2", "structure_samples=0"]
+            "experiment.reduced_epochs_mode=fixed", "experiment.reduced_epochs=2", "structure_samples=0"]
 FAMILY_C = ["experiment.family=C", "experiment.n_way=4", "experiment.k_shot=3", "experiment.q_query=5",
-            "experiment.arch=[64,32,4]", "experiment.max_epochs=20", "experiment.reduced_epochs=5",
+            "experiment.arch=[64,32,4]", "experiment.max_epochs=20", "experiment.reduced_epochs_mode=fixed",
+            "experiment.reduced_epochs=5",
             "experiment.patience=30", "experiment.min_delta=1", "structure_samples=0"]
 
 

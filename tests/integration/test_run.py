@@ -12,7 +12,8 @@ import torch
 from glai.config import compose_config
 from glai.runner import run, run_identity
 
-FAST = ["experiment.max_epochs=3", "experiment.reduced_epochs=2", "structure_samples=64"]
+FAST = ["experiment.max_epochs=3", "experiment.reduced_epochs_mode=fixed",
+        "experiment.reduced_epochs=2", "structure_samples=64"]
 HEADS = ["mlp", "mlp_reduced", "linear", "glai"]
 
 
@@ -61,7 +62,8 @@ def test_run_py_writes_a_valid_record(head, tmp_path, repo_root):
 def test_multirun_writes_one_record_per_job(tmp_path, repo_root):
     out = subprocess.run(
         [sys.executable, "run.py", "-m", "head=mlp,mlp_reduced,glai,linear", "seed=0,1", f"results_dir={tmp_path}",
-         "experiment.max_epochs=2", "experiment.reduced_epochs=1", "structure_samples=0",
+         "experiment.max_epochs=2", "experiment.reduced_epochs_mode=fixed",
+         "experiment.reduced_epochs=1", "structure_samples=0",
          f"hydra.sweep.dir={tmp_path}/multirun", "verbose=false"],
         cwd=repo_root, capture_output=True, text=True, timeout=600,
     )
@@ -102,11 +104,12 @@ def test_same_seed_same_result(tmp_path):
 def test_structural_convergence_switch_ends_the_reduced_phase(tmp_path):
     """head.structure_threshold > 0: the reduced MLP stops once m_t < threshold (beyond the paper)."""
     cfg = compose_config(["head=glai", f"results_dir={tmp_path}", "experiment.max_epochs=2",
+                          "experiment.reduced_epochs_mode=fixed",
                           "experiment.reduced_epochs=10", "head.structure_threshold=1e9"])
     m = run(cfg)["metrics"]
     assert m["reduced_epochs"] == 1 and m["reduced_stopped_by"] == "structure"
     cfg = compose_config(["head=glai", f"results_dir={tmp_path}/off", "experiment.max_epochs=2",
-                          "experiment.reduced_epochs=3"])
+                          "experiment.reduced_epochs_mode=fixed", "experiment.reduced_epochs=3"])
     m = run(cfg)["metrics"]
     assert m["reduced_epochs"] == 3 and m["reduced_stopped_by"] == "fixed_epochs"
 
@@ -146,7 +149,8 @@ def test_runs_flush_denormal_floats_for_every_head(tmp_path):
 def test_the_l0_penalty_sparsifies_the_selector_and_the_record_says_so(tmp_path):
     """head.l0_lambda (EAT, SPEC 11) on GLAI's reduced MLP: a lower firing ratio, fewer active paths per
     sample; the records carry both, for the MLP too."""
-    common = ["experiment.reduced_epochs=8", "experiment.max_epochs=2", "structure_samples=0"]
+    common = ["experiment.reduced_epochs_mode=fixed",
+              "experiment.reduced_epochs=8", "experiment.max_epochs=2", "structure_samples=0"]
     off = run(compose_config(["head=glai", f"results_dir={tmp_path}/off", *common]))["metrics"]
     on = run(compose_config(["head=glai", f"results_dir={tmp_path}/on", "head.l0_lambda=0.05", "head.l0_sigma=1e-3",
                              *common]))["metrics"]
@@ -162,7 +166,8 @@ def test_studies_run_from_their_experiment_configs_and_get_tables_of_their_own(t
     in retrain.md and combine.md, never as a row of the protocol tables."""
     from glai.results.tables import write_all
 
-    fast = [f"results_dir={tmp_path}/runs", "experiment.max_epochs=3", "experiment.reduced_epochs=2",
+    fast = [f"results_dir={tmp_path}/runs", "experiment.max_epochs=3", "experiment.reduced_epochs_mode=fixed",
+            "experiment.reduced_epochs=2",
             "structure_samples=0", "verbose=false"]
     retrain = run(compose_config(["experiment=retrain/digits", *fast]))
     combine = run(compose_config(["experiment=combine/digits", "study.shard_split=class", *fast]))
@@ -181,7 +186,8 @@ def test_study_tables_never_average_runs_of_different_settings(tmp_path):
     """Two retrain studies that differ in head.lr get two rows each, marked by their fingerprints."""
     from glai.results.tables import write_all
 
-    fast = [f"results_dir={tmp_path}/runs", "experiment.max_epochs=2", "experiment.reduced_epochs=1",
+    fast = [f"results_dir={tmp_path}/runs", "experiment.max_epochs=2", "experiment.reduced_epochs_mode=fixed",
+            "experiment.reduced_epochs=1",
             "structure_samples=0", "verbose=false", "experiment=retrain/digits"]
     run(compose_config(fast))
     run(compose_config([*fast, "head.lr=0.01"]))

@@ -20,7 +20,8 @@ from glai.errors import DataError, RecordWriteError
 from glai.results.records import RunLock, write_record
 from glai.runner import run, run_identity
 
-FAST = ["experiment.max_epochs=2", "experiment.reduced_epochs=1", "structure_samples=0", "verbose=false"]
+FAST = ["experiment.max_epochs=2", "experiment.reduced_epochs_mode=fixed",
+        "experiment.reduced_epochs=1", "structure_samples=0", "verbose=false"]
 
 
 def _cfg(tmp_path, *overrides):

@@ -1,0 +1,147 @@
+"""Tuned comparison (SPEC 12): the tuning split, the search's objective, tuned settings, the views."""
+
+import math
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from glai.config import compose_config
+from glai.data.loading import load_data, tuning_splits
+from glai.data.splits import EmbeddingSplit
+from glai.errors import ConfigError
+from glai.results.identity import fingerprint
+from glai.runner import objective, run, run_identity
+
+ROOT = Path(__file__).resolve().parents[2]
+FAST = ["experiment.max_epochs=2", "experiment.reduced_epochs_mode=fixed", "experiment.reduced_epochs=1",
+        "structure_samples=0", "verbose=false"]
+
+
+def _rows(split: EmbeddingSplit) -> set[bytes]:
+    return {row.numpy().tobytes() for row in split.x}
+
+
+def test_tuning_split_is_a_stratified_seeded_part_of_train():
+    y = torch.arange(10).repeat_interleave(7)  # 10 classes x 7 rows
+    x = torch.randn(70, 3)
+    parts = tuning_splits(EmbeddingSplit(x, y), 0.3, seed=4)
+    tune, rest = parts["val"], parts["train"]
+    assert len(tune.x) + len(rest.x) == 70 and not (_rows(tune) & _rows(rest))
+    assert _rows(tune) | _rows(rest) == _rows(EmbeddingSplit(x, y))
+    assert torch.bincount(tune.y, minlength=10).tolist() == [2] * 10  # round(0.3 * 7) per class
+    again = tuning_splits(EmbeddingSplit(x, y), 0.3, seed=4)["val"]
+    other = tuning_splits(EmbeddingSplit(x, y), 0.3, seed=5)["val"]
+    assert torch.equal(again.x, tune.x) and not torch.equal(other.x, tune.x)
+    unlabelled = tuning_splits(EmbeddingSplit(x, None), 0.2, seed=0)
+    assert len(unlabelled["val"].x) == 14 and unlabelled["val"].y is None
+    for bad in (0.0, 1.0, 1.5):
+        with pytest.raises(ValueError, match="tuning.fraction"):
+            tuning_splits(EmbeddingSplit(x, y), bad, seed=0)
+
+
+def test_a_search_never_reads_the_validation_split_of_any_seed():
+    """digits' split is fixed (dataset.fixed_split): the tuning rows of a search are training rows of every
+    run seed, and no validation row of any seed reaches a search run."""
+    ordinary = {s: load_data(compose_config([f"seed={s}"])) for s in (0, 1, 2)}
+    search = {s: load_data(compose_config(["tuning=search", f"seed={s}"])) for s in (0, 1)}
+    val_rows = set().union(*(_rows(o["val"]) for o in ordinary.values()))
+    assert all(_rows(o["val"]) == _rows(ordinary[0]["val"]) for o in ordinary.values())
+    for parts in search.values():
+        assert not (_rows(parts["val"]) | _rows(parts["train"])) & val_rows
+        assert _rows(parts["val"]) <= _rows(ordinary[0]["train"])
+    # the tuning split depends on tuning.seed, not the run seed: every trial and head scores the same rows
+    assert _rows(search[0]["val"]) == _rows(search[1]["val"])
+    moved = load_data(compose_config(["tuning=search", "tuning.seed=1"]))
+    assert _rows(moved["val"]) != _rows(search[0]["val"])
+
+
+def test_search_settings_count_in_the_fingerprint_only_when_searching():
+    base = compose_config([])
+    config, fp, _ = run_identity(base)
+    stripped = {k: v for k, v in config.items() if k != "tuning"}
+    assert fingerprint(stripped) == fp  # an ordinary run is the run it was before tuning existed
+    assert run_identity(compose_config(["tuning.fraction=0.3"]))[1] == fp
+    search = run_identity(compose_config(["tuning=search"]))[1]
+    assert search != fp and run_identity(compose_config(["tuning=search", "tuning.fraction=0.3"]))[1] != search
+
+
+@pytest.mark.parametrize("overrides, match", [
+    (["experiment=offline/C1", "tuning=search"], "family C"),
+    (["tuning=search", "tuning.fraction=1.0"], "tuning.fraction"),
+    (["tuning=best", "head=linear"], "experiments/tune.sh"),
+    (["tuning=search", "study.name=retrain"], "study.name=standard"),
+])
+def test_bad_tuning_requests_fail_before_any_work(tmp_path, overrides, match):
+    cfg = compose_config([*overrides, f"results_dir={tmp_path}"])
+    with pytest.raises(ConfigError, match=match):
+        run(cfg)
+    assert not any(tmp_path.rglob("*.json"))
+
+
+def test_objective_maximises_accuracy_and_minimises_loss():
+    assert objective({"status": "done", "metrics": {"bvs": 91.5, "mode": "max"}}) == 91.5
+    assert objective({"status": "done", "metrics": {"bvs": 0.25, "mode": "min"}}) == -0.25
+    assert math.isnan(objective({"status": "failed", "metrics": {}}))
+    assert math.isnan(objective({"status": "running"}))
+
+
+def test_a_search_run_is_scored_on_the_tuning_split(tmp_path):
+    rec = run(compose_config(["tuning=search", "head=mlp", f"results_dir={tmp_path}", *FAST]))
+    parts = load_data(compose_config(["tuning=search"]))
+    assert rec["status"] == "done" and rec["config"]["tuning"]["role"] == "search"
+    # every validation accuracy is a count over the tuning split's rows (287), which the validation split's
+    # 360 rows could only give at 0 or 100 %
+    n_tune, n_val = len(parts["val"].x), len(load_data(compose_config([]))["val"].x)
+    assert n_tune != n_val and 0 < rec["metrics"]["bvs"] < 100
+    for acc in rec["metrics"]["curves"]["val_acc"]:
+        assert abs(acc * n_tune / 100 - round(acc * n_tune / 100)) < 1e-6
+    assert objective(rec) == rec["metrics"]["bvs"]
+
+
+@pytest.mark.slow
+def test_search_saves_tuned_settings_that_tuning_best_runs(tmp_path):
+    """Optuna through Hydra (two trials), scripts/save_tuned.py, then tuning=best composes the saved file."""
+    conf = tmp_path / "conf"
+    shutil.copytree(ROOT / "conf", conf, ignore=shutil.ignore_patterns("tuned"))
+    sweep = tmp_path / "sweep"
+    cmd = [sys.executable, str(ROOT / "run.py"), "-m", f"--config-dir={conf}", "tuning=search", "head=glai",
+           "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=1", f"hydra.sweep.dir={sweep}",
+           f"results_dir={tmp_path}/runs", "experiment.max_epochs=2", "structure_samples=0", "verbose=false",
+           "experiment.reduced_epochs_mode=auto", "experiment.reduced_fraction=interval(0.1, 0.5)"]
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert (sweep / "optimization_results.yaml").is_file()
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "save_tuned.py"), str(sweep), "--conf", str(conf)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    saved = conf / "tuned" / "best" / "digits" / "glai.yaml"
+    text = saved.read_text()
+    assert "tag: tuned" in text and "reduced_epochs_mode: auto" in text and "never the validation split" in text
+    cfg = compose_config(["tuning=best", "head=glai"], conf_dir=conf)
+    assert cfg.tag == "tuned" and cfg.tuning.role == "none"
+    assert cfg.head.optimizer in ("sgd", "adam", "adamw") and 0.05 <= cfg.experiment.reduced_fraction <= 0.5
+    # the MLP has no saved settings: tuning=best stops and names the search instead of running the protocol MLP
+    with pytest.raises(ConfigError, match="no tuned settings"):
+        run(compose_config(["tuning=best", "head=mlp", f"results_dir={tmp_path}/runs2"], conf_dir=conf))
+    # the search's trials never become table rows
+    from glai.results.tables import write_all
+
+    lines = []
+    write_all(tmp_path / "runs", tmp_path / "tables", figures=False, references={}, echo=lines.append)
+    assert "search trials (tuning=search) left out" in lines[0] and "0 done protocol runs" in lines[0]
+
+
+def test_tuned_partner_of_auto_glai_is_the_protocol_mlp(tmp_path):
+    """A tagged GLAI run in auto mode (tag=tuned, tag=sgd) reads its epochs from the untagged MLP run."""
+    common = [f"results_dir={tmp_path}", "experiment.max_epochs=4", "structure_samples=0", "verbose=false"]
+    mlp = run(compose_config(["head=mlp", *common]))
+    rec = run(compose_config(["head=glai", "head.optimizer=sgd", "tag=sgd", *common]))
+    rule = rec["metrics"]["reduced_epochs_rule"]
+    assert rule["mode"] == "auto" and rule["mlp_fingerprint"] == mlp["fingerprint"]
+    assert len(list(tmp_path.rglob("*.json"))) == 2  # no second MLP trained under the tag
+    assert np.isclose(rule["mlp_epochs"], mlp["metrics"]["epochs"])
