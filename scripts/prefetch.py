@@ -9,13 +9,12 @@ caches), then submit the printed command (or a sweep with ``hydra/launcher=slurm
 What it fetches, through the same loaders a run uses (nothing is extracted or trained):
 - the backbone's weights: timm / transformers ``from_pretrained`` into the Hugging Face hub cache
   (``HF_HOME``, default ``~/.cache/huggingface``), or the local files it names;
-- the dataset's splits of the experiment's family: ``datasets.load_dataset`` into the HF datasets cache, or the
-  local files under ``data_root``.
+- the dataset's splits of the experiment's family: ``datasets.load_dataset`` into the HF datasets cache,
+  torchvision's download into the dataset's torchvision root (``dataset.path``, default
+  ``<data_root>/torchvision``: STL-10 for B1, Omniglot for C1), or the local files under ``data_root``.
 
 Prints one line per step and, last, the offline command: ``HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 python run.py
-<the same overrides>``. Exits 1, naming what failed, when a download fails. Not yet covered: the datasets that
-need torchvision's own downloads (STL-10 unlabeled, Omniglot; issue 11), which this script reports as failures
-with the loader's message when their configured source is unreachable.
+<the same overrides>``. Exits 1, naming what failed, when a download fails.
 """
 
 from __future__ import annotations
@@ -49,7 +48,10 @@ def prefetch(overrides: list[str], echo=print) -> int:
                       lambda: build_backbone(b, cfg.data_root, device="cpu")))
     if cfg.dataset.source != "sklearn_digits":
         roles = roles_for_family(cfg.experiment.family)
-        steps.append((f"dataset {cfg.dataset.name} ({cfg.dataset.hf_path or cfg.dataset.path}), roles {list(roles)}",
+        d = cfg.dataset
+        where = (f"torchvision {d.torchvision_class} into {d.path or 'torchvision'} under data_root"
+                 if d.source == "torchvision" else d.hf_path or d.path)
+        steps.append((f"dataset {d.name} ({where}), roles {list(roles)}",
                       lambda: load_splits(cfg.dataset, roles, data_root=cfg.data_root, cache_dir=cfg.cache_dir)))
     for what, step in steps:
         t0 = time.perf_counter()

@@ -361,9 +361,10 @@ def pool_tokens(hidden: torch.Tensor, mask: torch.Tensor, pooling: str) -> torch
 def _hub_error(cfg, exc: BaseException, download: str) -> BackboneUnavailableError:
     return BackboneUnavailableError(
         f"Backbone {cfg.name!r} ({cfg.library} {cfg.model_id!r}) needs a download from the HF hub, which is "
-        f"not reachable here (offline). Either set `backbone.path=/local/weights` to a local copy (relative "
-        f"paths are resolved against data_root, i.e. the GLAI_DATA_ROOT env var, default ../shared), or "
-        f"pre-download it on a machine with internet: {download}, and copy it here. "
+        f"not reachable here (offline) and not in the local HF cache. Fix: on a machine with internet run "
+        f"`make prefetch EXP=<experiment>` (it fills the HF cache that HF_HOME names; share it with this "
+        f"machine), or set `backbone.path=/local/weights` to a local copy (relative paths are resolved against "
+        f"data_root, i.e. GLAI_DATA_ROOT, default ../shared), e.g. made there with {download}. "
         f"(cause: {type(exc).__name__}: {exc})"
     )
 

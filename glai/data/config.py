@@ -15,7 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-DATASET_SOURCES = ("sklearn_digits", "hf", "local")
+DATASET_SOURCES = ("sklearn_digits", "hf", "local", "torchvision")
+#: torchvision dataset classes a `source: torchvision` dataset can name (where the hub has no canonical copy)
+TORCHVISION_DATASETS = ("STL10", "Omniglot")
+ON_BAD_IMAGE = ("stop", "skip")
 LOCAL_FORMATS = ("auto", "disk", "imagefolder", "csv", "parquet", "text_lines", "omniglot_npz", "tar_imagefolder")
 MODALITIES = ("vector", "image", "text")
 TEXT_UNITS = ("row", "paragraph")
@@ -31,7 +34,8 @@ class DatasetConfig:
     Attributes:
         name: short id, used in cache keys and run records.
         source: "sklearn_digits" (built-in vectors, no backbone), "hf" (HF `datasets`; the hub id
-            `hf_path` unless `path` is set, then local files), "local" (local files only).
+            `hf_path` unless `path` is set, then local files), "local" (local files only), "torchvision"
+            (the class `torchvision_class` with its root at `path`, downloaded there when online).
         modality: "vector" | "image" | "text": what the backbone receives.
         hf_path: HF hub dataset id, e.g. "fancyzhx/dbpedia_14".
         hf_name: HF dataset config name, e.g. "wikitext-2-raw-v1".
@@ -40,6 +44,8 @@ class DatasetConfig:
             `.tar.gz` of an image folder (unpacked once into the cache dir). Relative paths are taken
             relative to `data_root`.
         format: local format, "auto" infers it from `path` (see `LOCAL_FORMATS`).
+        torchvision_class: `source: torchvision` only: "STL10" (splits train, test, unlabeled) or "Omniglot"
+            (splits background, evaluation: `Omniglot(background=False)` is the evaluation alphabets).
         train_split: source split for the `train` role (None: the role is not used).
         val_split: source split for the `val` role; None holds out `val_fraction` of train instead.
         pool_split: source split for the `pool` role (family C).
@@ -58,6 +64,8 @@ class DatasetConfig:
         num_classes: number of classes (informational; checked against labels when set).
         subset_seed: seed of every subset / holdout choice (independent of the run seed, so all heads,
             seeds and rho values share one cache entry).
+        on_bad_image: an image that fails to decode: "stop" (the error names the file) or "skip" (the
+            sample is left out, each one logged with its file, and the count stored with the embeddings).
         image_mode: PIL mode images are converted to before the transform ("RGB").
         invert_images: invert binary images (Omniglot strokes are stored True = background).
     """
@@ -95,6 +103,8 @@ class DatasetConfig:
     fixed_split: bool = False
     image_mode: str = "RGB"
     invert_images: bool = False
+    torchvision_class: Optional[str] = None
+    on_bad_image: str = "stop"
 
     def __post_init__(self) -> None:
         check_dataset_config(self)
@@ -172,6 +182,9 @@ def check_dataset_config(d) -> None:
     _check_choice("dataset", "format", d.format, LOCAL_FORMATS)
     _check_choice("dataset", "modality", d.modality, MODALITIES)
     _check_choice("dataset", "text_unit", d.text_unit, TEXT_UNITS)
+    _check_choice("dataset", "on_bad_image", d.on_bad_image, ON_BAD_IMAGE)
+    if d.source == "torchvision":
+        _check_choice("dataset", "torchvision_class", d.torchvision_class, TORCHVISION_DATASETS)
     if not 0.0 < d.val_fraction < 1.0:
         raise ValueError(f"dataset.val_fraction={d.val_fraction}: expected 0 < val_fraction < 1")
     for key in ("max_train", "max_val", "max_pool", "max_per_class"):

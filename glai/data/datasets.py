@@ -20,7 +20,7 @@ import shutil
 import tarfile
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from glai.errors import DataError
 
 __all__ = [
     "DatasetUnavailableError",
+    "drop_undecodable",
     "RawSplit",
     "load_splits",
     "resolve_path",
@@ -124,6 +125,10 @@ class _Table:
     def get(self, i: int):
         raise NotImplementedError
 
+    def describe(self, i: int) -> str:
+        """Where sample ``i`` comes from, for error messages (a file, or a row of a split)."""
+        return f"sample {i} of {type(self).__name__.strip('_')}"
+
     def texts(self) -> list[str]:
         return [self.get(i) for i in range(self.n)]
 
@@ -139,8 +144,45 @@ class _Subset(Sequence):
 
     def __getitem__(self, i):
         if isinstance(i, slice):
-            return [self.table.get(int(j)) for j in self.indices[i]]
-        return self.table.get(int(self.indices[i]))
+            return [self[k] for k in range(*i.indices(len(self)))]
+        row = int(self.indices[i])
+        try:
+            return self.table.get(row)
+        except DataError:
+            raise
+        except (OSError, ValueError) as err:  # PIL's UnidentifiedImageError is an OSError
+            raise DataError(f"cannot decode {self.table.describe(row)} ({type(err).__name__}: {err}); nothing "
+                            "was trained: remove or replace it, or set dataset.on_bad_image=skip (embeddings "
+                            "already cached are kept)") from err
+
+
+def drop_undecodable(raw: RawSplit) -> tuple[RawSplit, list[str]]:
+    """``dataset.on_bad_image=skip``: the split without the samples that fail to decode.
+
+    Every sample is decoded once (only when its embeddings are computed, never for a cache hit); each failure
+    is logged with its file or row.
+
+    Returns:
+        ``(raw without them, their descriptions)``; ``raw`` itself when every sample decodes.
+    """
+    samples = raw.samples
+    if not isinstance(samples, _Subset):
+        return raw, []
+    bad, reasons = [], []
+    for i in range(len(samples)):
+        try:
+            samples[i]
+        except DataError as err:
+            bad.append(i)
+            reasons.append(samples.table.describe(int(samples.indices[i])))
+            log.warning("dataset.on_bad_image=skip: %s", err)
+    if not bad:
+        return raw, []
+    keep = np.setdiff1d(np.arange(len(samples)), np.asarray(bad))
+    labels = raw.labels[keep] if raw.labels is not None else None
+    if len(keep) == 0:
+        raise DataError(f"every sample of split {raw.split!r} failed to decode (first: {reasons[0]})")
+    return replace(raw, samples=_Subset(samples.table, samples.indices[keep]), labels=labels), reasons
 
 
 def _to_pil(image, mode: str, invert: bool):
@@ -201,6 +243,9 @@ class _HFTable(_Table):
             return self._texts[i]
         return _to_pil(self.ds[int(i)][self.image_column], self.mode, self.invert)
 
+    def describe(self, i: int) -> str:
+        return f"row {i} of {self.ds.info.dataset_name or 'the dataset'} split {str(self.ds.split)!r}"
+
     def texts(self) -> list[str]:
         return list(self._texts)
 
@@ -239,7 +284,11 @@ class _ImageFolderTable(_Table):
                 return _to_pil(im, self.mode, self.invert)
         except (UnidentifiedImageError, OSError) as err:
             raise DataError(f"cannot decode image {self.files[i]} ({type(err).__name__}: {err}); nothing was "
-                            "trained: remove or replace the file (embeddings already cached are kept)") from err
+                            "trained: remove or replace the file, or set dataset.on_bad_image=skip (embeddings "
+                            "already cached are kept)") from err
+
+    def describe(self, i: int) -> str:
+        return f"image {self.files[i]}"
 
 
 class _FrameTable(_Table):
@@ -358,15 +407,77 @@ class _OmniglotTable(_Table):
         return _to_pil(pixels, self.mode, self.invert)
 
 
+class _TorchvisionTable(_Table):
+    """A split of a torchvision dataset class (``source: torchvision``): STL-10's binaries
+    (``<root>/stl10_binary/``) or Omniglot's alphabets (``<root>/omniglot-py/images_<split>/``).
+
+    torchvision checks the files' MD5 sums when it opens them, so the fingerprint is the class, the split and
+    those sums (the published ones), not a hash of gigabytes.
+    """
+
+    modality = "image"
+    #: class -> (constructor arguments of a split, its splits, the files it reads with their MD5 sums)
+    SPLITS = {
+        "STL10": ("train", "test", "unlabeled", "train+unlabeled"),
+        "Omniglot": ("background", "evaluation"),
+    }
+
+    def __init__(self, dcfg, root: Path, split: str):
+        import torchvision.datasets as tvd
+
+        name = dcfg.torchvision_class
+        splits = self.SPLITS[name]
+        if split not in splits:
+            raise FileNotFoundError(f"split {split!r} is not a split of torchvision's {name} (its splits: "
+                                    f"{list(splits)}); set dataset.train_split / val_split / pool_split")
+        cls = getattr(tvd, name)
+        kwargs = {"split": split} if name == "STL10" else {"background": split == "background"}
+        download = not hub_offline()
+        try:
+            self.ds = cls(str(root), download=download, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - not there (RuntimeError) or no network (URLError, OSError)
+            if not download or _looks_offline(exc):
+                raise DatasetUnavailableError(
+                    f"torchvision's {name} (split {split!r}) is not under dataset.path={str(root)!r} and cannot be "
+                    f"downloaded here (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE set, or no network). Fix: run "
+                    f"`make prefetch EXP=<experiment>` on a machine with internet (it downloads into that folder), "
+                    f"or set dataset.path to a folder holding torchvision's layout "
+                    f"(cause: {type(exc).__name__}: {exc})") from exc
+            raise
+        if name == "STL10":
+            self.labels = _clean_labels(self.ds.labels)
+            files = self.ds.train_list + self.ds.test_list
+        else:
+            # (file, character) pairs in torchvision's order: the labels without opening 13,180 PNGs
+            self.labels = np.asarray([c for _, c in self.ds._flat_character_images], dtype=np.int64)
+            files = [[k, v] for k, v in self.ds.zips_md5.items()]
+        if dcfg.label_column is None:
+            self.labels = None
+        self.n = len(self.ds)
+        self.mode, self.invert = dcfg.image_mode, dcfg.invert_images
+        self.name, self.split = name, split
+        self.fingerprint = _sha256_json({"torchvision": name, "split": split, "md5": files})
+
+    def get(self, i: int):
+        return _to_pil(self.ds[int(i)][0], self.mode, self.invert)
+
+    def describe(self, i: int) -> str:
+        if self.name == "Omniglot":
+            image, character = self.ds._flat_character_images[int(i)]
+            return f"image {Path(self.ds.target_folder) / self.ds._characters[character] / image}"
+        return f"image {i} of torchvision STL10 split {self.split!r}"
+
+
 # ---------------------------------------------------------------------------------------------------
 # Opening a source split.
 
 
 def _offline_hint(what: str, key: str, download: str) -> str:
     return (
-        f"{what} is not available offline. Either point `{key}=/local/dir` at a local copy (relative paths "
-        f"are resolved against data_root, i.e. the GLAI_DATA_ROOT env var, default ../shared), or pre-download "
-        f"it on a machine with internet: {download}, and copy that folder here."
+        f"{what} is not available offline and not in the local HF cache. Fix: on a machine with internet run "
+        f"`make prefetch EXP=<experiment>` (it fills the HF cache that HF_HOME names; share it with this "
+        f"machine), or point `{key}=/local/dir` at a local copy (relative paths are resolved against "
+        f"data_root, i.e. GLAI_DATA_ROOT, default ../shared), e.g. made there with {download}."
     )
 
 
@@ -405,6 +516,15 @@ def _load_hub_split(dcfg, split: str):
                          download)
     try:
         return datasets.load_dataset(dcfg.hf_path, dcfg.hf_name, split=split)
+    except ValueError as exc:
+        # the source is there but has no such split: datasets' message lists the ones it has
+        if "unknown split" in str(exc).lower():
+            raise ValueError(f"split {split!r} is not a split of dataset {dcfg.hf_path!r}"
+                             f"{' (config ' + repr(dcfg.hf_name) + ')' if dcfg.hf_name else ''}: {exc} Set "
+                             "dataset.train_split / val_split / pool_split to one of them") from exc
+        if hub_offline() or _looks_offline(exc):
+            raise DatasetUnavailableError(f"{hint} (cause: {type(exc).__name__}: {exc})") from exc
+        raise
     except Exception as exc:  # noqa: BLE001 - any hub failure that looks like missing network
         if hub_offline() or _looks_offline(exc):
             raise DatasetUnavailableError(f"{hint} (cause: {type(exc).__name__}: {exc})") from exc
@@ -519,6 +639,8 @@ class _SourceOpener:
 
     def describe(self) -> dict:
         d = self.dcfg
+        if d.source == "torchvision":
+            return {"torchvision": d.torchvision_class, "root": str(self.torchvision_root())}
         if d.path is not None:
             return {"path": str(resolve_path(d.path, self.data_root)), "format": self.format}
         return {"hf_path": d.hf_path, "hf_name": d.hf_name}
@@ -536,6 +658,11 @@ class _SourceOpener:
             )
         return self.dcfg.format if self.dcfg.format != "auto" else _detect_format(path)
 
+    def torchvision_root(self) -> Path:
+        """The torchvision root of a ``source: torchvision`` dataset: ``dataset.path`` (relative to data_root),
+        default ``<data_root>/torchvision``."""
+        return resolve_path(self.dcfg.path or "torchvision", self.data_root)
+
     def open(self, split: str) -> _Table:
         if split not in self._tables:
             self._tables[split] = self._open(split)
@@ -544,6 +671,8 @@ class _SourceOpener:
     def _open(self, split: str) -> _Table:
         d = self.dcfg
         modality = d.modality
+        if d.source == "torchvision":
+            return _TorchvisionTable(d, self.torchvision_root(), split)
         if d.path is None:
             if d.source == "local" or not d.hf_path:
                 raise DatasetUnavailableError(
@@ -703,7 +832,10 @@ def load_splits(
             "indices_sha256": hashlib.sha256(indices.tobytes()).hexdigest(),
             "text": {"columns": list(dcfg.text_columns), "unit": dcfg.text_unit, "min_chars": dcfg.min_chars}
             if table.modality == "text" else None,
-            "image": {"mode": dcfg.image_mode, "invert": dcfg.invert_images} if table.modality == "image" else None,
+            "image": {"mode": dcfg.image_mode, "invert": dcfg.invert_images,
+                      # skipped samples leave the embeddings: never the cache entry of a run that stops on them
+                      **({"on_bad_image": "skip"} if dcfg.on_bad_image == "skip" else {})}
+            if table.modality == "image" else None,
         }
         out[role] = RawSplit(
             role=role,

@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 
 from glai.data.backbones import FrozenBackbone, backbone_modality, build_backbone, local_weights_signature
 from glai.data.cache import EmbeddingCache
-from glai.data.datasets import _abs, load_splits, roles_for_family
+from glai.data.datasets import _abs, drop_undecodable, load_splits, roles_for_family
 from glai.data.splits import EmbeddingSplit
 
 __all__ = ["cache_key", "extract_embeddings", "load_embeddings"]
@@ -115,6 +115,10 @@ def extract_embeddings(
         key = cache_key(identity, raw)
 
         def compute(raw=raw):
+            if getattr(dataset_cfg, "on_bad_image", "stop") == "skip" and raw.modality == "image":
+                raw, skipped = drop_undecodable(raw)
+                # stored in the cache manifest: which samples the embeddings leave out
+                raw.info["skipped_images"] = skipped  # the same dict as the outer raw's
             x = backbone.get().embed(raw.samples, desc=f"{backbone_cfg.name} {dataset_cfg.name}/{raw.split}",
                                      progress=progress)
             tensors = {"x": x.float().contiguous()}

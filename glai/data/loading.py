@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from glai.data.datasets import holdout_rows
+from glai.data.backbones import BackboneUnavailableError
+from glai.data.datasets import DatasetUnavailableError, holdout_rows
 from glai.data.embeddings import load_embeddings
 from glai.data.splits import EmbeddingSplit, check_splits
 
@@ -61,7 +62,11 @@ def load_data(cfg) -> dict[str, EmbeddingSplit]:
             splits = {"pool": EmbeddingSplit(torch.cat([s.x for s in splits.values()]),
                                              torch.cat([s.y for s in splits.values()]))}
     else:
-        splits = load_embeddings(cfg)
+        try:
+            splits = load_embeddings(cfg)
+        except (DatasetUnavailableError, BackboneUnavailableError) as err:
+            # the loaders do not know the experiment: name the exact prefetch command
+            raise type(err)(str(err).replace("<experiment>", cfg.experiment.name)) from err
     check_splits(cfg, splits)
     tuning = cfg.get("tuning")
     if tuning is not None and tuning.role == "search":

@@ -57,7 +57,7 @@ _DATASET = {k: "setting" for k in (
     "name", "source", "modality", "hf_path", "hf_name", "path", "format", "train_split", "val_split",
     "pool_split", "val_fraction", "image_column", "text_columns", "label_column", "use_labels", "text_unit",
     "min_chars", "max_train", "max_val", "max_pool", "max_per_class", "num_classes", "subset_seed",
-    "image_mode", "invert_images", "fixed_split")}
+    "image_mode", "invert_images", "fixed_split", "torchvision_class", "on_bad_image")}
 _BACKBONE = {k: "setting" for k in (
     "name", "library", "model_id", "path", "pooling", "embed_dim", "max_length", "batch_size", "input_size",
     "mean", "std", "crop_pct", "dtype")}
@@ -101,7 +101,8 @@ GLAI_ONLY = frozenset({"experiment.reduced_epochs", "experiment.reduced_epochs_m
 #: Settings that, at the value that switches them off, leave the fingerprint: a run without them is the run it
 #: was before they existed (adding an off-by-default feature re-runs nothing). key -> its "off" value.
 OFF_VALUES: dict[str, Any] = {"head.l0_lambda": 0.0, "study.name": "standard", "tuning.role": "none",
-                              "dataset.fixed_split": False}
+                              "dataset.fixed_split": False, "dataset.torchvision_class": None,
+                              "dataset.on_bad_image": "stop"}
 #: Settings read only when another is on: they leave the fingerprint with it. key -> the switch.
 DEPENDS_ON: dict[str, str] = {
     "head.l0_sigma": "head.l0_lambda",
