@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pandas as pd
@@ -221,3 +222,36 @@ def test_estimator_curves_figure(tmp_path):
     row = table[table.variant == "glai: adam lr=0.001 wd=0.1"].iloc[0]
     assert (row.best_epoch, row.bvs, row.final) == (1, 91.9, 90.9) and row.drop_from_bvs == pytest.approx(1.0)
     assert estimator_curves([recs[0]], tmp_path / "none.png") is None
+
+
+def test_views_side_by_side_and_search_trials_left_out(tmp_path):
+    """views.md: each view's MLP and GLAI rows of one experiment; a search's trials are in no table."""
+    recs = []
+    for s in range(3):
+        recs.append(make_record("digits", "mlp", s, total_s=10.0, bvs=90.0, epochs=40))
+        recs.append(make_record("digits", "glai", s, total_s=5.0, bvs=91.0, epochs=10))
+        fixed = default_config("digits", "glai", s, tag="fixed", **{"experiment.reduced_epochs_mode": "fixed"})
+        recs.append(make_record("digits", "glai", s, tag="fixed", total_s=12.0, bvs=91.5, epochs=10, config=fixed))
+        tuned = default_config("digits", "mlp", s, tag="tuned", **{"head.optimizer": "adam", "head.lr": 0.0078})
+        recs.append(make_record("digits", "mlp", s, tag="tuned", total_s=4.0, bvs=93.0, epochs=12, config=tuned))
+        tuned = default_config("digits", "glai", s, tag="tuned", **{"head.lr": 0.002})
+        recs.append(make_record("digits", "glai", s, tag="tuned", total_s=6.0, bvs=92.5, epochs=8, config=tuned))
+    trial = make_record("digits", "mlp", 0, total_s=1.0, bvs=99.0, epochs=3, config=default_config(
+        "digits", "mlp", 0, **{"tuning.role": "search", "head.lr": 0.3}))
+    write_records(tmp_path / "runs", recs)
+    path = tmp_path / "runs" / "digits" / "mlp" / "trial.json"
+    path.write_text(json.dumps({k: v for k, v in trial.items() if k != "_path"}))
+    lines = []
+    write_all(tmp_path / "runs", tmp_path / "tables", figures=False, conf_dir=tmp_path / "no-conf",
+              references=references(["digits"]), echo=lines.append)
+    assert "1 search trials (tuning=search) left out" in lines[0] and "6 done protocol runs" in lines[0]
+    views = pd.read_csv(tmp_path / "tables" / "views.csv", keep_default_na=False)
+    assert list(views["View"].unique()) == ["protocol", "fixed", "tuned"]
+    assert len(views) == 6 and set(views["Exp"]) == {"digits"}
+    assert _row(views, View="protocol", Head="MLP")["BVS"] == "acc: 90.00 ± 0.00"  # the trial's 99 is not in it
+    assert _row(views, View="fixed", Head="MLP")["Epochs"] == _row(views, View="protocol", Head="MLP")["Epochs"]
+    assert _row(views, View="fixed", Head="GLAI")["Speedup"].startswith("0.833")  # 10 s / 12 s
+    assert _row(views, View="tuned", Head="GLAI")["Speedup"].startswith("0.667")  # the tuned MLP: 4 s / 6 s
+    tests = pd.read_csv(tmp_path / "tables" / "views_tests.csv", keep_default_na=False)
+    assert list(tests["View"]) == ["protocol", "fixed", "tuned"] and set(tests["n pairs"]) == {3}
+    assert (tmp_path / "tables" / "tuned" / "table3.md").is_file()
