@@ -416,7 +416,7 @@ class _TorchvisionTable(_Table):
     """
 
     modality = "image"
-    #: class -> (constructor arguments of a split, its splits, the files it reads with their MD5 sums)
+    #: class -> its split names (Omniglot's stand for background=True / False)
     SPLITS = {
         "STL10": ("train", "test", "unlabeled", "train+unlabeled"),
         "Omniglot": ("background", "evaluation"),
