@@ -7,13 +7,14 @@
 #   2. scripts/save_tuned.py: the best settings -> conf/tuned/best/<experiment>/<head>.yaml.
 #   3. `run.py -m tuning=best seed=$SEEDS`: the tuned runs (tag tuned), which make tables shows as the
 #      "tuned" view (results/tables/tuned/, views.md).
-# Family C is not searched: its episodes come from the pool that gives the BVS (no training split to carve).
+# Family C has no training split: its trials average C_EPISODES (default 5) episodes drawn from 20 % of the
+# pool's classes, and its tuned runs draw their episodes from the other classes (tuning.role held_out).
 # Searches whose conf/tuned/best file exists are skipped (delete it, or RETUNE=1, to search again).
-# Environment: EXPERIMENTS (default digits and the family A/B stand-ins), HEADS (default mlp,glai),
-#   HYDRA_TRIALS, RETUNE, SEEDS.
+# Environment: EXPERIMENTS (default digits and the six stand-ins), HEADS (default mlp,glai),
+#   HYDRA_TRIALS, C_EPISODES, RETUNE, SEEDS.
 # Example: EXPERIMENTS=digits HEADS=mlp,mlp_reduced,linear,glai experiments/tune.sh parallel
 source "$(dirname "$0")/common.sh"
-EXPS="${EXPERIMENTS:-digits,offline/A1,offline/A2,offline/B1,offline/B2}"
+EXPS="${EXPERIMENTS:-digits,$OFFLINE_EXPERIMENTS}"
 HEADS="${HEADS:-mlp,glai}"
 TRIALS="${HYDRA_TRIALS:-16}"
 RUNS="${TUNING_RUNS:-results/tuning/runs}"
@@ -24,15 +25,20 @@ for exp in ${EXPS//,/ }; do
       echo "$best exists: search skipped (RETUNE=1 searches again)" >&2
       continue
     fi
+    fixed=()
+    family="$(cd "$ROOT" && "$PYTHON" -c "import sys; from glai.config import compose_config; \
+print(compose_config([sys.argv[1]]).experiment.family)" "experiment=$exp")"
+    if [[ "$family" == C ]]; then fixed=("episodes=${C_EPISODES:-5}"); fi
     extra=()
     if [[ "$head" == glai ]]; then
       # the auto rule's MLP partner on the tuning split, trained once before the trials that share it
-      (cd "$ROOT" && "$PYTHON" run.py tuning=search "experiment=$exp" head=mlp "results_dir=$RUNS" verbose=false)
+      (cd "$ROOT" && "$PYTHON" run.py tuning=search "experiment=$exp" head=mlp "results_dir=$RUNS" verbose=false \
+        "${fixed[@]}")
       extra=(experiment.reduced_epochs_mode=auto "experiment.reduced_fraction=interval(0.05, 0.5)")
     fi
     dir="results/tuning/sweeps/$exp/$head"
     sweep tuning=search "experiment=$exp" "head=$head" "hydra.sweeper.n_trials=$TRIALS" "results_dir=$RUNS" \
-      "hydra.sweep.dir=$dir" verbose=false "${extra[@]}"
+      "hydra.sweep.dir=$dir" verbose=false "${fixed[@]}" "${extra[@]}"
     (cd "$ROOT" && "$PYTHON" scripts/save_tuned.py "$dir")
   done
 done

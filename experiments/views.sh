@@ -5,7 +5,7 @@
 #   fixed:    GLAI with the paper's fixed reduced-epoch count (experiment.reduced_epochs), tag fixed
 #   adam/sgd: optimiser-controlled (SPEC 5): the MLP with Adam (tag adam), GLAI's estimator with SGD (tag sgd)
 #   tuned:    every head with the settings of its own search on a tuning split (experiments/tune.sh)
-# Heads: HEADS (default mlp,glai). Family C experiments have no tuned view (no training split to tune on).
+# Heads: HEADS (default mlp,glai). Family C's tuned view draws its episodes from classes its search never saw.
 # Example: experiments/views.sh parallel            (about 1.5 h on 2 CPU cores, embeddings included)
 #          EXPERIMENTS=digits experiments/views.sh  (about 5 minutes)
 source "$(dirname "$0")/common.sh"
@@ -15,10 +15,4 @@ sweep "experiment=$EXPS" "head=$HEADS" "seed=$SEEDS"
 sweep "experiment=$EXPS" head=glai experiment.reduced_epochs_mode=fixed tag=fixed "seed=$SEEDS"
 sweep "experiment=$EXPS" head=mlp head.optimizer=adam tag=adam "seed=$SEEDS"
 sweep "experiment=$EXPS" head=glai head.optimizer=sgd tag=sgd "seed=$SEEDS"
-TUNE=()
-for exp in ${EXPS//,/ }; do
-  [[ "$exp" == *C[0-9]* ]] || TUNE+=("$exp")
-done
-if [[ ${#TUNE[@]} -gt 0 ]]; then
-  EXPERIMENTS="$(IFS=,; echo "${TUNE[*]}")" HEADS="$HEADS" "$(dirname "$0")/tune.sh" "$LAUNCHER" "${EXTRA[@]}"
-fi
+EXPERIMENTS="$EXPS" HEADS="$HEADS" "$(dirname "$0")/tune.sh" "$LAUNCHER" "${EXTRA[@]}"

@@ -148,7 +148,7 @@ class StudyConfig:
     shard_split: str = "iid"
 
 
-TUNING_ROLES = ("none", "search")
+TUNING_ROLES = ("none", "search", "held_out")
 
 
 @dataclass
@@ -157,14 +157,16 @@ class TuningConfig:
 
     ``search``: the run trains on the training split minus a stratified ``fraction`` of it (rows chosen by
     ``seed``, independent of the run seed) and validates, early-stops and scores on those rows; the
-    validation split that gives the BVS is never read. ``none``: an ordinary run. The settings a search finds
-    land in ``conf/tuned/best/<experiment>/<head>.yaml`` (``scripts/save_tuned.py``), which ``tuning=best``
-    selects.
+    validation split that gives the BVS is never read. Family C has no training split: its search draws
+    episodes from a ``fraction`` of the pool's classes (the tuning classes, chosen by ``seed``), and
+    ``held_out`` -- what its tuned runs use -- draws the evaluation episodes from the other classes only.
+    ``none``: an ordinary run. The settings a search finds land in ``conf/tuned/best/<experiment>/<head>.yaml``
+    (``scripts/save_tuned.py``), which ``tuning=best`` selects.
     """
 
-    # none | search
+    # none | search | held_out (family C: evaluation episodes from the classes a search never saw)
     role: str = "none"
-    # fraction of the training rows held out as the tuning split
+    # fraction of the training rows (family C: of the pool's classes) held out as the tuning split
     fraction: float = 0.2
     seed: int = 0
 
@@ -223,10 +225,9 @@ def _validate_tuning(cfg) -> None:
         return
     if not 0.0 < tuning.fraction < 1.0:
         _fail("tuning.fraction", tuning.fraction, "must lie in (0, 1)", "tuning.fraction=0.2")
-    if cfg.experiment.family == "C":
-        _fail("tuning.role", tuning.role, "family C has no training split to carve a tuning split from: its "
-              "episodes are drawn from the pool that gives the BVS (paper 4.1), so a search there would score on "
-              "validation data", "tune a family A or B experiment")
+    if tuning.role == "held_out" and cfg.experiment.family != "C":
+        _fail("tuning.role", tuning.role, "held_out splits a family C pool by class; a family A/B tuned run "
+              "validates on its validation split, which no search has read", "tuning.role=none")
     if cfg.study.name != "standard":
         _fail("tuning.role", tuning.role, "a search scores one head's run, not a method-family study",
               "study.name=standard")

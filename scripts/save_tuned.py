@@ -69,7 +69,7 @@ def tuned_settings(sweep_dir: Path) -> tuple[str, str, dict, dict]:
     search = {"best_value": best["best_value"], "n_trials": hydra.sweeper.n_trials,
               "sampler": hydra.sweeper.sampler.get("_target_"), "sampler_seed": hydra.sweeper.sampler.get("seed"),
               "fraction": cfg.tuning.fraction, "tuning_seed": cfg.tuning.seed, "monitor": cfg.experiment.monitor,
-              "seed": cfg.seed}
+              "seed": cfg.seed, "family": cfg.experiment.family, "episodes": cfg.episodes}
     return experiment, head, settings, search
 
 
@@ -82,7 +82,11 @@ def render(experiment: str, head: str, settings: dict, search: dict, sweep_dir: 
         for p in parents:
             node = node.setdefault(p, {})
         node[leaf] = value
-    nested.setdefault("tuning", {})["role"] = "none"
+    # family C: the tuned runs' episodes come from the classes the search never drew from
+    tuning = nested.setdefault("tuning", {})
+    tuning["role"] = "held_out" if search["family"] == "C" else "none"
+    if search["family"] == "C":
+        tuning.update(fraction=search["fraction"], seed=search["tuning_seed"])
     nested["tag"] = "tuned"
     sign = "" if search["monitor"] != "val_loss" else " (minus the loss)"
     header = (
@@ -91,8 +95,11 @@ def render(experiment: str, head: str, settings: dict, search: dict, sweep_dir: 
         f"# scripts/save_tuned.py {sweep_dir} on {datetime.date.today().isoformat()}:\n"
         f"# {search['n_trials']} trials of {search['sampler']} (seed {search['sampler_seed']}) on run seed "
         f"{search['seed']}, scored on the tuning split\n"
-        f"# ({search['fraction']:g} of train, tuning.seed {search['tuning_seed']}; never the validation split); "
-        f"best {search['monitor']}{sign}: {search['best_value']:.4g}.\n"
+        + (f"# ({search['fraction']:g} of train, tuning.seed {search['tuning_seed']}; never the validation split); "
+           if search["family"] != "C" else
+           f"# ({search['episodes']} episodes from {search['fraction']:g} of the pool's classes, tuning.seed "
+           f"{search['tuning_seed']}; the tuned runs draw from the other classes: tuning.role held_out);\n# ")
+        + f"best {search['monitor']}{sign}: {search['best_value']:.4g}.\n"
     )
     return header + OmegaConf.to_yaml(OmegaConf.create(nested))
 

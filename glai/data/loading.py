@@ -15,7 +15,7 @@ from glai.data.datasets import DatasetUnavailableError, holdout_rows
 from glai.data.embeddings import load_embeddings
 from glai.data.splits import EmbeddingSplit, check_splits
 
-__all__ = ["load_data", "load_digits", "tuning_splits"]
+__all__ = ["load_data", "load_digits", "tuning_classes", "tuning_splits"]
 
 
 def load_digits(val_fraction: float, seed: int) -> dict[str, EmbeddingSplit]:
@@ -69,9 +69,47 @@ def load_data(cfg) -> dict[str, EmbeddingSplit]:
             raise type(err)(str(err).replace("<experiment>", cfg.experiment.name)) from err
     check_splits(cfg, splits)
     tuning = cfg.get("tuning")
-    if tuning is not None and tuning.role == "search":
-        splits = tuning_splits(splits["train"], tuning.fraction, tuning.seed)
+    if tuning is not None and tuning.role != "none":
+        if "pool" in splits:
+            tuning_part = tuning_classes(splits["pool"], tuning.fraction, tuning.seed, cfg.experiment.n_way)
+            splits = {"pool": tuning_part["tuning" if tuning.role == "search" else "held_out"]}
+        elif tuning.role == "search":
+            splits = tuning_splits(splits["train"], tuning.fraction, tuning.seed)
     return splits
+
+
+def tuning_classes(pool: EmbeddingSplit, fraction: float, seed: int, n_way: int) -> dict[str, EmbeddingSplit]:
+    """A family C pool split by class for a search (SPEC 12 "Tuned comparison"): episodes of the tuning
+    classes score the trials, episodes of the others evaluate the tuned runs, so no episode of a tuned run
+    holds a class (or a row) a search has seen.
+
+    Args:
+        pool: the pool, x [N, d], y [N] int64 class ids.
+        fraction: share of the classes that are tuning classes: ``round(fraction * C)``, kept within
+            [n_way, C - n_way] so both parts can form an N-way episode.
+        seed: chooses the classes, independent of the run seed.
+        n_way: classes per episode.
+
+    Returns:
+        ``{"tuning": the tuning classes' rows, "held_out": the other rows}``.
+
+    Raises:
+        ValueError: an unlabelled pool, or fewer than ``2 * n_way`` classes.
+    """
+    if pool.y is None:
+        raise ValueError("tuning a family C experiment needs a labelled pool (its classes are split)")
+    classes = torch.unique(pool.y).cpu().numpy()
+    if len(classes) < 2 * n_way:
+        raise ValueError(f"tuning needs >= 2 x n_way = {2 * n_way} classes in the pool to split them, it has "
+                         f"{len(classes)}")
+    k = min(max(int(round(fraction * len(classes))), n_way), len(classes) - n_way)
+    chosen = np.random.default_rng(seed).permutation(classes)[:k]
+    is_tuning = torch.from_numpy(np.isin(pool.y.cpu().numpy(), chosen)).to(pool.x.device)
+
+    def part(mask: torch.Tensor) -> EmbeddingSplit:
+        return EmbeddingSplit(pool.x[mask], pool.y[mask])
+
+    return {"tuning": part(is_tuning), "held_out": part(~is_tuning)}
 
 
 def tuning_splits(train: EmbeddingSplit, fraction: float, seed: int) -> dict[str, EmbeddingSplit]:

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from glai.config import compose_config
-from glai.data.loading import load_data, tuning_splits
+from glai.data.loading import load_data, tuning_classes, tuning_splits
 from glai.data.splits import EmbeddingSplit
 from glai.errors import ConfigError
 from glai.results.identity import fingerprint
@@ -71,7 +71,7 @@ def test_search_settings_count_in_the_fingerprint_only_when_searching():
 
 
 @pytest.mark.parametrize("overrides, match", [
-    (["experiment=offline/C1", "tuning=search"], "family C"),
+    (["tuning.role=held_out"], "held_out splits a family C pool"),
     (["tuning=search", "tuning.fraction=1.0"], "tuning.fraction"),
     (["tuning=best", "head=linear"], "experiments/tune.sh"),
     (["tuning=search", "study.name=retrain"], "study.name=standard"),
@@ -81,6 +81,29 @@ def test_bad_tuning_requests_fail_before_any_work(tmp_path, overrides, match):
     with pytest.raises(ConfigError, match=match):
         run(cfg)
     assert not any(tmp_path.rglob("*.json"))
+
+
+def test_family_c_tuning_classes_never_meet_the_tuned_runs_episodes():
+    """Family C: a search draws from the tuning classes, the tuned runs (held_out) from the others only."""
+    y = torch.arange(12).repeat_interleave(5)
+    pool = EmbeddingSplit(torch.randn(60, 4), y)
+    parts = tuning_classes(pool, 0.25, seed=3, n_way=4)
+    tune, held = set(parts["tuning"].y.tolist()), set(parts["held_out"].y.tolist())
+    assert len(tune) == 4 and len(held) == 8 and not tune & held  # round(0.25 * 12) = 3, raised to n_way
+    assert len(parts["tuning"].x) + len(parts["held_out"].x) == 60
+    assert tuning_classes(pool, 0.25, seed=3, n_way=4)["tuning"].y.unique().tolist() == sorted(tune)
+    assert len(set(tuning_classes(pool, 0.9, seed=3, n_way=4)["held_out"].y.tolist())) == 4  # kept >= n_way
+    with pytest.raises(ValueError, match="2 x n_way"):
+        tuning_classes(pool, 0.5, seed=0, n_way=7)
+    with pytest.raises(ValueError, match="labelled pool"):
+        tuning_classes(EmbeddingSplit(pool.x, None), 0.5, seed=0, n_way=4)
+    # through the config: digits as a 5-way family C experiment
+    c = ["experiment.family=C", "experiment.arch=[64,128,5]", "experiment.n_way=5"]
+    searched = load_data(compose_config([*c, "tuning=search"]))["pool"]
+    tuned = load_data(compose_config([*c, "tuning.role=held_out"]))["pool"]
+    full = load_data(compose_config(c))["pool"]
+    assert not set(searched.y.tolist()) & set(tuned.y.tolist())
+    assert len(searched.x) + len(tuned.x) == len(full.x) and not _rows(searched) & _rows(tuned)
 
 
 def test_objective_maximises_accuracy_and_minimises_loss():
