@@ -8,7 +8,8 @@
 #   3. `run.py -m tuning=best seed=$SEEDS`: the tuned runs (tag tuned), which make tables shows as the
 #      "tuned" view (results/tables/tuned/, views.md).
 # Family C has no training split: its trials average C_EPISODES (default 5) episodes drawn from 20 % of the
-# pool's classes, and its tuned runs draw their episodes from the other classes (tuning.role held_out).
+# pool's classes (of every class's rows when there are fewer than 2 x n_way classes), and its tuned runs draw
+# their episodes from the rest (tuning.role held_out).
 # Searches whose conf/tuned/best file exists are skipped (delete it, or RETUNE=1, to search again).
 # Environment: EXPERIMENTS (default digits and the six stand-ins), HEADS (default mlp,glai),
 #   HYDRA_TRIALS, C_EPISODES, RETUNE, SEEDS.

@@ -97,8 +97,8 @@ def render(experiment: str, head: str, settings: dict, search: dict, sweep_dir: 
         f"{search['seed']}, scored on the tuning split\n"
         + (f"# ({search['fraction']:g} of train, tuning.seed {search['tuning_seed']}; never the validation split); "
            if search["family"] != "C" else
-           f"# ({search['episodes']} episodes from {search['fraction']:g} of the pool's classes, tuning.seed "
-           f"{search['tuning_seed']}; the tuned runs draw from the other classes: tuning.role held_out);\n# ")
+           f"# ({search['episodes']} episodes from {search['fraction']:g} of the pool's classes or rows, tuning.seed "
+           f"{search['tuning_seed']}; the tuned runs draw from the rest: tuning.role held_out);\n# ")
         + f"best {search['monitor']}{sign}: {search['best_value']:.4g}.\n"
     )
     return header + OmegaConf.to_yaml(OmegaConf.create(nested))

@@ -79,32 +79,39 @@ def load_data(cfg) -> dict[str, EmbeddingSplit]:
 
 
 def tuning_classes(pool: EmbeddingSplit, fraction: float, seed: int, n_way: int) -> dict[str, EmbeddingSplit]:
-    """A family C pool split by class for a search (SPEC 12 "Tuned comparison"): episodes of the tuning
-    classes score the trials, episodes of the others evaluate the tuned runs, so no episode of a tuned run
-    holds a class (or a row) a search has seen.
+    """A family C pool split for a search (SPEC 12 "Tuned comparison"): episodes of the tuning part score the
+    trials, episodes of the held-out part evaluate the tuned runs, so no episode of a tuned run holds a row a
+    search has seen.
+
+    The split is by class when the pool has at least ``2 * n_way`` classes (``round(fraction * C)`` tuning
+    classes, kept within [n_way, C - n_way]: unseen classes, as few-shot evaluation intends); with fewer (AG
+    News: 4 classes, 4-way episodes) it is by row, a stratified ``fraction`` of every class
+    (:func:`glai.data.datasets.holdout_rows`).
 
     Args:
         pool: the pool, x [N, d], y [N] int64 class ids.
-        fraction: share of the classes that are tuning classes: ``round(fraction * C)``, kept within
-            [n_way, C - n_way] so both parts can form an N-way episode.
-        seed: chooses the classes, independent of the run seed.
+        fraction: share of the classes (or of every class's rows) in the tuning part, in (0, 1).
+        seed: chooses them, independent of the run seed.
         n_way: classes per episode.
 
     Returns:
-        ``{"tuning": the tuning classes' rows, "held_out": the other rows}``.
+        ``{"tuning": its rows, "held_out": the other rows}``.
 
     Raises:
-        ValueError: an unlabelled pool, or fewer than ``2 * n_way`` classes.
+        ValueError: an unlabelled pool.
     """
     if pool.y is None:
         raise ValueError("tuning a family C experiment needs a labelled pool (its classes are split)")
-    classes = torch.unique(pool.y).cpu().numpy()
-    if len(classes) < 2 * n_way:
-        raise ValueError(f"tuning needs >= 2 x n_way = {2 * n_way} classes in the pool to split them, it has "
-                         f"{len(classes)}")
-    k = min(max(int(round(fraction * len(classes))), n_way), len(classes) - n_way)
-    chosen = np.random.default_rng(seed).permutation(classes)[:k]
-    is_tuning = torch.from_numpy(np.isin(pool.y.cpu().numpy(), chosen)).to(pool.x.device)
+    labels = pool.y.cpu().numpy()
+    classes = np.unique(labels)
+    if len(classes) >= 2 * n_way:
+        k = min(max(int(round(fraction * len(classes))), n_way), len(classes) - n_way)
+        chosen = np.random.default_rng(seed).permutation(classes)[:k]
+        in_tuning = np.isin(labels, chosen)
+    else:
+        in_tuning = np.zeros(len(labels), dtype=bool)
+        in_tuning[holdout_rows(len(labels), labels, fraction, seed)] = True
+    is_tuning = torch.from_numpy(in_tuning).to(pool.x.device)
 
     def part(mask: torch.Tensor) -> EmbeddingSplit:
         return EmbeddingSplit(pool.x[mask], pool.y[mask])

@@ -93,8 +93,10 @@ def test_family_c_tuning_classes_never_meet_the_tuned_runs_episodes():
     assert len(parts["tuning"].x) + len(parts["held_out"].x) == 60
     assert tuning_classes(pool, 0.25, seed=3, n_way=4)["tuning"].y.unique().tolist() == sorted(tune)
     assert len(set(tuning_classes(pool, 0.9, seed=3, n_way=4)["held_out"].y.tolist())) == 4  # kept >= n_way
-    with pytest.raises(ValueError, match="2 x n_way"):
-        tuning_classes(pool, 0.5, seed=0, n_way=7)
+    # fewer than 2 x n_way classes (AG News: 4 classes, 4-way): a stratified split of every class's rows
+    rows = tuning_classes(pool, 0.4, seed=0, n_way=7)
+    assert set(rows["tuning"].y.tolist()) == set(rows["held_out"].y.tolist()) == set(range(12))
+    assert torch.bincount(rows["tuning"].y).tolist() == [2] * 12 and not _rows(rows["tuning"]) & _rows(rows["held_out"])
     with pytest.raises(ValueError, match="labelled pool"):
         tuning_classes(EmbeddingSplit(pool.x, None), 0.5, seed=0, n_way=4)
     # through the config: digits as a 5-way family C experiment
