@@ -432,7 +432,8 @@ def views_tables(views: Mapping[str, tuple[pd.DataFrame, Mapping[str, Mapping[st
         heads: the heads whose Table 3 rows are shown.
 
     Returns:
-        (Table 3 rows with a ``View`` column, sorted by experiment then view; Table 4 GLAI-vs-MLP rows).
+        (Table 3 rows with a ``View`` column, sorted by experiment then view; Table 4 GLAI-vs-MLP rows that
+        have at least one pair).
     """
     labels = [HEAD_LABEL.get(h, h) for h in heads]
     order = {name: i for i, name in enumerate(views)}
@@ -448,7 +449,9 @@ def views_tables(views: Mapping[str, tuple[pd.DataFrame, Mapping[str, Mapping[st
         t3_all = t3_all.sort_values(["Exp", "_v", "_h"], kind="stable").drop(columns=["_v", "_h"])
     tests = []
     for name, (_, c4) in views.items():
-        disp, _ = tests_table({suite: {h: c for h, c in by_head.items() if h == "glai"}
+        # rows without a single GLAI-MLP pair (e.g. a variant group holding only MLP runs) say nothing here;
+        # Table 4 of the view and unpaired.md still list them
+        disp, _ = tests_table({suite: {h: c for h, c in by_head.items() if h == "glai" and c.pairs}
                                for suite, by_head in c4.items()}, "table4")
         disp.insert(1, "View", name)
         tests.append(disp)
