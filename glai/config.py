@@ -159,7 +159,7 @@ class TuningConfig:
     ``seed``, independent of the run seed) and validates, early-stops and scores on those rows; the
     validation split that gives the BVS is never read. Family C has no training split: its search draws
     episodes from a ``fraction`` of the pool's classes (of every class's rows when the pool has fewer than
-    ``2 * n_way`` classes; :func:`glai.data.loading.tuning_classes`), and ``held_out`` -- what its tuned runs
+    ``2 * n_way`` classes; :func:`glai.data.loading.tuning_pool_split`), and ``held_out`` -- what its tuned runs
     use -- draws the evaluation episodes from the rest only.
     ``none``: an ordinary run. The settings a search finds land in ``conf/tuned/best/<experiment>/<head>.yaml``
     (``scripts/save_tuned.py``), which ``tuning=best`` selects.

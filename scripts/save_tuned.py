@@ -26,11 +26,6 @@ from glai.results.records import atomic_write_text
 TUNABLE_PREFIXES = ("head.", "experiment.")
 
 
-def _value(text: str):
-    """An override's value as YAML reads it (``0.001`` -> float, ``adam`` -> str, ``[1,2]`` -> list)."""
-    return yaml.safe_load(text)
-
-
 def _round(value):
     """Floats to 3 significant digits: tuned settings are printed in table labels."""
     return float(f"{value:.3g}") if isinstance(value, float) else value
@@ -61,7 +56,7 @@ def tuned_settings(sweep_dir: Path) -> tuple[str, str, dict, dict]:
         key = key.lstrip("+~")
         if key.startswith(TUNABLE_PREFIXES) and key not in params and not any(
                 f in text for f in ("interval(", "choice(", "range(", "tag(")):
-            settings[key] = _value(text)
+            settings[key] = yaml.safe_load(text)  # 0.001 -> float, adam -> str
     for key, value in best["best_params"].items():
         if not key.startswith(TUNABLE_PREFIXES):
             raise ValueError(f"the search tuned {key!r}: only head.* and experiment.* settings can be saved")

@@ -15,7 +15,7 @@ from glai.data.datasets import DatasetUnavailableError, holdout_rows
 from glai.data.embeddings import load_embeddings
 from glai.data.splits import EmbeddingSplit, check_splits
 
-__all__ = ["load_data", "load_digits", "tuning_classes", "tuning_splits"]
+__all__ = ["load_data", "load_digits", "tuning_pool_split", "tuning_splits"]
 
 
 def load_digits(val_fraction: float, seed: int) -> dict[str, EmbeddingSplit]:
@@ -71,14 +71,14 @@ def load_data(cfg) -> dict[str, EmbeddingSplit]:
     tuning = cfg.get("tuning")
     if tuning is not None and tuning.role != "none":
         if "pool" in splits:
-            tuning_part = tuning_classes(splits["pool"], tuning.fraction, tuning.seed, cfg.experiment.n_way)
+            tuning_part = tuning_pool_split(splits["pool"], tuning.fraction, tuning.seed, cfg.experiment.n_way)
             splits = {"pool": tuning_part["tuning" if tuning.role == "search" else "held_out"]}
         elif tuning.role == "search":
             splits = tuning_splits(splits["train"], tuning.fraction, tuning.seed)
     return splits
 
 
-def tuning_classes(pool: EmbeddingSplit, fraction: float, seed: int, n_way: int) -> dict[str, EmbeddingSplit]:
+def tuning_pool_split(pool: EmbeddingSplit, fraction: float, seed: int, n_way: int) -> dict[str, EmbeddingSplit]:
     """A family C pool split for a search (SPEC 12 "Tuned comparison"): episodes of the tuning part score the
     trials, episodes of the held-out part evaluate the tuned runs, so no episode of a tuned run holds a row a
     search has seen.

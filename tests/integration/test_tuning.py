@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from glai.config import compose_config
-from glai.data.loading import load_data, tuning_classes, tuning_splits
+from glai.data.loading import load_data, tuning_pool_split, tuning_splits
 from glai.data.splits import EmbeddingSplit
 from glai.errors import ConfigError
 from glai.results.identity import fingerprint
@@ -83,22 +83,22 @@ def test_bad_tuning_requests_fail_before_any_work(tmp_path, overrides, match):
     assert not any(tmp_path.rglob("*.json"))
 
 
-def test_family_c_tuning_classes_never_meet_the_tuned_runs_episodes():
+def test_family_c_tuning_pool_split_never_meet_the_tuned_runs_episodes():
     """Family C: a search draws from the tuning classes, the tuned runs (held_out) from the others only."""
     y = torch.arange(12).repeat_interleave(5)
     pool = EmbeddingSplit(torch.randn(60, 4), y)
-    parts = tuning_classes(pool, 0.25, seed=3, n_way=4)
+    parts = tuning_pool_split(pool, 0.25, seed=3, n_way=4)
     tune, held = set(parts["tuning"].y.tolist()), set(parts["held_out"].y.tolist())
     assert len(tune) == 4 and len(held) == 8 and not tune & held  # round(0.25 * 12) = 3, raised to n_way
     assert len(parts["tuning"].x) + len(parts["held_out"].x) == 60
-    assert tuning_classes(pool, 0.25, seed=3, n_way=4)["tuning"].y.unique().tolist() == sorted(tune)
-    assert len(set(tuning_classes(pool, 0.9, seed=3, n_way=4)["held_out"].y.tolist())) == 4  # kept >= n_way
+    assert tuning_pool_split(pool, 0.25, seed=3, n_way=4)["tuning"].y.unique().tolist() == sorted(tune)
+    assert len(set(tuning_pool_split(pool, 0.9, seed=3, n_way=4)["held_out"].y.tolist())) == 4  # kept >= n_way
     # fewer than 2 x n_way classes (AG News: 4 classes, 4-way): a stratified split of every class's rows
-    rows = tuning_classes(pool, 0.4, seed=0, n_way=7)
+    rows = tuning_pool_split(pool, 0.4, seed=0, n_way=7)
     assert set(rows["tuning"].y.tolist()) == set(rows["held_out"].y.tolist()) == set(range(12))
     assert torch.bincount(rows["tuning"].y).tolist() == [2] * 12 and not _rows(rows["tuning"]) & _rows(rows["held_out"])
     with pytest.raises(ValueError, match="labelled pool"):
-        tuning_classes(EmbeddingSplit(pool.x, None), 0.5, seed=0, n_way=4)
+        tuning_pool_split(EmbeddingSplit(pool.x, None), 0.5, seed=0, n_way=4)
     # through the config: digits as a 5-way family C experiment
     c = ["experiment.family=C", "experiment.arch=[64,128,5]", "experiment.n_way=5"]
     searched = load_data(compose_config([*c, "tuning=search"]))["pool"]
