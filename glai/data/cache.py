@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["CacheEntry", "EmbeddingCache", "key_hash"]
+__all__ = ["CacheEntry", "EmbeddingCache", "atomic_write_bytes", "key_hash", "sha256_file"]
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,9 @@ def _slug(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in str(text)) or "_"
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``: readers see
+    the old file or the whole new one, never a part."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     try:
         with open(tmp, "wb") as f:
@@ -151,7 +153,7 @@ class EmbeddingCache:
         e.tensors.parent.mkdir(parents=True, exist_ok=True)
         tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
         data = save(tensors, metadata={"key_sha256": key_hash(key)})
-        _atomic_write_bytes(e.tensors, data)
+        atomic_write_bytes(e.tensors, data)
         manifest = {
             "format_version": FORMAT_VERSION,
             "key_sha256": key_hash(key),
@@ -164,7 +166,7 @@ class EmbeddingCache:
             "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             **(_canonical(extra) if extra else {}),
         }
-        _atomic_write_bytes(e.manifest, (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode())
+        atomic_write_bytes(e.manifest, (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode())
         return e
 
     def invalidate(self, key: dict) -> None:

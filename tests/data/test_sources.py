@@ -11,11 +11,14 @@ from __future__ import annotations
 import json
 import shutil
 
+import numpy as np
 import pytest
+import torch
 from omegaconf import OmegaConf
 
 from glai.config import compose_config
 from glai.data.datasets import DatasetUnavailableError, load_splits
+from glai.data.embeddings import load_embeddings
 from glai.errors import DataError
 from glai.results.identity import differences
 from glai.runner import run
@@ -155,3 +158,45 @@ def test_undecodable_images_stop_or_are_skipped_as_configured(assets, tmp_path):
     manifests = [json.loads(p.read_text()) for p in (tmp_path / "cache").rglob("*.json")]
     skipped = [m["info"]["skipped_images"] for m in manifests if m.get("info", {}).get("skipped_images")]
     assert skipped == [[f"image {bad}"]]
+
+
+def test_stl10_is_opened_only_to_read_samples_once_its_embeddings_are_cached(assets, tmp_path, offline,
+                                                                             monkeypatch):
+    """Opening STL-10 reads the whole split (2.7 GB for unlabeled): a run whose embeddings are cached must not.
+    What opening yields (count, labels) is memoised per file sizes and mtimes; a changed file opens it again."""
+    import torchvision.datasets as tvd
+
+    opened = []
+    real_init = tvd.STL10.__init__
+
+    def counting_init(self, *args, **kwargs):
+        opened.append(kwargs.get("split"))
+        real_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(tvd.STL10, "__init__", counting_init)
+    cfg = compose_config([*_overrides("B1", assets, tmp_path), "head=mlp"])
+    first_report, second_report = {}, {}
+    first = load_embeddings(cfg, report=first_report)
+    assert opened == ["unlabeled"] and first_report["forward_calls"] > 0
+    second = load_embeddings(cfg, report=second_report)
+    assert opened == ["unlabeled"], "a cached run opened STL-10"
+    assert second_report["forward_calls"] == 0
+    for role in ("train", "val"):
+        assert torch.equal(first[role].x, second[role].x)
+
+    # labelled splits: the memo's labels are the opened dataset's, and reading a sample opens it
+    labelled = compose_config(["experiment=B1", *_source_override("B1", tmp_path), "dataset.train_split=train",
+                               "dataset.val_split=test", "dataset.label_column=label"])
+    args = {"data_root": str(tmp_path), "cache_dir": str(tmp_path / "cache")}
+    fresh = load_splits(labelled.dataset, ("train", "val"), **args)
+    memo = load_splits(labelled.dataset, ("train", "val"), **args)
+    assert opened == ["unlabeled", "train", "test"]
+    for role in ("train", "val"):
+        np.testing.assert_array_equal(memo[role].labels, fresh[role].labels)
+        assert memo[role].fingerprint == fresh[role].fingerprint and len(memo[role]) == len(fresh[role]) == 20
+    assert memo["train"].samples[3].size == (96, 96) and opened[-1] == "train"
+
+    # a replaced file (another size) is opened anew: the memo never outlives the data
+    stl10_binary(tmp_path / "tv", n_unlabeled=80, seed=1)
+    raws = load_splits(cfg.dataset, ("train", "val"), **args)
+    assert opened[-1] == "unlabeled" and len(raws["train"]) + len(raws["val"]) == 80
