@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["CacheEntry", "EmbeddingCache", "atomic_write_bytes", "key_hash", "sha256_file"]
+__all__ = ["CacheEntry", "EmbeddingCache", "atomic_write_bytes", "key_hash", "memoised_json", "sha256_file"]
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,22 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         if tmp.exists():
             tmp.unlink()
 
+
+
+def memoised_json(path: Path | None, compute: Callable[[], Any]) -> Any:
+    """``compute()``'s JSON-serialisable result, memoised at ``path`` (whose name carries the key); ``path``
+    None computes without a memo. An unreadable memo is logged and computed again; the memo is written
+    atomically, so parallel jobs never read a part of it."""
+    if path is not None and path.exists():
+        try:
+            return json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            log.warning("unreadable memo %s; computing it again", path)
+    value = compute()
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(path, json.dumps(value, sort_keys=True).encode())
+    return value
 
 @dataclass
 class CacheEntry:

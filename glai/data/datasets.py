@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from glai.data.cache import atomic_write_bytes, sha256_file
+from glai.data.cache import memoised_json, sha256_file
 from glai.errors import DataError
 
 __all__ = [
@@ -277,15 +277,11 @@ class _ImageFolderTable(_Table):
         self.fingerprint = _sha256_json(listing)
 
     def get(self, i: int):
-        from PIL import Image, UnidentifiedImageError
+        from PIL import Image
 
-        try:
-            with Image.open(self.files[i]) as im:
-                return _to_pil(im, self.mode, self.invert)
-        except (UnidentifiedImageError, OSError) as err:
-            raise DataError(f"cannot decode image {self.files[i]} ({type(err).__name__}: {err}); nothing was "
-                            "trained: remove or replace the file, or set dataset.on_bad_image=skip (embeddings "
-                            "already cached are kept)") from err
+        # a file that fails to decode becomes a DataError naming it in _Subset (describe)
+        with Image.open(self.files[i]) as im:
+            return _to_pil(im, self.mode, self.invert)
 
     def describe(self, i: int) -> str:
         return f"image {self.files[i]}"
@@ -439,18 +435,7 @@ class _TorchvisionTable(_Table):
         self.cls = getattr(tvd, name)
         self.root, self.name, self.split = root, name, split
         self._ds = None
-        memo = self._memo_path(cache_dir)
-        opened = None
-        if memo is not None and memo.exists():
-            try:
-                opened = json.loads(memo.read_text())
-            except (OSError, json.JSONDecodeError):
-                log.warning("unreadable source memo %s; opening %s anew", memo, name)
-        if opened is None:
-            opened = self._open_source()
-            if memo is not None:
-                memo.parent.mkdir(parents=True, exist_ok=True)
-                atomic_write_bytes(memo, json.dumps(opened).encode())
+        opened = memoised_json(self._memo_path(cache_dir), self._open_source)
         self.n = int(opened["n"])
         self.labels = None if opened["labels"] is None else np.asarray(opened["labels"], dtype=np.int64)
         if dcfg.label_column is None:

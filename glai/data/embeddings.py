@@ -7,7 +7,6 @@ the backbone, and returns each role's embeddings from `EmbeddingCache`, extracti
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -17,7 +16,7 @@ import torch
 from omegaconf import DictConfig
 
 from glai.data.backbones import FrozenBackbone, backbone_modality, build_backbone, local_weights_signature
-from glai.data.cache import EmbeddingCache
+from glai.data.cache import EmbeddingCache, memoised_json
 from glai.data.datasets import _abs, drop_undecodable, load_splits, roles_for_family
 from glai.data.splits import EmbeddingSplit
 
@@ -47,18 +46,7 @@ def _memoised_identity(cache: EmbeddingCache, backbone: _LazyBackbone, cfg, data
     """
     signature = local_weights_signature(cfg, data_root, device)
     memo = cache.root / "identities" / f"{signature}.json" if signature else None
-    if memo is not None and memo.exists():
-        try:
-            return json.loads(memo.read_text())
-        except (OSError, json.JSONDecodeError):
-            log.warning("unreadable backbone identity memo %s; recomputing it", memo)
-    identity = backbone.get().identity()
-    if memo is not None:
-        memo.parent.mkdir(parents=True, exist_ok=True)
-        tmp = memo.with_name(f".{memo.name}.tmp-{os.getpid()}")
-        tmp.write_text(json.dumps(identity, sort_keys=True))
-        os.replace(tmp, memo)
-    return identity
+    return memoised_json(memo, lambda: backbone.get().identity())
 
 
 def cache_key(backbone_identity: dict, raw) -> dict:
