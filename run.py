@@ -1,9 +1,17 @@
-"""Train one head on one experiment: ``python run.py experiment=A1 head=glai seed=0`` (see README)."""
+"""Train one head on one experiment: ``python run.py experiment=A1 head=glai seed=0`` (see README).
+
+A bad config value or data that cannot train the head (``ConfigError``, ``DataError``) prints its message, which
+names the key and the fix, and exits with status 2; ``HYDRA_FULL_ERROR=1`` shows the traceback instead.
+"""
+
+import os
+import sys
 
 import hydra
 from omegaconf import DictConfig
 
 from glai.config import register_configs
+from glai.errors import ConfigError, DataError
 from glai.runner import objective, run
 
 register_configs()
@@ -11,7 +19,13 @@ register_configs()
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
-    record = run(cfg)
+    try:
+        record = run(cfg)
+    except (ConfigError, DataError) as err:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        print(f"[glai] {type(err).__name__}: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
     # a hyperparameter search (tuning=search, the Optuna sweeper) maximises the tuning split's score
     return objective(record) if cfg.tuning.role == "search" else None
 

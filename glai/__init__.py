@@ -15,6 +15,7 @@ from glai.method import (
     Conversion,
     DenseEstimator,
     GLAIHead,
+    GLAIOptions,
     GLAIRun,
     KeptPaths,
     LinearHead,
@@ -30,17 +31,20 @@ from glai.method import (
     reduced_arch,
     train_glai,
 )
-from glai.training import History, fit
+from glai.training import History, LoopOptions, OptimizerOptions, fit
 
 __all__ = [
     "Conversion",
     "DenseEstimator",
     "GLAIHead",
+    "GLAIOptions",
     "GLAIRun",
     "History",
     "KeptPaths",
     "LinearHead",
+    "LoopOptions",
     "MLPHead",
+    "OptimizerOptions",
     "ParamBudget",
     "PathExpansion",
     "SparseEstimator",

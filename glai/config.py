@@ -6,7 +6,9 @@ the config. :func:`validate` adds the range checks of SPEC 1, 3, 6 and names the
 
 from __future__ import annotations
 
+import difflib
 import math
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +18,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig
 
-from glai.data.config import BackboneConfig, DatasetConfig
+from glai.data.config import BackboneConfig, DatasetConfig, check_backbone_config, check_dataset_config
 from glai.errors import ConfigError
 from glai.training.optimizers import OPTIMIZERS
 from glai.training.tasks import MONITORS
@@ -308,6 +310,84 @@ def _rho_fix(arch: list[int]) -> str:
     return f"experiment.arch with a last hidden width above n_out={arch[-1]} (e.g. {2 * arch[-1]})"
 
 
+#: A record path segment: letters, digits, ``_``, ``-``, ``.`` (never ``..``); experiment names nest with ``/``.
+_SAFE_SEGMENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+
+
+def _validate_names(cfg) -> None:
+    """``tag`` and ``experiment.name`` become folders under ``results_dir``: they must stay inside it."""
+    name = str(cfg.experiment.name)
+    parts = name.split("/")
+    if not all(_SAFE_SEGMENT.match(p) and ".." not in p for p in parts):
+        _fail("experiment.name", name, "names a folder under results_dir: letters, digits, '_', '-', '.' in "
+              "'/'-separated parts, no '..' and no absolute path", "experiment.name=my_experiment")
+    tag = str(cfg.tag)
+    if tag and not (_SAFE_SEGMENT.match(tag) and ".." not in tag):
+        _fail("tag", tag, "is part of the record's folder name: letters, digits, '_', '-', '.', no '/' or '..'",
+              "tag=my_variant")
+
+
+def _schema_keys() -> set[str]:
+    from omegaconf import OmegaConf
+
+    return set(_flat_keys(OmegaConf.to_container(OmegaConf.structured(Config))))
+
+
+def _flat_keys(node, prefix: str = ""):
+    for key, value in node.items():
+        if isinstance(value, dict):
+            yield from _flat_keys(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}"
+
+
+def _validate_keys(cfg) -> None:
+    """Keys outside the schema (``+hed.lr=3``, Hydra's own hint for a misspelled key, adds one) are refused:
+    nothing would read them, and the run would silently train with the default."""
+    from omegaconf import OmegaConf
+
+    if not isinstance(cfg, DictConfig):
+        return
+    known = _schema_keys()
+    extra = sorted(k for k in _flat_keys(OmegaConf.to_container(cfg, resolve=False)) if k not in known)
+    if extra:
+        near = {k: difflib.get_close_matches(k, known, n=1) for k in extra}
+        hint = "; ".join(f"{k} (did you mean {m[0]}?)" if m else k for k, m in near.items())
+        _fail(extra[0], OmegaConf.select(cfg, extra[0]), f"not a key of the config schema (glai.config.Config): "
+              f"{hint}; nothing reads it", f"drop the '+' and spell the key as the schema does, e.g. "
+              f"{near[extra[0]][0] if near[extra[0]] else 'head.lr'}=...")
+
+
+def _schema_defaults() -> dict[str, Any]:
+    from omegaconf import OmegaConf
+
+    return dict(_flat_items(OmegaConf.to_container(OmegaConf.structured(Config))))
+
+
+def _validate_finite(cfg) -> None:
+    """NaN passes every ``< 0`` test: every float of the config must be a finite number."""
+    from omegaconf import OmegaConf
+
+    config = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
+    if not isinstance(config, dict):
+        return
+    flat = dict(_flat_items(config))
+    for key, value in flat.items():
+        values = value if isinstance(value, list) else [value]
+        if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+            default = _SCHEMA_DEFAULTS.get(key)
+            fix = f"{key}={default:g}" if isinstance(default, float) and math.isfinite(default) else f"{key}=0.001"
+            _fail(key, value, "must be a finite number", f"{fix} (or the value of conf/ for this key)")
+
+
+def _flat_items(node, prefix: str = ""):
+    for key, value in node.items():
+        if isinstance(value, dict):
+            yield from _flat_items(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
 def _fail(key: str, value: Any, why: str, fix: str) -> None:
     raise ConfigError(f"{key}={value!r}: {why}. Fix: {fix}")
 
@@ -318,6 +398,8 @@ def validate(cfg: DictConfig | Config) -> None:
     Raises:
         ConfigError: naming the key, the value and the fix.
     """
+    _validate_keys(cfg)
+    _validate_finite(cfg)
     exp, head = cfg.experiment, cfg.head
     if head.name not in HEADS:
         _fail("head", head.name, f"unknown head, choose one of {HEADS}", "head=glai (conf/head/*.yaml)")
@@ -329,9 +411,18 @@ def validate(cfg: DictConfig | Config) -> None:
               "experiment.arch=[64,128,10]")
     if not 0.0 < cfg.rho < 1.0:
         _fail("rho", cfg.rho, "the reduction factor must lie in (0, 1) (paper 4.2)", "rho=0.5")
-    if head.name in ("glai", "mlp_reduced") and round(cfg.rho * arch[-2]) < arch[-1]:
-        _fail("rho", cfg.rho, f"round(rho * nL) = {round(cfg.rho * arch[-2])} < n_out = {arch[-1]}: the reduced "
-              "MLP would be a bottleneck (paper 4.2)", _rho_fix(arch))
+    if head.name in ("glai", "mlp_reduced"):
+        # the heads read rho through head.width_factor; name the key the value came from
+        key, factor = ("rho", cfg.rho) if head.width_factor == cfg.rho else ("head.width_factor", head.width_factor)
+        if not 0.0 < factor < 1.0:
+            _fail(key, factor, "the reduction factor must lie in (0, 1) (paper 4.2)", f"{key}=0.5")
+        if round(factor * arch[-2]) < arch[-1]:
+            fix = _rho_fix(arch)
+            _fail(key, factor, f"round({key} * nL) = {round(factor * arch[-2])} < n_out = {arch[-1]}: the reduced "
+                  "MLP would be a bottleneck (paper 4.2)", fix.replace("rho=", f"{key}=", 1))
+    if head.name == "mlp" and head.width_factor != 1.0:
+        _fail("head.width_factor", head.width_factor, "the original MLP has the full widths (mlp_reduced reduces "
+              "them by rho)", "head.width_factor=1.0 (or head=mlp_reduced to reduce them)")
     for key, valid in (("max_epochs", 60), ("batch_size", 16), ("patience", 5)):
         if getattr(exp, key) < 1:
             _fail(f"experiment.{key}", getattr(exp, key), "must be a positive integer", f"experiment.{key}={valid}")
@@ -347,6 +438,12 @@ def validate(cfg: DictConfig | Config) -> None:
         _fail("head.structure_threshold", head.structure_threshold,
               "experiment.reduced_epochs_mode=structure ends the reduced phase on the path distance m_t",
               "head.structure_threshold=0.05")
+    if head.name == "glai" and exp.reduced_epochs_mode == "structure" and cfg.structure_samples < 1:
+        _fail("structure_samples", cfg.structure_samples, "experiment.reduced_epochs_mode=structure measures the "
+              "path distance m_t on a sample of the training embeddings", "structure_samples=512")
+    if head.name == "glai" and head.structure_threshold > 0 and cfg.structure_samples < 1:
+        _fail("structure_samples", cfg.structure_samples, "head.structure_threshold > 0 ends the reduced phase on "
+              "the path distance m_t, measured on a sample of the training embeddings", "structure_samples=512")
     if head.name == "glai" and exp.reduced_epochs < 1:
         _fail("experiment.reduced_epochs", exp.reduced_epochs, "GLAI needs >= 1 reduced-MLP epoch",
               "experiment.reduced_epochs=20")
@@ -399,3 +496,10 @@ def validate(cfg: DictConfig | Config) -> None:
         _fail("num_threads", cfg.num_threads, "must be >= 0 (0 = torch default)", "num_threads=1")
     if cfg.device not in ("auto", "cpu", "cuda"):
         _fail("device", cfg.device, "choose auto, cpu or cuda", "device=auto")
+    _validate_names(cfg)
+    for check in (check_dataset_config, check_backbone_config):
+        check(cfg.dataset if check is check_dataset_config else cfg.backbone)
+
+
+#: Defaults of the schema by dotted key (the fixes of the finite-number check).
+_SCHEMA_DEFAULTS = _schema_defaults()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -18,16 +19,16 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from glai.config import CONF_DIR, REDUCED_FRACTION, ConfigError, HeadConfig, validate
+from glai.config import CONF_DIR, REDUCED_FRACTION, ConfigError, HeadConfig, StudyConfig, validate
 from glai.data.loading import load_data
 from glai.data.splits import EmbeddingSplit
 from glai.errors import RecordWriteError
 from glai.kernels.estimator import cpp_available, resolve_backend
 from glai.method.budget import count_parameters
-from glai.method.heads import LinearHead, MLPHead, reduced_arch
 from glai.method.pipeline import train_glai
 from glai.method.sparsity import active_paths_per_sample, firing_ratio
 from glai.method.studies import combine_study, retrain_study
+from glai.options import build_head, run_options
 from glai.results.identity import fingerprint, short
 from glai.results.records import (
     SCHEMA_VERSION,
@@ -79,31 +80,25 @@ def train_head(cfg, train: EmbeddingSplit, val: EmbeddingSplit, seed: int) -> di
     """Train ``cfg.head`` on one train/val pair and return the record's ``metrics`` and ``cost`` parts.
 
     Args:
-        cfg: the composed config (validated).
+        cfg: the composed config (validated); read once into :func:`glai.options.run_options`.
         train, val: embeddings on the run's device; ``y`` None for family B.
         seed: fixes the head's initialisation and the batch order (the same for every head of a seed).
 
     Raises:
         NonFiniteLossError: a NaN/inf training loss.
     """
-    exp, head_cfg = cfg.experiment, cfg.head
-    arch = list(exp.arch)
-    task = build_task(exp)
-    loop = dict(task=task, batch_size=exp.batch_size, max_epochs=exp.max_epochs, patience=exp.patience,
-                min_delta=exp.min_delta, lr=head_cfg.lr, optimizer=head_cfg.optimizer,
-                weight_decay=head_cfg.weight_decay)
+    opts = run_options(cfg)
+    head_opts, arch = opts.head, list(opts.arch)
+    task = build_task(cfg.experiment)
 
-    if head_cfg.name in ("mlp", "mlp_reduced", "linear"):
+    if head_opts.glai is None:
         torch.manual_seed(seed)
-        if head_cfg.name == "linear":
-            model = LinearHead(arch[0], arch[-1])
-        else:
-            model = MLPHead(reduced_arch(arch, head_cfg.width_factor) if head_cfg.width_factor < 1 else arch)
-        model = model.to(train.x.device)
-        tracker = _tracker(cfg, train.x, seed) if head_cfg.name != "linear" else None
-        if head_cfg.l0_lambda > 0:
-            loop["task"] = ActivationPenaltyTask(task, head_cfg.l0_lambda, head_cfg.l0_sigma)
-        hist = fit(model, (train.x, train.y), (val.x, val.y), seed=seed, tracker=tracker, **loop)
+        model = build_head(head_opts, arch).to(train.x.device)
+        tracker = _tracker(cfg, train.x, seed) if head_opts.name != "linear" else None
+        if head_opts.l0_lambda > 0:
+            task = ActivationPenaltyTask(task, head_opts.l0_lambda, head_opts.l0_sigma)
+        hist = fit(model, (train.x, train.y), (val.x, val.y), task=task, seed=seed, tracker=tracker,
+                   **head_opts.optim.kwargs(), **opts.loop.kwargs())
         metrics = {**_phase_record(hist), "structure": hist.structure if tracker else None,
                    "firing_ratio": firing_ratio(model, val.x) if model.num_hidden else None}
         cost = {"time_s": {"train": hist.time_s}, "total_s": hist.time_s,
@@ -111,12 +106,8 @@ def train_head(cfg, train: EmbeddingSplit, val: EmbeddingSplit, seed: int) -> di
         return {"metrics": metrics, "cost": cost}
 
     tracker = _tracker(cfg, train.x, seed)
-    glai = train_glai(arch, (train.x, train.y), (val.x, val.y), rho=head_cfg.width_factor, seed=seed,
-                      reduced_epochs=exp.reduced_epochs, reduced_optimizer=head_cfg.reduced_optimizer,
-                      reduced_weight_decay=head_cfg.reduced_weight_decay, reduced_lr=head_cfg.reduced_lr,
-                      estimator=head_cfg.estimator,
-                      backend=head_cfg.backend, tracker=tracker, structure_threshold=head_cfg.structure_threshold,
-                      l0_lambda=head_cfg.l0_lambda, l0_sigma=head_cfg.l0_sigma, **loop)
+    glai = train_glai(arch, (train.x, train.y), (val.x, val.y), head_opts.glai, loop=opts.loop, task=task,
+                      seed=seed, tracker=tracker)
     red, est = glai.reduced, glai.estimator
     metrics = {**_phase_record(est), "reduced_epochs": red.epochs,
                "total_epochs": red.epochs + est.epochs, "reduced_curves": red.curves,
@@ -136,25 +127,21 @@ def train_head(cfg, train: EmbeddingSplit, val: EmbeddingSplit, seed: int) -> di
 
 def run_study(cfg: DictConfig, train: EmbeddingSplit, val: EmbeddingSplit) -> dict[str, Any]:
     """A method-family study (``study.name`` retrain | combine; :mod:`glai.method.studies`) as the record's
-    ``metrics.study``; the GLAI arms read the GLAI head's settings, the MLP arms ``conf/head/mlp.yaml``'s."""
-    exp, head, study = cfg.experiment, cfg.head, cfg.study
-    mlp_head = mlp_partner_config(cfg).head
-    loop = dict(batch_size=exp.batch_size, max_epochs=exp.max_epochs, patience=exp.patience,
-                min_delta=exp.min_delta)
-    glai = dict(rho=head.width_factor, reduced_epochs=exp.reduced_epochs, reduced_optimizer=head.reduced_optimizer,
-                reduced_weight_decay=head.reduced_weight_decay, reduced_lr=head.reduced_lr,
-                estimator=head.estimator, backend=head.backend, optimizer=head.optimizer, lr=head.lr,
-                weight_decay=head.weight_decay, l0_lambda=head.l0_lambda, l0_sigma=head.l0_sigma)
-    mlp = dict(optimizer=mlp_head.optimizer, lr=mlp_head.lr, weight_decay=mlp_head.weight_decay)
-    arch = list(exp.arch)
+    ``metrics.study``; the GLAI arms read the GLAI head's options, the MLP arms those of ``conf/head/mlp.yaml``
+    (the auto partner's head, :func:`mlp_partner_config`), both through :func:`glai.options.run_options`."""
+    study = cfg.study
+    opts = run_options(cfg)
+    mlp = run_options(mlp_partner_config(cfg)).head.optim
+    common = dict(seed=opts.seed, loop=opts.loop, glai=opts.head.glai, mlp=mlp,
+                  tracker=_tracker(cfg, train.x, opts.seed))
+    arch = list(opts.arch)
     t0 = time.perf_counter()
     if study.name == "retrain":
         result = retrain_study(arch, (train.x, train.y), (val.x, val.y), split=study.split,
-                               new_classes=study.new_classes, new_fraction=study.new_fraction, seed=cfg.seed,
-                               loop=loop, glai=glai, mlp=mlp)
+                               new_classes=study.new_classes, new_fraction=study.new_fraction, **common)
     else:
         result = combine_study(arch, (train.x, train.y), (val.x, val.y), shards=study.shards,
-                               shard_split=study.shard_split, seed=cfg.seed, loop=loop, glai=glai, mlp=mlp)
+                               shard_split=study.shard_split, **common)
     seconds = time.perf_counter() - t0
     return {"metrics": {"study": {"name": study.name, **result}}, "cost": {"total_s": seconds}}
 
@@ -230,6 +217,14 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, Any]:
     device = resolve_device(cfg.device)
     config, fp, path = run_identity(cfg, device)
     cfg.head.backend = config["head"]["backend"]  # the backend the record names is the one that runs
+    existing = _previous_run(cfg, path, fp)
+    if existing is not None and existing.get("status") == "done" and not cfg.overwrite:
+        return _skip(existing, fp)
+    # the data are loaded and checked (glai.data.splits.check_splits) before any record, lock or partner run
+    # exists: data that cannot train the head leave nothing behind
+    t0 = time.perf_counter()
+    splits = load_data(cfg)
+    data_s = time.perf_counter() - t0
     lock = RunLock(path)
     try:
         lock.acquire()
@@ -239,19 +234,23 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, Any]:
     except OSError as err:
         raise RecordWriteError(f"cannot create {path} ({err}): {_WRITABLE_HINT.format(cfg.results_dir)}") from err
     try:
-        existing = _previous_run(cfg, path, fp)
+        existing = _previous_run(cfg, path, fp)  # again: another job may have finished it meanwhile
         if existing is not None and existing.get("status") == "done" and not cfg.overwrite:
-            print(f"[glai] {existing['_path']} is done (same fingerprint {short(fp)}); skipping "
-                  "(pass overwrite=true to run it again)")
-            return existing
+            return _skip(existing, fp)
         if existing is not None and existing.get("status") == "running":
             holder = existing.get("process") or {}
             print(f"[glai] {path} says 'running' (pid {holder.get('pid')} on {holder.get('host')}, started "
                   f"{holder.get('start_utc')}) but no process holds its lock: a stale run; running it again")
-        return _train_and_record(cfg, path, config, fp, device,
+        return _train_and_record(cfg, path, config, fp, device, splits, data_s,
                                  _overrides() if overrides is None else overrides)
     finally:
         lock.release()
+
+
+def _skip(existing: dict[str, Any], fp: str) -> dict[str, Any]:
+    print(f"[glai] {existing['_path']} is done (same fingerprint {short(fp)}); skipping "
+          "(pass overwrite=true to run it again)")
+    return existing
 
 
 _WRITABLE_HINT = "results_dir={!r} (or GLAI_RESULTS_DIR) must name a writable folder"
@@ -263,11 +262,15 @@ def estimator_backend(cfg: DictConfig, device: torch.device) -> str:
     ``auto`` (Triton up to batch 16, cuSPARSE above, per call: :func:`glai.kernels.estimator.resolve_backend`).
 
     Raises:
-        ConfigError: ``head.backend=cpp`` on a CUDA device, or before the extension is built.
+        ConfigError: ``head.backend=cpp`` on a CUDA device, or before the extension is built; ``triton`` off
+            CUDA (unless ``TRITON_INTERPRET=1``).
     """
     backend = cfg.head.backend
     if backend == "cpp" and device.type != "cpu":
         raise ConfigError(f"head.backend='cpp' runs on the CPU only (device is {device.type}). Fix: head.backend=auto")
+    if backend == "triton" and device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
+        raise ConfigError(f"head.backend='triton' runs on CUDA (device is {device.type}; the CPU runs it only under "
+                          "TRITON_INTERPRET=1, for tests). Fix: head.backend=auto, or device=cuda")
     if backend == "cpp" and not cpp_available():
         raise ConfigError("head.backend='cpp': the compiled CPU estimator is not built for this machine. Fix: "
                           "python -m glai.kernels.estimator (make install runs it), or head.backend=auto")
@@ -298,15 +301,21 @@ def _previous_run(cfg, path, fp: str) -> dict[str, Any] | None:
     stored config has the same fingerprint."""
     for candidate in (path, record_path(cfg.results_dir, cfg.experiment.name, cfg.head.name, cfg.rho, cfg.seed,
                                         cfg.tag)):
-        rec = read_record(candidate)
+        try:
+            rec = read_record(candidate)
+        except ValueError as err:
+            if not cfg.overwrite:
+                raise ConfigError(f"{err}") from err
+            print(f"[glai] {candidate} is not a valid record; overwrite=true replaces it")
+            continue
         if rec is not None and record_fingerprint(rec) == fp:
             rec["_path"] = str(candidate)
             return rec
     return None
 
 
-def _train_and_record(cfg, path, config: dict, fp: str, device: torch.device,
-                      overrides: list[str]) -> dict[str, Any]:
+def _train_and_record(cfg, path, config: dict, fp: str, device: torch.device, splits: dict[str, EmbeddingSplit],
+                      data_s: float, overrides: list[str]) -> dict[str, Any]:
     exp = cfg.experiment
     if cfg.num_threads > 0:
         torch.set_num_threads(cfg.num_threads)
@@ -320,6 +329,7 @@ def _train_and_record(cfg, path, config: dict, fp: str, device: torch.device,
         "family": exp.family, "fingerprint": fp, "group_fingerprint": fingerprint(config, seed=False),
         "overrides": overrides, "config": config, "deviations": list(exp.deviations),
         "environment": {**environment(device.type), "flush_denormal": flush}, "process": process_info(),
+        "data_s": data_s,
     }
     try:
         write_record(path, record)
@@ -327,10 +337,8 @@ def _train_and_record(cfg, path, config: dict, fp: str, device: torch.device,
         raise RecordWriteError(f"cannot write {path} ({err}): {_WRITABLE_HINT.format(cfg.results_dir)}") from err
     try:
         cfg, reduced = _resolve_reduced_epochs(cfg)
-        t0 = time.perf_counter()
         splits = {k: EmbeddingSplit(v.x.to(device), None if v.y is None else v.y.to(device))
-                  for k, v in load_data(cfg).items()}
-        record["data_s"] = time.perf_counter() - t0
+                  for k, v in splits.items()}
         if cfg.study.name != "standard":
             result = run_study(cfg, splits["train"], splits["val"])
         elif exp.family == "C":
@@ -364,15 +372,26 @@ def _train_and_record(cfg, path, config: dict, fp: str, device: torch.device,
 
 
 def mlp_partner_config(cfg: DictConfig) -> DictConfig:
-    """The same-configuration MLP run of a GLAI run (SPEC 12): every key the same except the head, which is
-    ``conf/head/mlp.yaml`` as ``head=mlp`` composes it (so its fingerprint is that of ``head=mlp`` with the
-    same other overrides), and the tag, which is cleared. Never ``overwrite``: a done partner is reused."""
+    """The same-configuration MLP run of a GLAI run (SPEC 12), derived by resetting every section that is not
+    the protocol's, explicitly:
+
+    - ``head``: ``conf/head/mlp.yaml`` as ``head=mlp`` composes it (its values interpolate the experiment's).
+    - ``study``: ``standard`` (a study trains its own MLP arms; its partner is the protocol MLP on the same
+      data, whose epochs set the reduced phase; ``retrain/*`` and ``combine/*`` default to ``auto``).
+    - ``tag``: cleared (a tag names the GLAI variant, ``tag=tuned``, ``tag=sgd``; the partner is the untagged
+      MLP of the same data).
+    - ``overwrite``: false (a done partner is reused).
+
+    ``tuning`` is kept: its role decides which rows train and score (a search's partner trains on the same
+    tuning split). Data, backbone, experiment, seed and environment are the GLAI run's.
+    """
     partner = copy.deepcopy(cfg)
     head = OmegaConf.merge(OmegaConf.structured(HeadConfig), OmegaConf.load(CONF_DIR / "head" / "mlp.yaml"))
+    study = OmegaConf.structured(StudyConfig)
     with open_dict(partner):
         partner.head = head
+        partner.study = study
         partner.overwrite = False
-        # a tag names the GLAI variant (tag=tuned, tag=sgd); its partner is the protocol MLP of the same data
         partner.tag = ""
     return partner
 
@@ -399,7 +418,7 @@ def _resolve_reduced_epochs(cfg: DictConfig) -> tuple[DictConfig, dict[str, Any]
     # the partner's record lists the overrides it was run with: the GLAI job's, its head ones replaced
     # (tuning=best selects GLAI's tuned settings: the partner is the protocol MLP, tuned or not)
     overrides = [o for o in _overrides()
-                 if not (o.lstrip("+~").startswith(("head", "tag")) or o == "tuning=best")] + ["head=mlp"]
+                 if not (o.lstrip("+~").startswith(("head", "tag", "study")) or o == "tuning=best")] + ["head=mlp"]
     mlp = run(partner, overrides)
     if mlp.get("status") == "running":
         # another job of a parallel sweep trains the same partner right now: wait for it, then read its record

@@ -64,6 +64,27 @@ def test_mlp_reduced_width_follows_rho():
         (["study.name=retrain", "study.split=random", "study.new_fraction=1"], "study.new_fraction"),
         (["study.name=combine", "study.shards=1"], "study.shards"),
         (["study.name=combine", "study.shard_split=dirichlet"], "study.shard_split"),
+        # NaN fails no `< 0` test: every float must be finite (issue 19)
+        (["experiment.min_delta=nan"], "experiment.min_delta"),
+        (["head.weight_decay=nan"], "head.weight_decay"),
+        (["head=mlp", "head.lr=inf"], "head.lr"),
+        # the reduction factor is named by the key it came from
+        (["head=mlp_reduced", "head.width_factor=0.01"], "head.width_factor"),
+        (["head=mlp_reduced", "head.width_factor=1.5"], "head.width_factor"),
+        (["head=mlp", "head.width_factor=0.5"], "head.width_factor"),
+        # the structural stop needs its path-distance sample
+        (["experiment.reduced_epochs_mode=structure", "head.structure_threshold=0.05", "structure_samples=0"],
+         "structure_samples"),
+        # record paths stay inside results_dir
+        (["tag=../../etc"], "tag"),
+        (["tag=a/b"], "tag"),
+        (["experiment.name=../outside"], "experiment.name"),
+        (["experiment.name=/abs/path"], "experiment.name"),
+        # dataset and backbone schemas are checked by validate, before any work
+        (["dataset.val_fraction=1.5"], "dataset.val_fraction"),
+        (["dataset.source=ftp"], "dataset.source"),
+        (["experiment=offline/A1", "backbone.pooling=max"], "backbone.pooling"),
+        (["experiment=offline/A1", "backbone.batch_size=0"], "backbone.batch_size"),
     ],
     ids=lambda v: v if isinstance(v, str) else "_".join(v),
 )
@@ -74,6 +95,23 @@ def test_range_errors_name_the_key_and_a_fix_that_works(overrides, key):
     fix = re.search(r"Fix: (\S+=\S+)", str(err.value)).group(1)
     fixed_key = fix.split("=")[0]
     validate(compose_config([o for o in overrides if o.split("=")[0] != fixed_key] + [fix]))
+
+
+def test_keys_outside_the_schema_are_refused_with_the_near_key():
+    """``+hed.lr=3`` (Hydra's hint for a misspelled key) adds a key nothing reads: refused, naming head.lr."""
+    cfg = compose_config(["+hed.lr=3"])
+    with pytest.raises(ConfigError, match=r"hed.lr=3: not a key of the config schema.*did you mean head.lr"):
+        validate(cfg)
+    with pytest.raises(ConfigError, match=r"head.lrr"):
+        validate(compose_config(["+head.lrr=3"]))
+
+
+def test_triton_backend_on_cpu_fails_before_training(tmp_path, monkeypatch):
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    cfg = compose_config(["head.backend=triton", "device=cpu", f"results_dir={tmp_path}"])
+    with pytest.raises(ConfigError, match=r"head.backend='triton' runs on CUDA.*Fix: head.backend=auto"):
+        run(cfg)
+    assert not any(tmp_path.rglob("*")), "nothing may be written for a run that never started"
 
 
 def test_bad_config_fails_before_any_work(tmp_path):

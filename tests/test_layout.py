@@ -25,6 +25,7 @@ ALLOWED = {
     "glai.results": {"glai.errors"},
     "glai.method": {"glai.kernels", "glai.training", "glai.errors"},
     "glai.config": {"glai.data", "glai.training", "glai.errors"},
+    "glai.options": {"glai.method", "glai.training"},
     "glai": {"glai.method", "glai.training"},
 }
 PARTS = sorted(ALLOWED, key=len, reverse=True)

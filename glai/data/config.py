@@ -15,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
+from glai.errors import ConfigError
+
 DATASET_SOURCES = ("sklearn_digits", "hf", "local", "torchvision")
 #: torchvision dataset classes a `source: torchvision` dataset can name (where the hub has no canonical copy)
 TORCHVISION_DATASETS = ("STL10", "Omniglot")
@@ -166,7 +168,8 @@ class BackboneConfig:
 
 def _check_choice(group: str, key: str, value, choices) -> None:
     if value not in choices:
-        raise ValueError(f"{group}.{key}={value!r}: expected one of {choices}")
+        raise ConfigError(f"{group}.{key}={value!r}: expected one of {tuple(choices)}. "
+                          f"Fix: {group}.{key}={next(iter(choices))}")
 
 
 def check_dataset_config(d) -> None:
@@ -176,7 +179,7 @@ def check_dataset_config(d) -> None:
     this before any work starts.
 
     Raises:
-        ValueError: naming the key and the accepted values.
+        ConfigError: naming the key, the accepted values and a fix.
     """
     _check_choice("dataset", "source", d.source, DATASET_SOURCES)
     _check_choice("dataset", "format", d.format, LOCAL_FORMATS)
@@ -186,25 +189,29 @@ def check_dataset_config(d) -> None:
     if d.source == "torchvision":
         _check_choice("dataset", "torchvision_class", d.torchvision_class, TORCHVISION_DATASETS)
     if not 0.0 < d.val_fraction < 1.0:
-        raise ValueError(f"dataset.val_fraction={d.val_fraction}: expected 0 < val_fraction < 1")
+        raise ConfigError(f"dataset.val_fraction={d.val_fraction}: expected 0 < val_fraction < 1. "
+                          "Fix: dataset.val_fraction=0.2")
     for key in ("max_train", "max_val", "max_pool", "max_per_class"):
         value = getattr(d, key)
         if value is not None and value < 1:
-            raise ValueError(f"dataset.{key}={value}: expected a positive sample count or null (all samples)")
+            raise ConfigError(f"dataset.{key}={value}: expected a positive sample count or null (all samples). "
+                              f"Fix: dataset.{key}=null")
 
 
 def check_backbone_config(b) -> None:
     """Range checks of a `BackboneConfig` or a composed `backbone` DictConfig node.
 
     Raises:
-        ValueError: naming the key and the accepted values.
+        ConfigError: naming the key, the accepted values and a fix.
     """
     _check_choice("backbone", "library", b.library, BACKBONE_LIBRARIES)
     _check_choice("backbone", "pooling", b.pooling, POOLINGS)
     _check_choice("backbone", "dtype", b.dtype, DTYPES)
-    if b.max_length < 1 or b.batch_size < 1:
-        raise ValueError(f"backbone.max_length={b.max_length}, backbone.batch_size={b.batch_size}: expected >= 1")
+    for key, valid in (("max_length", 512), ("batch_size", 32)):
+        if getattr(b, key) < 1:
+            raise ConfigError(f"backbone.{key}={getattr(b, key)}: expected >= 1. Fix: backbone.{key}={valid}")
     for key in ("mean", "std"):
         value = getattr(b, key)
         if value is not None and len(value) not in (1, 3):
-            raise ValueError(f"backbone.{key}={list(value)}: expected 1 or 3 per-channel values")
+            raise ConfigError(f"backbone.{key}={list(value)}: expected 1 or 3 per-channel values. "
+                              f"Fix: backbone.{key}=null (the model's own)")

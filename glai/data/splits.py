@@ -28,14 +28,21 @@ class EmbeddingSplit:
 
 
 def check_splits(cfg, splits: dict[str, EmbeddingSplit]) -> None:
-    """The embeddings fit the head: width ``arch[0]``, labels where the family needs them, labels < ``n_out``.
+    """The embeddings fit the head: width ``arch[0]``, labels where the family needs them, labels in
+    ``0..n_out-1``, at least two classes to train on, enough classes for an N-way episode, enough rows for the
+    combining study's shards. Runs before any record, lock or partner run exists.
 
     Raises:
-        DataError: a split holds NaN or infinite values (names the split and the count of bad rows).
-        ConfigError: naming the key to change (``experiment.arch``, ``dataset.label_column``).
+        DataError: a split is empty or holds NaN or infinite values (names the split and the count of bad rows).
+        ConfigError: naming the key to change (``experiment.arch``, ``dataset.label_column``, ``study.shards``).
     """
     arch, family = list(cfg.experiment.arch), cfg.experiment.family
+    where = f"dataset '{cfg.dataset.name}' (dataset.path={cfg.dataset.get('path')!r})"
     for name, split in splits.items():
+        if split.x.ndim != 2 or split.x.shape[0] == 0:
+            raise DataError(f"the {name} split of {where} is empty (shape {tuple(split.x.shape)}); nothing was "
+                            "trained. Fix: point dataset.path at data with rows in that split, or raise "
+                            "dataset.max_per_class / dataset.max_train")
         bad = int((~torch.isfinite(split.x)).any(dim=1).sum())
         if bad:
             raise DataError(
@@ -55,8 +62,28 @@ def check_splits(cfg, splits: dict[str, EmbeddingSplit]) -> None:
                 f"family {family} needs labels but the {name} split of dataset '{cfg.dataset.name}' has none. "
                 "Fix: dataset.label_column / dataset.use_labels=true, or a family B experiment"
             )
+        if split.y is not None and int(split.y.min()) < 0:
+            raise DataError(f"the {name} split of {where} has label {int(split.y.min())}: labels must be class "
+                            "indices 0..K-1. Fix: dataset.label_column names a column of class names or indices")
         if family == "A" and int(split.y.max()) >= arch[-1]:
             raise ConfigError(
                 f"experiment.arch[-1]={arch[-1]} outputs but the {name} split has label {int(split.y.max())}. "
                 f"Fix: experiment.arch[-1]={int(split.y.max()) + 1}"
             )
+    train = splits.get("train")
+    if family == "A" and train is not None and int(torch.unique(train.y).numel()) < 2:
+        raise DataError(f"the train split of {where} has {int(torch.unique(train.y).numel())} class: a "
+                        "classifier needs >= 2. Fix: point dataset.path at data with two or more classes")
+    pool = splits.get("pool")
+    if family == "C" and pool is not None and pool.y is not None:
+        n_way, per_class = int(cfg.experiment.n_way), int(cfg.experiment.k_shot) + int(cfg.experiment.q_query)
+        counts = torch.bincount(pool.y)
+        usable = int((counts >= per_class).sum())
+        if usable < n_way:
+            raise ConfigError(f"experiment.n_way={n_way}: the pool of {where} has {usable} classes with >= "
+                              f"k_shot + q_query = {per_class} rows. Fix: experiment.n_way={max(2, usable)} "
+                              "(and experiment.arch[-1] alike), or smaller experiment.k_shot / q_query")
+    study = cfg.get("study")
+    if study is not None and study.name == "combine" and train is not None and study.shards > len(train):
+        raise ConfigError(f"study.shards={study.shards} but the train split of {where} has {len(train)} rows: a "
+                          f"shard would be empty. Fix: study.shards={min(4, len(train))}")

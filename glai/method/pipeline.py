@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 
 import torch
 from torch import nn
@@ -25,11 +25,11 @@ from glai.method.dense_estimator import DenseEstimator
 from glai.method.heads import GLAIHead, MLPHead, reduced_arch
 from glai.method.pruning import KeptPaths, prune_streaming
 from glai.method.sparse_estimator import SparseEstimator
-from glai.training.loop import History, fit
+from glai.training.loop import History, LoopOptions, OptimizerOptions, fit
 from glai.training.penalty import ActivationPenaltyTask
 from glai.training.tasks import SupervisedTask, Task
 
-__all__ = ["Conversion", "GLAIRun", "as_mlp_head", "build_glai_head", "convert", "train_glai"]
+__all__ = ["Conversion", "GLAIOptions", "GLAIRun", "as_mlp_head", "build_glai_head", "convert", "train_glai"]
 
 # Layers that compute the identity at inference (eval mode) and are skipped when reading a user's MLP.
 _IDENTITY_LAYERS = (nn.Identity, nn.Dropout)
@@ -294,32 +294,66 @@ class GLAIRun:
                 "estimator": self.estimator.time_s}
 
 
+@dataclass(frozen=True)
+class GLAIOptions:
+    """The settings of GLAI's pipeline (paper 3.3, SPEC 5), built once from a run's config
+    (:func:`glai.options.run_options`) or by hand, and read by :func:`train_glai` and the studies alike.
+
+    Attributes:
+        rho: hidden-width reduction factor of the selector, in (0, 1) (paper 4.2).
+        reduced_epochs: epochs of the reduced-MLP phase (the cap when ``structure_threshold > 0``).
+        reduced_optimizer, reduced_lr, reduced_weight_decay: the reduced MLP's optimiser (paper: SGD, WD(MLP));
+            ``reduced_lr`` None: the estimator's ``lr``.
+        optimizer, lr, weight_decay: the estimator's optimiser (paper: Adam, WD(GLAI)).
+        estimator: ``sparse`` (cost follows the kept paths) | ``dense`` (paper Listing 1).
+        backend: sparse estimator backend, ``auto`` | ``triton`` | ``cpp`` | ``torch``.
+        structure_threshold: end the reduced phase once the path distance m_t < this (0 = off; needs a
+            ``tracker`` in :func:`train_glai`).
+        l0_lambda, l0_sigma: EAT's l0 activation penalty on the reduced MLP (0 = off; papers/004).
+    """
+
+    rho: float = 0.5
+    reduced_epochs: int = 20
+    reduced_optimizer: str = "sgd"
+    reduced_lr: float | None = None
+    reduced_weight_decay: float = 1e-3
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 0.1
+    estimator: str = "sparse"
+    backend: str = "auto"
+    structure_threshold: float = 0.0
+    l0_lambda: float = 0.0
+    l0_sigma: float = 1e-4
+
+    @property
+    def estimator_optimizer(self) -> OptimizerOptions:
+        """The estimator's optimiser (also what estimator-only re-training and the shard estimators use)."""
+        return OptimizerOptions(self.optimizer, self.lr, self.weight_decay)
+
+    @property
+    def reduced_optimizer_options(self) -> OptimizerOptions:
+        """The reduced MLP's optimiser, ``reduced_lr`` None resolved to ``lr``."""
+        lr = self.lr if self.reduced_lr is None else self.reduced_lr
+        return OptimizerOptions(self.reduced_optimizer, lr, self.reduced_weight_decay)
+
+
+_GLAI_FIELDS = frozenset(f.name for f in fields(GLAIOptions))
+_LOOP_FIELDS = frozenset(f.name for f in fields(LoopOptions))
+
+
 def train_glai(
     arch: Sequence[int],
     train: tuple,
     val: tuple,
+    options: GLAIOptions | None = None,
     *,
-    rho: float = 0.5,
+    loop: LoopOptions | None = None,
     task: Task | None = None,
     seed: int = 0,
-    batch_size: int = 16,
-    reduced_epochs: int = 20,
-    max_epochs: int = 60,
-    patience: int = 5,
-    min_delta: float = 0.1,
-    lr: float = 1e-3,
-    optimizer: str = "adam",
-    weight_decay: float = 0.1,
-    reduced_optimizer: str = "sgd",
-    reduced_weight_decay: float = 1e-3,
-    reduced_lr: float | None = None,
-    estimator: str = "sparse",
-    backend: str = "auto",
     tracker=None,
-    structure_threshold: float = 0.0,
-    l0_lambda: float = 0.0,
-    l0_sigma: float = 1e-4,
     keep_initial: bool = False,
+    **settings,
 ) -> GLAIRun:
     """The paper's GLAI pipeline (3.3) on embeddings: selector, conversion, estimator.
 
@@ -335,46 +369,53 @@ def train_glai(
     Args:
         arch: the original MLP's widths ``(n0, n1, ..., nL, n_out)``.
         train, val: ``(x float32 [N, n0], y int64 [N] or None)``.
-        rho: hidden-width reduction factor in (0, 1).
+        options: the pipeline's settings (:class:`GLAIOptions`; default: its defaults).
+        loop: batch size and early stopping of both phases (:class:`glai.training.loop.LoopOptions`; the
+            reduced phase runs its fixed epochs without early stopping).
         task: loss and validation (default cross-entropy with accuracy).
         seed: initialisation and batch order.
-        batch_size, max_epochs, patience, min_delta, lr: as in :func:`glai.training.loop.fit`.
-        optimizer, weight_decay: the estimator's.
-        reduced_optimizer, reduced_weight_decay, reduced_lr: the reduced MLP's (``reduced_lr`` None: ``lr``).
-        estimator, backend: see :func:`build_glai_head`.
-        tracker: optional ``glai.training.structure.PathDistanceTracker`` for the reduced phase.
-        structure_threshold: end the reduced phase once m_t < this (0 = off).
-        l0_lambda, l0_sigma: EAT's l0 activation penalty on the reduced MLP (0 = off;
-            :class:`glai.training.penalty.ActivationPenaltyTask`): sparser patterns, fewer active paths.
+        tracker: a ``glai.training.structure.PathDistanceTracker`` for the reduced phase; required when
+            ``structure_threshold > 0``.
         keep_initial: keep a copy of the converted estimator before training (``GLAIRun.initial_estimator``;
             taken outside the timed phases).
+        **settings: any field of :class:`GLAIOptions` or :class:`LoopOptions` by name (``rho=0.25``,
+            ``max_epochs=30``), replacing the value of ``options`` / ``loop``.
 
     Returns:
         The :class:`GLAIRun`.
 
     Raises:
-        ValueError: a bad ``rho`` for ``arch`` (paper 4.2) or bad shapes.
+        TypeError: a keyword that is neither a :class:`GLAIOptions` nor a :class:`LoopOptions` field.
+        ValueError: a bad ``rho`` for ``arch`` (paper 4.2), bad shapes, or ``structure_threshold > 0``
+            without a ``tracker``.
         NonFiniteLossError: a NaN/inf training loss in either phase.
     """
+    unknown = set(settings) - _GLAI_FIELDS - _LOOP_FIELDS
+    if unknown:
+        raise TypeError(f"train_glai() got unknown settings {sorted(unknown)}; valid: "
+                        f"{sorted(_GLAI_FIELDS | _LOOP_FIELDS)}")
+    options = replace(options or GLAIOptions(), **{k: v for k, v in settings.items() if k in _GLAI_FIELDS})
+    loop = replace(loop or LoopOptions(), **{k: v for k, v in settings.items() if k in _LOOP_FIELDS})
+    if options.structure_threshold > 0 and tracker is None:
+        raise ValueError("structure_threshold > 0 ends the reduced phase on the path distance m_t, which needs a "
+                         "tracker (glai.training.structure.PathDistanceTracker over a sample of x_train)")
     (x, y, *_), (vx, vy, *_) = train, val
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    selector = MLPHead(reduced_arch(arch, rho)).to(x.device)
-    reduced_lr = lr if reduced_lr is None else reduced_lr
+    selector = MLPHead(reduced_arch(arch, options.rho)).to(x.device)
     reduced_task = task or SupervisedTask()
-    if l0_lambda > 0:
-        reduced_task = ActivationPenaltyTask(reduced_task, l0_lambda, l0_sigma)
-    reduced = fit(selector, (x, y), (vx, vy), task=reduced_task, optimizer=reduced_optimizer, lr=reduced_lr,
-                  weight_decay=reduced_weight_decay, batch_size=batch_size, max_epochs=reduced_epochs,
-                  patience=None, generator=gen, tracker=tracker, structure_threshold=structure_threshold)
+    if options.l0_lambda > 0:
+        reduced_task = ActivationPenaltyTask(reduced_task, options.l0_lambda, options.l0_sigma)
+    reduced = fit(selector, (x, y), (vx, vy), task=reduced_task, **options.reduced_optimizer_options.kwargs(),
+                  batch_size=loop.batch_size, max_epochs=options.reduced_epochs, patience=None, generator=gen,
+                  tracker=tracker, structure_threshold=options.structure_threshold)
     t0 = time.perf_counter()
-    budget = parameter_budget(arch, rho)
-    head = build_glai_head(selector, x, budget.kept_paths, estimator, backend, cache=(vx,))
+    budget = parameter_budget(arch, options.rho)
+    head = build_glai_head(selector, x, budget.kept_paths, options.estimator, options.backend, cache=(vx,))
     conversion_s = time.perf_counter() - t0
     initial = copy.deepcopy(head.estimator) if keep_initial else None
     train_gates, val_gates = head.conversion.gates
-    est = fit(head, (x, y, train_gates), (vx, vy, val_gates), task=task, optimizer=optimizer, lr=lr,
-              weight_decay=weight_decay, batch_size=batch_size, max_epochs=max_epochs, patience=patience,
-              min_delta=min_delta, generator=gen)
+    est = fit(head, (x, y, train_gates), (vx, vy, val_gates), task=task, **options.estimator_optimizer.kwargs(),
+              **loop.kwargs(), generator=gen)
     return GLAIRun(head=head, budget=budget, reduced=reduced, estimator=est, conversion_s=conversion_s,
                    initial_estimator=initial)

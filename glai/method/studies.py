@@ -17,14 +17,13 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Mapping
-from typing import Any
 
 import torch
 
 from glai.method.combine import average_estimators, average_modules, shard_weights
 from glai.method.heads import GLAIHead, MLPHead
-from glai.method.pipeline import train_glai
-from glai.training.loop import fit
+from glai.method.pipeline import GLAIOptions, train_glai
+from glai.training.loop import LoopOptions, OptimizerOptions, fit
 from glai.training.tasks import SupervisedTask
 
 __all__ = ["combine_study", "nearest_pattern_distance", "retrain_study", "split_old_new", "split_shards",
@@ -51,7 +50,14 @@ def split_old_new(y: torch.Tensor, *, split: str, new_classes: int, new_fraction
 def split_shards(y: torch.Tensor, k: int, how: str, generator: torch.Generator) -> list[torch.Tensor]:
     """K disjoint index sets covering the rows of ``y``: ``iid`` deals a seeded permutation round-robin;
     ``class`` sorts the rows by label (ties in seeded order) and cuts K contiguous blocks (each shard sees a
-    few classes: non-IID)."""
+    few classes: non-IID).
+
+    Raises:
+        ValueError: ``k`` below 2 or above the number of rows (a shard would be empty).
+    """
+    if not 2 <= k <= y.numel():
+        raise ValueError(f"study.shards={k}: need 2 <= shards <= {y.numel()} training rows (an empty shard has "
+                         f"no estimator to average). Fix: study.shards={min(4, max(2, y.numel()))}")
     perm = torch.randperm(y.numel(), generator=generator).to(y.device)
     if how == "iid":
         return [perm[i::k] for i in range(k)]
@@ -121,7 +127,7 @@ def _scores(model, val_parts: Mapping[str, tuple], gates: Mapping[str, torch.Ten
 
 
 def retrain_study(arch, train: tuple, val: tuple, *, split: str, new_classes: int, new_fraction: float,
-                  seed: int, loop: Mapping[str, Any], glai: Mapping[str, Any], mlp: Mapping[str, Any]) -> dict:
+                  seed: int, loop: LoopOptions, glai: GLAIOptions, mlp: OptimizerOptions, tracker=None) -> dict:
     """Learn new data after old data, five ways (``papers/000_...``: estimator-only re-training).
 
     1. Old phase: the MLP (``mlp``: optimizer, lr, weight_decay) and GLAI (``train_glai`` with ``glai``) on the
@@ -137,9 +143,11 @@ def retrain_study(arch, train: tuple, val: tuple, *, split: str, new_classes: in
         train, val: ``(x float32 [N, n0], y int64 [N])``.
         split, new_classes, new_fraction: see :func:`split_old_new`.
         seed: initialisation, splits and batch order.
-        loop: batch_size, max_epochs, patience, min_delta (the protocol's).
-        glai: keyword arguments of :func:`glai.method.pipeline.train_glai` (rho, optimizers, reduced phase).
-        mlp: optimizer, lr, weight_decay of the MLP.
+        loop: batch size and early stopping (the protocol's; :class:`glai.training.loop.LoopOptions`).
+        glai: GLAI's pipeline (:class:`glai.method.pipeline.GLAIOptions`); its estimator optimiser also
+            re-trains the estimator.
+        mlp: the MLP's optimiser (:class:`glai.training.loop.OptimizerOptions`).
+        tracker: path-distance tracker of GLAI's reduced phase (required by ``glai.structure_threshold > 0``).
 
     Accuracies are the final models' (no best-epoch restore), in percent.
 
@@ -163,19 +171,19 @@ def retrain_study(arch, train: tuple, val: tuple, *, split: str, new_classes: in
     if min(sizes.values()) == 0:
         raise ValueError(f"the old/new split left an empty part {sizes}: change study.new_classes or "
                          "study.new_fraction")
-    stop = dict(loop)
+    stop = loop.kwargs()
 
     # old phase
     torch.manual_seed(seed)
     mlp_old = MLPHead(arch).to(x.device)
-    h_mlp_old = fit(mlp_old, (x[old], y[old]), parts["old"], generator=_batches(seed), **mlp, **stop)
-    glai_old = train_glai(arch, (x[old], y[old]), parts["old"], seed=seed, **glai, **stop)
+    h_mlp_old = fit(mlp_old, (x[old], y[old]), parts["old"], generator=_batches(seed), **mlp.kwargs(), **stop)
+    glai_old = train_glai(arch, (x[old], y[old]), parts["old"], glai, loop=loop, seed=seed, tracker=tracker)
     head: GLAIHead = glai_old.head
     out = {
         "rows": sizes,
         "old": {"mlp": {**_scores(mlp_old, parts), "time_s": h_mlp_old.time_s, "epochs": h_mlp_old.epochs},
                 "glai": {**_scores(head, parts), "time_s": sum(glai_old.time_s.values()),
-                         "epochs": glai_old.estimator.epochs}},
+                         "epochs": glai_old.estimator.epochs, "reduced_epochs": glai_old.reduced.epochs}},
         "unseen_pattern_fraction": unseen_pattern_fraction(head.selector, x[old], x[new]),
         # nearest old training pattern, as a fraction of the hidden units: new rows vs old validation rows
         "pattern_distance": {"new": nearest_pattern_distance(head.selector, x[old], x[new]),
@@ -200,12 +208,12 @@ def retrain_study(arch, train: tuple, val: tuple, *, split: str, new_classes: in
     gates_val[~vold] = head.gates(vx[~vold])
     gate_s = time.perf_counter() - t0
     val_gates = {"old": gates_val[vold], "new": gates_val[vnew], "all": gates_val}
-    opt = {k: glai[k] for k in ("optimizer", "lr", "weight_decay") if k in glai}
+    opt = glai.estimator_optimizer.kwargs()
     rows = {"new": new, "all": torch.ones_like(new)}
     for which in ("new", "all"):
         sel = rows[which]
         model = copy.deepcopy(mlp_old)
-        hist = fit(model, (x[sel], y[sel]), parts["all"], generator=_batches(seed), **mlp, **stop)
+        hist = fit(model, (x[sel], y[sel]), parts["all"], generator=_batches(seed), **mlp.kwargs(), **stop)
         out["arms"][f"mlp_{which}"] = {**_scores(model, parts), "time_s": hist.time_s, "epochs": hist.epochs}
         model = _with_estimator(head, copy.deepcopy(head.estimator))
         hist = fit(model, (x[sel], y[sel], gates_train[sel]), (vx, vy, gates_val), generator=_batches(seed),
@@ -216,7 +224,7 @@ def retrain_study(arch, train: tuple, val: tuple, *, split: str, new_classes: in
 
 
 def combine_study(arch, train: tuple, val: tuple, *, shards: int, shard_split: str, seed: int,
-                  loop: Mapping[str, Any], glai: Mapping[str, Any], mlp: Mapping[str, Any]) -> dict:
+                  loop: LoopOptions, glai: GLAIOptions, mlp: OptimizerOptions, tracker=None) -> dict:
     """K estimators from one conversion on K disjoint shards, averaged (``papers/000_...``: the federated case).
 
     The selector and the kept paths come from GLAI trained on all training rows (the one-estimator
@@ -236,10 +244,11 @@ def combine_study(arch, train: tuple, val: tuple, *, shards: int, shard_split: s
     gen = torch.Generator().manual_seed(seed)
     idx = split_shards(y, shards, shard_split, gen)
     weights = shard_weights([len(i) for i in idx])
-    full = train_glai(arch, (x, y), (vx, vy), seed=seed, keep_initial=True, **glai, **loop)
+    full = train_glai(arch, (x, y), (vx, vy), glai, loop=loop, seed=seed, keep_initial=True, tracker=tracker)
     head = full.head
     train_gates, val_gates = head.conversion.gates
-    opt = {k: glai[k] for k in ("optimizer", "lr", "weight_decay") if k in glai}
+    opt = glai.estimator_optimizer.kwargs()
+    loop = loop.kwargs()
     shard_heads, shard_out = [], []
     for i in idx:
         # the frozen selector shared; each shard's estimator starts from the converted values
@@ -254,11 +263,13 @@ def combine_study(arch, train: tuple, val: tuple, *, shards: int, shard_split: s
     combined = _with_estimator(head, average_estimators([h.estimator for h in shard_heads], weights))
     out = {"shard_sizes": [len(i) for i in idx],
            "glai": {"all": _accuracy(head, vx, vy, val_gates), "all_time_s": sum(full.time_s.values()),
+                    "reduced_epochs": full.reduced.epochs,
                     "combined": _accuracy(combined, vx, vy, val_gates), "shards": shard_out}}
 
     torch.manual_seed(seed)
     init = MLPHead(arch).to(x.device)
     mlp_all = copy.deepcopy(init)
+    mlp = mlp.kwargs()
     h_all = fit(mlp_all, (x, y), (vx, vy), generator=_batches(seed), **mlp, **loop)
     mlps, mlp_out = [], []
     for i in idx:

@@ -2,7 +2,7 @@
 optimisers and the structural (path-distance) tracking. Imports no method code: it trains any model."""
 
 from glai.training.early_stopping import EarlyStopping
-from glai.training.loop import History, NonFiniteLossError, fit, run_epochs
+from glai.training.loop import History, LoopOptions, NonFiniteLossError, OptimizerOptions, fit, run_epochs
 from glai.training.optimizers import OPTIMIZERS, build_optimizer
 from glai.training.structure import PathDistanceTracker
 from glai.training.tasks import MONITORS, ContrastiveTask, SupervisedTask, Task, build_task
@@ -13,7 +13,9 @@ __all__ = [
     "ContrastiveTask",
     "EarlyStopping",
     "History",
+    "LoopOptions",
     "NonFiniteLossError",
+    "OptimizerOptions",
     "PathDistanceTracker",
     "SupervisedTask",
     "Task",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
@@ -18,7 +18,47 @@ from glai.training.early_stopping import EarlyStopping
 from glai.training.optimizers import build_optimizer
 from glai.training.tasks import MONITORS, SupervisedTask, Task
 
-__all__ = ["History", "NonFiniteLossError", "fit", "run_epochs"]
+__all__ = ["History", "LoopOptions", "NonFiniteLossError", "OptimizerOptions", "fit", "run_epochs"]
+
+
+@dataclass(frozen=True)
+class OptimizerOptions:
+    """One optimiser's settings (SPEC 5), as :func:`fit` takes them: ``fit(..., **options.kwargs())``.
+
+    Attributes:
+        optimizer: ``sgd`` (no momentum) | ``adam`` (L2 coupled to the gradient) | ``adamw`` (decoupled decay).
+        lr: learning rate (> 0); ``None`` only where a caller documents a fallback (GLAI's reduced phase).
+        weight_decay: >= 0.
+    """
+
+    optimizer: str = "sgd"
+    lr: float | None = 1e-3
+    weight_decay: float = 0.0
+
+    def kwargs(self) -> dict:
+        """``{"optimizer", "lr", "weight_decay"}``: keyword arguments of :func:`fit`."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class LoopOptions:
+    """How long a phase trains and when it stops (paper 4.1, SPEC 6): the loop keywords of :func:`fit`.
+
+    Attributes:
+        batch_size: samples per step.
+        max_epochs: epoch cap.
+        patience: epochs without an improvement of ``min_delta`` before stopping (None: exactly max_epochs).
+        min_delta: smallest improvement that counts, in the monitor's unit (percentage points for val_acc).
+    """
+
+    batch_size: int = 16
+    max_epochs: int = 60
+    patience: int | None = 5
+    min_delta: float = 0.1
+
+    def kwargs(self) -> dict:
+        """``{"batch_size", "max_epochs", "patience", "min_delta"}``: keyword arguments of :func:`fit`."""
+        return asdict(self)
 
 
 class NonFiniteLossError(RuntimeError):

@@ -9,6 +9,7 @@ import platform
 import stat
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -148,8 +149,8 @@ def test_non_finite_validation_embeddings_are_refused(tmp_path, monkeypatch, bad
     n = 360 if bad_rows == "all" else 1
     with pytest.raises(DataError, match=rf"the val embeddings .* have {n} of 360 rows with NaN"):
         run(cfg)
-    rec = json.loads(run_identity(cfg)[2].read_text())
-    assert rec["status"] == "failed" and "DataError" in rec["error"] and "metrics" not in rec
+    # the data are checked before any record or lock exists: nothing is left in results_dir
+    assert not run_identity(cfg)[2].exists() and not any(Path(cfg.results_dir).rglob("*"))
 
 
 def test_seed_must_be_non_negative(tmp_path):

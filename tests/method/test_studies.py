@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from glai.method.heads import MLPHead
+from glai.method.pipeline import GLAIOptions
 from glai.method.studies import (
     combine_study,
     nearest_pattern_distance,
@@ -12,11 +13,12 @@ from glai.method.studies import (
     split_shards,
     unseen_pattern_fraction,
 )
+from glai.training.loop import LoopOptions, OptimizerOptions
 
-LOOP = dict(batch_size=32, max_epochs=3, patience=2, min_delta=0.1)
-GLAI = dict(rho=0.5, reduced_epochs=2, reduced_optimizer="sgd", reduced_weight_decay=1e-3, optimizer="adam",
-            lr=1e-2, weight_decay=0.0, backend="torch")
-MLP = dict(optimizer="adam", lr=1e-2, weight_decay=0.0)
+LOOP = LoopOptions(batch_size=32, max_epochs=3, patience=2, min_delta=0.1)
+GLAI = GLAIOptions(rho=0.5, reduced_epochs=2, reduced_optimizer="sgd", reduced_weight_decay=1e-3, optimizer="adam",
+                   lr=1e-2, weight_decay=0.0, backend="torch")
+MLP = OptimizerOptions(optimizer="adam", lr=1e-2, weight_decay=0.0)
 
 
 def _blobs(n=240, classes=4, dim=8, seed=0):
@@ -81,3 +83,26 @@ def test_combine_study_averages_shard_estimators(how):
     assert out["shard_sizes"] == [80, 80, 80]
     for model in ("glai", "mlp"):
         assert len(out[model]["shards"]) == 3 and 0 <= out[model]["combined"] <= 100
+
+
+def test_split_shards_refuses_more_shards_than_rows():
+    y = torch.arange(3)
+    with pytest.raises(ValueError, match=r"study.shards=4: need 2 <= shards <= 3"):
+        split_shards(y, 4, "iid", torch.Generator().manual_seed(0))
+
+
+def test_studies_end_the_reduced_phase_on_structure_when_asked():
+    """The studies take GLAIOptions whole: structure_threshold reaches them (it was dropped by a keyword list)."""
+    from dataclasses import replace
+
+    from glai.training.structure import PathDistanceTracker
+
+    x, y = _blobs()
+    vx, vy = _blobs(seed=1)
+    opts = replace(GLAI, reduced_epochs=6, structure_threshold=1.0)  # m_t < 1 after the first epoch
+    with pytest.raises(ValueError, match="needs a tracker"):
+        combine_study((8, 32, 4), (x, y), (vx, vy), shards=2, shard_split="iid", seed=0, loop=LOOP, glai=opts,
+                      mlp=MLP)
+    out = combine_study((8, 32, 4), (x, y), (vx, vy), shards=2, shard_split="iid", seed=0, loop=LOOP, glai=opts,
+                        mlp=MLP, tracker=PathDistanceTracker(x[:64]))
+    assert out["glai"]["reduced_epochs"] < 6
