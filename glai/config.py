@@ -286,19 +286,28 @@ def reference_configs(pairs: Iterable[tuple[str, str]], conf_dir: str | Path = C
     head=H`` runs. Tables call a run "the paper's X" only when its settings equal these (SPEC 12).
 
     Pairs whose experiment or head is not in ``conf_dir`` (renamed, or a user's config elsewhere) are left
-    out; their runs are then labelled as having no reference.
+    out; their runs are then labelled as having no reference. ``dataset.path`` and ``backbone.path`` are
+    resolved against ``data_root`` as the runner stores them: a stand-in run of data under another root
+    differs from the reference by those paths.
     """
     from hydra.errors import HydraException
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
+    from glai.data.loading import resolved_paths
+
     out = {}
     for experiment, head in sorted(set(pairs)):
         try:
             cfg = compose_config([f"experiment={experiment}", f"head={head}"], conf_dir)
-            out[(experiment, head)] = OmegaConf.to_container(cfg, resolve=True)
+            config = OmegaConf.to_container(cfg, resolve=True)
         except (HydraException, OmegaConfBaseException, ValueError):
             continue
+        # as the runner stores them: the sources resolved against data_root (GLAI_DATA_ROOT here)
+        for key, value in resolved_paths(config, cfg.data_root).items():
+            group, name = key.split(".")
+            config[group][name] = value
+        out[(experiment, head)] = config
     return out
 
 

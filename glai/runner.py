@@ -20,7 +20,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from glai.config import CONF_DIR, REDUCED_FRACTION, ConfigError, HeadConfig, StudyConfig, validate
-from glai.data.loading import load_data
+from glai.data.loading import data_identity, load_data, resolved_paths
 from glai.data.splits import EmbeddingSplit
 from glai.errors import RecordWriteError
 from glai.kernels.estimator import cpp_available, resolve_backend
@@ -29,7 +29,7 @@ from glai.method.pipeline import train_glai
 from glai.method.sparsity import active_paths_per_sample, firing_ratio
 from glai.method.studies import combine_study, retrain_study
 from glai.options import build_head, run_options
-from glai.results.identity import fingerprint, short
+from glai.results.identity import fingerprint, reads_rho, short
 from glai.results.records import (
     SCHEMA_VERSION,
     RunLock,
@@ -289,11 +289,23 @@ def run_identity(cfg: DictConfig, device: torch.device | None = None) -> tuple[d
     device = device or resolve_device(cfg.device)
     config = OmegaConf.to_container(cfg, resolve=True)
     config["device"] = device.type
+    # the data's identity, never its spelling: absolute sources, and what their files hold (SPEC 12)
+    for key, value in resolved_paths(config, cfg.data_root).items():
+        group, field = key.split(".")
+        config[group][field] = value
+    content = data_identity(config, cfg.data_root)
+    if content is not None:
+        config["data_content"] = content
     if cfg.head.name == "glai" and cfg.head.estimator == "sparse":
         config["head"]["backend"] = estimator_backend(cfg, device)
     fp = fingerprint(config)
-    path = record_path(cfg.results_dir, cfg.experiment.name, cfg.head.name, cfg.rho, cfg.seed, cfg.tag, fp)
+    path = record_path(cfg.results_dir, cfg.experiment.name, cfg.head.name, _path_rho(cfg), cfg.seed, cfg.tag, fp)
     return config, fp, path
+
+
+def _path_rho(cfg) -> float | None:
+    """rho in the record's name only for the heads that read it (an MLP run is the same at every rho)."""
+    return cfg.rho if reads_rho(cfg.head.name) else None
 
 
 def _previous_run(cfg, path, fp: str) -> dict[str, Any] | None:

@@ -7,15 +7,60 @@ embedding cache (:func:`glai.data.embeddings.load_embeddings`).
 
 from __future__ import annotations
 
+import hashlib
+import json
+from pathlib import Path
+
 import numpy as np
 import torch
 
 from glai.data.backbones import BackboneUnavailableError
-from glai.data.datasets import DatasetUnavailableError, holdout_rows
+from glai.data.datasets import DatasetUnavailableError, holdout_rows, resolve_path
 from glai.data.embeddings import load_embeddings
 from glai.data.splits import EmbeddingSplit, check_splits
 
-__all__ = ["load_data", "load_digits", "tuning_pool_split", "tuning_splits"]
+__all__ = ["data_identity", "load_data", "load_digits", "resolved_paths", "tuning_pool_split", "tuning_splits"]
+
+
+def resolved_paths(config: dict, data_root: str | None) -> dict[str, str | None]:
+    """The absolute sources a resolved config reads (SPEC 12 "identity is what a run is"), never their spelling:
+    ``dataset.path`` and ``backbone.path`` resolved against ``data_root`` (a relative path names other data
+    under another root), and a torchvision dataset's root (``<data_root>/torchvision`` by default).
+
+    Args:
+        config: a resolved config (``OmegaConf.to_container(cfg, resolve=True)``) or its record copy.
+        data_root: the folder relative paths are taken from (``GLAI_DATA_ROOT``).
+
+    Returns:
+        ``{"dataset.path": str | None, "backbone.path": str | None}`` (None: the source is not a local path).
+    """
+    dataset, backbone = config.get("dataset") or {}, config.get("backbone") or {}
+    ds_path = dataset.get("path")
+    if dataset.get("source") == "torchvision":
+        ds_path = ds_path or "torchvision"
+    return {"dataset.path": None if ds_path is None else str(resolve_path(ds_path, data_root)),
+            "backbone.path": None if backbone.get("path") is None else str(resolve_path(backbone["path"], data_root))}
+
+
+def data_identity(config: dict, data_root: str | None) -> str | None:
+    """SHA-256 of what the local sources hold: (name, size, mtime) of every file under the resolved
+    ``dataset.path`` and ``backbone.path`` (as the embedding cache and the weight memo key them); a hub or
+    bundled source contributes its id only. A file changed in place changes it: a new run, never a skip.
+
+    Returns:
+        64 hex digits; None when no source is a local path (bundled digits, hub ids): nothing to stat.
+    """
+    stats = {}
+    for key, path in resolved_paths(config, data_root).items():
+        if path is None:
+            continue
+        root = Path(path)
+        files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
+        stats[key] = [(str(p.relative_to(root)) if p != root else p.name, p.stat().st_size, p.stat().st_mtime_ns)
+                      for p in files]
+    if not stats:
+        return None
+    return hashlib.sha256(json.dumps(stats, sort_keys=True).encode()).hexdigest()
 
 
 def load_digits(val_fraction: float, seed: int) -> dict[str, EmbeddingSplit]:

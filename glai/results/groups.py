@@ -14,14 +14,14 @@ The assignment adds to each record: ``_base`` (the experiment), ``_label``, ``_p
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 
-from glai.results.identity import differences, flatten, identity_items
+from glai.results.identity import GLAI_ONLY, differences, flatten, identity_items
 from glai.results.records import record_config, record_fingerprint
 
-__all__ = ["GroupCounts", "assign_groups", "format_value", "group_label"]
+__all__ = ["GroupCounts", "assign_groups", "format_value", "group_label", "is_variant_key"]
 
 # Group-level keys: when the name differs, the other keys of the group are implied by it.
 _NAMED_GROUPS = ("backbone", "dataset", "experiment")
@@ -99,8 +99,11 @@ def assign_groups(records: Sequence[MutableMapping],
         diff = differences(config, reference)
         rec["_diff"] = diff
         rec["_protocol"] = not diff
-        # a tag names its own variant (tables select it by tag): its runs keep the experiment's name
-        rec["_label"] = exp if (set(diff) <= {"tag"} or rec.get("tag")) else group_label(exp, diff)
+        # a tag names its own variant of the head's settings (tables select it by tag): its label names the
+        # group (data, backbone, arch, protocol settings) like every other run of that group, so a view pairs
+        # a tagged run with the MLP of the same data on any data set
+        shown = {k: v for k, v in diff.items() if not rec.get("tag") or not is_variant_key(k)}
+        rec["_label"] = group_label(exp, shown)
     _split_collisions(records)
     labels = set()
     for rec in records:
@@ -121,8 +124,41 @@ def assign_groups(records: Sequence[MutableMapping],
     return counts
 
 
+def is_variant_key(key: str) -> bool:
+    """A key a tagged variant changes without leaving its group (SPEC 12): the head's settings (``head.*``),
+    GLAI's reduced-phase rule (:data:`glai.results.identity.GLAI_ONLY`), the tuning role and the tag."""
+    return key.startswith(("head.", "tuning.")) or key in GLAI_ONLY or key == "tag"
+
+
+def _prevailing(values: list[str]) -> str:
+    """The most common value (ties: the smallest, so the choice never depends on the order of files)."""
+    counts = Counter(values)
+    return min(counts, key=lambda v: (-counts[v], v))
+
+
 def _split_collisions(records: Sequence[MutableMapping]) -> None:
-    """Tell apart groups that share a (label, head, tag): by their environment, else by fingerprint."""
+    """Environment variants get labels of their own without orphaning the protocol rows (documented rule):
+
+    1. Per label, each environment key (device, threads, the estimator backend, ...) has a prevailing value:
+       the one most of the label's records ran with (over every head and tag; ties: the smallest). A record
+       whose environment differs from it is labelled ``X {key=value}`` with the keys that differ, every other
+       record keeps ``X``. So an MLP at ``num_threads=2`` beside the 1-thread runs becomes
+       ``X {num_threads=2}`` while the 1-thread MLP and GLAI runs still pair; a GLAI-only key (``head.backend``)
+       is compared among the records that have it.
+    2. Groups that still share a (label, head, tag) differ in their settings: each gets ``#<fingerprint[:6]>``.
+    """
+    by_label: dict[str, list] = defaultdict(list)
+    for rec in records:
+        if rec.get("_group") is not None:
+            by_label[rec["_label"]].append(rec)
+    for recs in by_label.values():
+        envs = [{k: format_value(v) for k, v in flatten(identity_items(record_config(r), ("environment",))).items()}
+                for r in recs]
+        prevailing = {k: _prevailing([e[k] for e in envs if k in e]) for k in sorted({k for e in envs for k in e})}
+        for rec, env in zip(recs, envs):
+            odd = [k for k in sorted(env) if env[k] != prevailing[k]]
+            if odd:
+                rec["_label"] += " {" + ", ".join(f"{k}={env[k]}" for k in odd) + "}"
     by_cell: dict[tuple, dict[str, list]] = defaultdict(lambda: defaultdict(list))
     for rec in records:
         if rec.get("_group") is not None:
@@ -130,14 +166,6 @@ def _split_collisions(records: Sequence[MutableMapping]) -> None:
     for groups in by_cell.values():
         if len(groups) < 2:
             continue
-        envs = {g: flatten(identity_items(record_config(recs[0]), ("environment",))) for g, recs in groups.items()}
-        keys = sorted({k for env in envs.values() for k in env if len({str(e.get(k)) for e in envs.values()}) > 1})
-        settings = {g: identity_items(record_config(recs[0]), ("setting", "label")) for g, recs in groups.items()}
-        same_settings = len({repr(sorted(s.items())) for s in settings.values()}) == 1
         for group, recs in groups.items():
-            if same_settings and keys:
-                suffix = " {" + ", ".join(f"{k}={format_value(envs[group].get(k))}" for k in keys) + "}"
-            else:
-                suffix = f" #{group[:6]}"
             for rec in recs:
-                rec["_label"] += suffix
+                rec["_label"] += f" #{group[:6]}"

@@ -9,9 +9,15 @@ place, and ``tests/results/test_identity.py`` fails when the schema gains a key 
   are never averaged together, but not a change of the protocol.
 - ``label``: the user's tag: part of the fingerprint (a tagged run is its own run).
 - ``seed``: part of the run's fingerprint, left out of its *group* fingerprint (the seeds of one setting).
-- ``excluded``: cannot change the result: output and cache paths, verbosity, logging, overwrite.
+- ``content``: what the local sources hold (``data_content``, added by ``glai.runner.run_identity``: sizes and
+  mtimes of the files under the resolved ``dataset.path`` / ``backbone.path``): part of the fingerprint, so a
+  file changed in place is a new run, but never a difference of settings (the paths say where the data are).
+- ``excluded``: cannot change the result: output and cache paths, verbosity, logging, overwrite, ``data_root``
+  (the stored ``dataset.path`` / ``backbone.path`` are already resolved against it).
 
-The settings of GLAI's reduced phase (:data:`GLAI_ONLY`) count for GLAI runs only. A feature switched off
+The settings of GLAI's reduced phase (:data:`GLAI_ONLY`) count for GLAI runs only; keys a head never reads
+(:data:`UNREAD`: rho for ``mlp`` and ``linear``) leave its fingerprint, so a rho sweep reuses one MLP.
+A feature switched off
 (:data:`OFF_VALUES`, and the settings that depend on it, :data:`DEPENDS_ON`) does not count at all.
 
 A fingerprint is the SHA-256 of the canonical JSON of the included ``key: value`` pairs. Keys a config does
@@ -32,14 +38,17 @@ __all__ = [
     "GLAI_ONLY",
     "IDENTITY",
     "OFF_VALUES",
+    "RUNTIME_KEYS",
+    "UNREAD",
     "differences",
     "fingerprint",
     "flatten",
     "identity_items",
+    "reads_rho",
     "short",
 ]
 
-CLASSES = ("setting", "environment", "label", "seed", "excluded")
+CLASSES = ("setting", "environment", "label", "seed", "content", "excluded")
 
 _EXPERIMENT = {k: "setting" for k in (
     "name", "family", "arch", "lr", "batch_size", "wd_mlp", "wd_glai", "reduced_epochs", "reduced_epochs_mode",
@@ -79,6 +88,7 @@ IDENTITY: dict[str, str] = {
     "num_threads": "environment",
     "tag": "label",
     "data_root": "excluded",
+    "data_content": "content",
     "cache_dir": "excluded",
     "results_dir": "excluded",
     "overwrite": "excluded",
@@ -96,6 +106,23 @@ IDENTITY: dict[str, str] = {
 #: out (an MLP run is then the same run whatever the reduced-epoch rule of the GLAI runs beside it).
 GLAI_ONLY = frozenset({"experiment.reduced_epochs", "experiment.reduced_epochs_mode", "experiment.reduced_fraction",
                        "experiment.wd_glai"})
+
+
+#: Keys of IDENTITY that the schema does not have: added to the stored config by ``glai.runner.run_identity``.
+RUNTIME_KEYS = frozenset({"data_content"})
+
+#: Keys a head never reads, by head: they leave its fingerprint (issue 19: a rho sweep retrained the MLP once per
+#: rho). ``mlp`` has the full widths (head.width_factor 1), ``linear`` has no hidden layer to reduce or track.
+UNREAD: dict[str, frozenset] = {
+    "mlp": frozenset({"rho"}),
+    "linear": frozenset({"rho", "head.width_factor", "structure_samples", "head.l0_sigma"}),
+}
+
+
+def reads_rho(head: str) -> bool:
+    """Whether a head's result depends on ``rho`` (``glai``, ``mlp_reduced``); the others' records are named
+    without it and pair with runs of any rho."""
+    return "rho" not in UNREAD.get(head, frozenset())
 
 
 #: Settings that, at the value that switches them off, leave the fingerprint: a run without them is the run it
@@ -129,20 +156,21 @@ def flatten(config: Mapping, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def identity_items(config: Mapping, classes: Iterable[str] = ("setting", "environment", "label", "seed")
+def identity_items(config: Mapping, classes: Iterable[str] = ("setting", "environment", "label", "seed", "content")
                    ) -> dict[str, Any]:
     """The ``key: value`` pairs of ``config`` whose class is in ``classes`` (unlisted keys count as settings)."""
     classes = set(classes)
     flat = flatten(config)
-    glai = flat.get("head.name", "glai") == "glai"
+    head = flat.get("head.name", "glai")
+    unread = UNREAD.get(head, frozenset()) | (frozenset() if head == "glai" else GLAI_ONLY)
     return {k: v for k, v in flat.items()
-            if IDENTITY.get(k, "setting") in classes and (glai or k not in GLAI_ONLY) and not _is_off(flat, k)}
+            if IDENTITY.get(k, "setting") in classes and k not in unread and not _is_off(flat, k)}
 
 
 def fingerprint(config: Mapping, *, seed: bool = True) -> str:
     """SHA-256 hex digest (64 chars) of a run's identity; ``seed=False`` gives its group's (the seeds of one
     setting, averaged in a table)."""
-    classes = ("setting", "environment", "label", "seed") if seed else ("setting", "environment", "label")
+    classes = ("setting", "environment", "label", "content") + (("seed",) if seed else ())
     payload = json.dumps(identity_items(config, classes), sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(payload.encode()).hexdigest()
 

@@ -40,10 +40,11 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def record_path(
-    results_dir: str | os.PathLike, experiment: str, head: str, rho: float, seed: int, tag: str = "",
+    results_dir: str | os.PathLike, experiment: str, head: str, rho: float | None, seed: int, tag: str = "",
     fingerprint: str | None = None,
 ) -> Path:
-    """``<results_dir>/<experiment>/<head>[-<tag>]/rho<rho>-seed<seed>-<fingerprint[:10]>.json``.
+    """``<results_dir>/<experiment>/<head>[-<tag>]/[rho<rho>-]seed<seed>-<fingerprint[:10]>.json``; ``rho`` None
+    (a head that does not read it: mlp, linear) leaves it out of the name.
 
     The readable part tells runs apart in a listing; the fingerprint (SPEC 12,
     :func:`glai.results.identity.fingerprint`) keeps runs of different settings apart. Without
@@ -51,7 +52,8 @@ def record_path(
     """
     head_dir = f"{head}-{tag}" if tag else head
     suffix = f"-{short(fingerprint)}" if fingerprint else ""
-    return Path(results_dir) / experiment / head_dir / f"rho{rho:g}-seed{seed}{suffix}.json"
+    prefix = "" if rho is None else f"rho{rho:g}-"
+    return Path(results_dir) / experiment / head_dir / f"{prefix}seed{seed}{suffix}.json"
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

@@ -28,6 +28,8 @@ from pathlib import Path
 import numpy as np
 from scipy import stats as sps
 
+from glai.results.identity import reads_rho
+
 __all__ = [
     "MIN_PAIRS",
     "PAPER_SUITE",
@@ -98,8 +100,9 @@ def tags_for(tag: str | Mapping[str, str] | None, head: str) -> str | None:
 def load_records(runs_dir: str | Path) -> list[dict]:
     """Every ``*.json`` record under ``runs_dir`` (recursively), sorted by path.
 
-    A file that is not valid JSON or lacks the schema's identity keys becomes a record with
-    ``status = "invalid"`` and the reason in ``error`` so that it is listed, not lost.
+    A file that is not valid JSON, lacks the schema's identity keys, or says ``done`` without its ``metrics``
+    and ``cost`` objects becomes a record with ``status = "invalid"`` and the reason (naming the file) in
+    ``error``, so that it is listed and skipped, not lost.
     Each record gains ``"_path"`` (str).
     """
     out = []
@@ -111,11 +114,14 @@ def load_records(runs_dir: str | Path) -> list[dict]:
             missing = [k for k in ("experiment", "head", "seed", "status") if k not in rec]
             if missing:
                 raise ValueError(f"missing keys {missing}")
+            if rec["status"] == "done" and not (isinstance(rec.get("metrics"), dict)
+                                                and isinstance(rec.get("cost"), dict)):
+                raise ValueError("a done record without its metrics and cost objects")
         except (OSError, ValueError) as err:
             # <runs>/<experiment>/<head>[-<tag>]/<file>: the path still tells which run it was
             exp_dir = path.parent.parent
             experiment = str(exp_dir.relative_to(runs_dir)) if exp_dir != Path(runs_dir) else "?"
-            rec = {"status": "invalid", "error": f"unreadable record: {err}", "experiment": experiment,
+            rec = {"status": "invalid", "error": f"unreadable record {path}: {err}", "experiment": experiment,
                    "head": path.parent.name, "seed": None, "rho": None, "tag": ""}
         rec.setdefault("tag", "")
         rec["_path"] = str(path)
@@ -180,7 +186,7 @@ def select(
     Args:
         tag: one tag, a head -> tag mapping (see :data:`VIEWS`), or None for any tag.
         rho: one value, an experiment -> rho mapping (e.g. :func:`protocol_rhos`), or None for any rho.
-            Compared with a tolerance of 1e-9.
+            Compared with a tolerance of 1e-9; heads that do not read rho (mlp, linear) pass at any rho.
         status: e.g. "done"; None keeps failed and running records too.
     """
     if isinstance(experiment, str):
@@ -194,7 +200,7 @@ def select(
         want_tag = tags_for(tag, rec.get("head"))
         if want_tag is not None and (rec.get("tag") or "") != want_tag:
             continue
-        if rho is not None:
+        if rho is not None and reads_rho(str(rec.get("head"))):
             want = rho.get(rec.get("experiment")) if isinstance(rho, Mapping) else rho
             if want is not None and (rec.get("rho") is None or abs(float(rec["rho"]) - float(want)) > 1e-9):
                 continue

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from glai.config import compose_config
+from glai.results.identity import reads_rho
 from glai.runner import run, run_identity
 
 FAST = ["experiment.max_epochs=3", "experiment.reduced_epochs_mode=fixed",
@@ -19,7 +20,8 @@ HEADS = ["mlp", "mlp_reduced", "linear", "glai"]
 
 def _record(root, experiment, head, rho=0.5, seed=0) -> Path:
     """The one record of (experiment, head, rho, seed) under ``root`` (its name ends in the fingerprint)."""
-    (path,) = sorted((root / experiment / head).glob(f"rho{rho:g}-seed{seed}-*.json"))
+    prefix = f"rho{rho:g}-" if reads_rho(head) else ""
+    (path,) = sorted((root / experiment / head).glob(f"{prefix}seed{seed}-*.json"))
     return path
 
 

@@ -52,7 +52,7 @@ def test_overwrite_replaces_only_the_run_with_the_same_fingerprint(tmp_path):
     run(slow)
     run(fast)
     slow_path, fast_path = run_identity(slow)[2], run_identity(fast)[2]
-    assert slow_path != fast_path and slow_path.name.startswith("rho0.5-seed0-")
+    assert slow_path != fast_path and slow_path.name.startswith("seed0-")  # the linear head never reads rho
     kept = slow_path.read_bytes()
     run(_cfg(tmp_path, "head.lr=0.1", "overwrite=true"))
     assert slow_path.read_bytes() == kept
@@ -257,3 +257,60 @@ def test_a_glai_run_trains_with_the_backend_its_record_names(tmp_path, monkeypat
     monkeypatch.setattr(sparse_module, "glai_estimator", spy)
     record = run(_cfg(tmp_path, "head=glai", "device=cpu"))
     assert record["config"]["head"]["backend"] == "torch" and set(seen) == {"torch"}
+
+
+def _stand_in_root(root: Path, content: bytes = b"x") -> Path:
+    """A data root holding offline/A1's relative sources (their content does not matter to the identity)."""
+    for rel in ("data/cifar10/cifar10_jpg.tar.gz", "weights/tf_efficientnet_lite0.safetensors"):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(content)
+    return root
+
+
+def test_the_same_relative_path_under_another_data_root_is_another_run(tmp_path):
+    """Identity is the data, not the path's spelling (issue 19: a finished run of other data was reused)."""
+    a, b = _stand_in_root(tmp_path / "a"), _stand_in_root(tmp_path / "b")
+    base = ["experiment=offline/A1", "head=mlp", f"results_dir={tmp_path}/runs"]
+    config_a, fp_a, _ = run_identity(compose_config([*base, f"data_root={a}"]))
+    config_b, fp_b, _ = run_identity(compose_config([*base, f"data_root={b}"]))
+    assert fp_a != fp_b
+    assert config_a["dataset"]["path"] == str((a / "data/cifar10/cifar10_jpg.tar.gz").resolve())
+    assert config_a["backbone"]["path"] == str((a / "weights/tf_efficientnet_lite0.safetensors").resolve())
+    # the same data spelled another way is the same run
+    spelled = compose_config([*base, f"data_root={a}/../a"])
+    assert run_identity(spelled)[1] == fp_a
+
+
+def test_a_file_changed_in_place_is_another_run(tmp_path):
+    root = _stand_in_root(tmp_path / "root")
+    cfg = compose_config(["experiment=offline/A1", "head=mlp", f"data_root={root}"])
+    before = run_identity(cfg)[1]
+    (root / "data/cifar10/cifar10_jpg.tar.gz").write_bytes(b"other photos")
+    assert run_identity(cfg)[1] != before
+
+
+def test_a_rho_sweep_trains_the_mlp_once(tmp_path, capsys):
+    first = run(_cfg(tmp_path, "head=mlp", "rho=0.5"))
+    again = run(_cfg(tmp_path, "head=mlp", "rho=0.25"))
+    assert first["fingerprint"] == again["fingerprint"] and "skipping" in capsys.readouterr().out
+    assert len(list(Path(tmp_path, "runs").rglob("*.json"))) == 1
+
+
+def test_overwrite_replaces_a_corrupt_record(tmp_path):
+    cfg = _cfg(tmp_path)
+    path = run_identity(cfg)[2]
+    path.parent.mkdir(parents=True)
+    path.write_text("{not json")
+    with pytest.raises(ConfigError, match="is not valid JSON.*overwrite=true"):
+        run(cfg)
+    rec = run(_cfg(tmp_path, "overwrite=true"))
+    assert rec["status"] == "done" and json.loads(path.read_text())["status"] == "done"
+
+
+def test_run_py_prints_a_config_error_without_a_traceback(tmp_path, repo_root):
+    out = subprocess.run([sys.executable, "run.py", "experiment.min_delta=nan", f"results_dir={tmp_path}",
+                          f"hydra.run.dir={tmp_path}/h"], cwd=repo_root, capture_output=True, text=True, timeout=300,
+                         env={k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"})
+    assert out.returncode == 2
+    assert "ConfigError: experiment.min_delta=nan: must be a finite number. Fix: experiment.min_delta=0.1" in out.stderr
+    assert "Traceback" not in out.stderr and not any(tmp_path.rglob("*.json"))

@@ -11,7 +11,7 @@ import pytest
 
 from glai.config import Config, compose_config, reference_configs
 from glai.results.groups import assign_groups, group_label
-from glai.results.identity import CLASSES, IDENTITY, differences, fingerprint
+from glai.results.identity import CLASSES, IDENTITY, RUNTIME_KEYS, differences, fingerprint
 from glai.results.records import record_fingerprint
 from glai.results.tables import write_all
 from tests.results.records import default_config, make_record, references, write_records
@@ -32,7 +32,7 @@ def test_every_config_key_is_classified_once():
     """A key added to the schema must be classified in glai.results.identity.IDENTITY (and vice versa)."""
     schema = _schema_keys(Config)
     assert schema - set(IDENTITY) == set(), "classify these keys in glai/results/identity.py IDENTITY"
-    assert set(IDENTITY) - schema == set(), "IDENTITY lists keys the schema no longer has"
+    assert set(IDENTITY) - schema == set(RUNTIME_KEYS), "IDENTITY lists keys the schema no longer has"
     assert set(IDENTITY.values()) <= set(CLASSES)
 
 
@@ -47,13 +47,15 @@ def test_composed_configs_have_no_unclassified_keys():
 
 
 @pytest.mark.parametrize("key, value, changes", [
-    ("head.lr", 0.1, True), ("rho", 0.25, True), ("dataset.path", "/data/mine", True), ("device", "cuda", True),
+    ("head.lr", 0.1, True), ("rho", 0.25, False), ("dataset.path", "/data/mine", True), ("device", "cuda", True),
+    ("data_content", "ab12", True),
     ("num_threads", 4, True), ("tag", "adam", True), ("seed", 3, True), ("experiment.arch", [64, 10, 10], True),
     ("results_dir", "/elsewhere", False), ("cache_dir", "/c", False), ("verbose", False, False),
     ("overwrite", True, False), ("wandb.enabled", True, False), ("data_root", "/d", False),
     ("experiment.deviations", ["x"], False), ("backbone.num_workers", 8, False),
 ])
 def test_fingerprint_separates_what_changes_a_run(key, value, changes):
+    """For the MLP (which never reads rho: issue 19, a rho sweep retrained it once per rho)."""
     base = json.loads(json.dumps(default_config("A1", "mlp")))
     base.update({"cache_dir": "c", "verbose": True, "overwrite": False, "wandb": {"enabled": False},
                  "data_root": "d", "backbone": {"num_workers": 0}})
@@ -131,8 +133,10 @@ def test_groups_of_a_mixed_results_folder():
     custom = next(r for r in recs if r["metrics"]["bvs"] == 94.17)
     assert not custom["_protocol"] and custom["_label"].startswith("A1 [backbone=mobilenetv3_small_075")
     # the GPU run has the protocol's settings but never shares a row with the CPU runs
+    # ... while the CPU runs keep the bare label and still pair with the CPU MLPs (issue 19: an environment
+    # variant used to relabel every group of its cell and orphan the protocol rows)
     glai = {r["_label"] for r in recs if r["head"] == "glai"}
-    assert glai == {"A1 {device=cpu}", "A1 {device=cuda}"}
+    assert glai == {"A1", "A1 {device=cuda}"}
     assert counts.read == len(recs) and counts.protocol == 7 and counts.non_protocol == 7
 
 
@@ -151,7 +155,7 @@ def test_make_tables_prints_every_group_under_its_own_label(tmp_path):
     comp = pd.read_csv(tmp_path / "tables" / "comparison.csv", keep_default_na=False)
     ours = comp[(comp["Paper exp"] == "A1") & (comp["Source"].str.startswith("ours: A1"))]
     assert not any("94.17" in b for b in ours.BVS), "a custom-dataset run of experiment=A1 is never 'ours: A1'"
-    assert set(ours.Source) == {"ours: A1", "ours: A1 {device=cpu}", "ours: A1 {device=cuda}"}
+    assert set(ours.Source) == {"ours: A1", "ours: A1 {device=cuda}"}
     t2 = pd.read_csv(tmp_path / "tables" / "table2.csv", keep_default_na=False, dtype=str)
     assert t2[t2.Exp == "A1 [head.lr=0.1]"].iloc[0]["LR"] == "0.1"
 
@@ -187,3 +191,11 @@ def test_a_feature_switched_off_leaves_the_fingerprint():
     assert fingerprint(on) != fingerprint(config)
     assert fingerprint({**on, "head": {**on["head"], "l0_sigma": 0.5}}) != fingerprint(on)
     assert differences(on, config) == {"head.l0_lambda": 1e-3, "head.l0_sigma": on["head"]["l0_sigma"]}
+
+
+@pytest.mark.parametrize("head, counts", [("mlp", False), ("linear", False), ("mlp_reduced", True), ("glai", True)])
+def test_rho_counts_only_for_the_heads_that_read_it(head, counts):
+    base = default_config("A1", head)
+    other = default_config("A1", head, rho=0.25)
+    other["head"]["width_factor"] = base["head"]["width_factor"] if not counts else 0.25
+    assert (fingerprint(base) != fingerprint(other)) == counts

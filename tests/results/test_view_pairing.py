@@ -1,0 +1,92 @@
+"""Views pair on any data (issue 19): a tagged run of a user's data is labelled by its group like the untagged
+runs of that data, so every view finds its MLP pair; an environment variant never orphans the protocol rows;
+a malformed record is reported and skipped."""
+
+from __future__ import annotations
+
+import json
+
+from glai.results.groups import assign_groups
+from glai.results.tables import write_all
+from tests.results.records import default_config, make_record, references
+
+OWN = {"dataset.name": "pets3", "dataset.path": "/data/pets3", "experiment.arch": [1280, 256, 3]}
+# what each view's tagged runs change (conf/tuned files, experiments/views.sh)
+VIEW_CHANGES = {
+    "fixed": ("glai", {"experiment.reduced_epochs_mode": "fixed"}),
+    "adam": ("mlp", {"head.optimizer": "adam"}),
+    "sgd": ("glai", {"head.optimizer": "sgd"}),
+    "tuned": ("mlp", {"head.optimizer": "adam", "head.lr": 0.0102}),
+}
+
+
+def _own_data_views():
+    recs = []
+    for seed in range(3):
+        for head in ("mlp", "glai"):
+            recs.append(make_record("offline/A1", head, seed, total_s=10.0 if head == "mlp" else 4.0,
+                                    config=default_config("offline/A1", head, seed, **OWN)))
+        for tag, (head, change) in VIEW_CHANGES.items():
+            recs.append(make_record("offline/A1", head, seed, tag=tag, total_s=6.0,
+                                    config=default_config("offline/A1", head, seed, tag=tag, **OWN, **change)))
+        recs.append(make_record("offline/A1", "glai", seed, tag="tuned", total_s=5.0,
+                                config=default_config("offline/A1", "glai", seed, tag="tuned", **OWN,
+                                                      **{"head.lr": 0.00785})))
+    return recs
+
+
+def test_tagged_runs_of_own_data_carry_the_group_label_of_that_data():
+    recs = _own_data_views()
+    assign_groups(recs, references(["offline/A1"]))
+    labels = {r["_label"] for r in recs}
+    assert labels == {"offline/A1 [dataset=pets3, experiment.arch=[1280,256,3]]"}, labels
+
+
+def _write(root, recs):
+    for k, rec in enumerate(recs):
+        name = rec["head"] + (f"-{rec['tag']}" if rec["tag"] else "")
+        path = root / rec["experiment"] / name / f"seed{rec['seed']}-{k:010d}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({k2: v for k2, v in rec.items() if k2 != "_path"}))
+
+
+def test_every_view_of_own_data_finds_its_mlp_pair(tmp_path):
+    _write(tmp_path / "runs", _own_data_views())
+    write_all(tmp_path / "runs", tmp_path / "tables", references=references(["offline/A1"]), figures=False)
+    views = (tmp_path / "tables" / "views.md").read_text()
+    assert "no MLP pair" not in views, views
+    assert "pets3" in views and "| offline/A1 |" not in views  # never under the stand-in's own name
+
+
+def test_an_environment_variant_does_not_orphan_the_protocol_rows(tmp_path):
+    recs = []
+    for seed in range(3):
+        recs.append(make_record("digits", "mlp", seed, total_s=10.0))
+        recs.append(make_record("digits", "glai", seed, total_s=4.0,
+                                config=default_config("digits", "glai", seed, **{"head.backend": "cpp"})))
+        recs.append(make_record("digits", "mlp", seed, total_s=9.0,
+                                config=default_config("digits", "mlp", seed, num_threads=2)))
+        if seed == 0:
+            recs.append(make_record("digits", "glai", seed, total_s=4.5,
+                                    config=default_config("digits", "glai", seed, **{"head.backend": "torch"})))
+    assign_groups(recs, references(["digits"]))
+    by = {(r["head"], r["_label"]) for r in recs}
+    assert by == {("mlp", "digits"), ("glai", "digits"), ("mlp", "digits {num_threads=2}"),
+                  ("glai", "digits {head.backend=torch}")}
+    _write(tmp_path / "runs", recs)
+    write_all(tmp_path / "runs", tmp_path / "tables", references=references(["digits"]), figures=False)
+    table3 = (tmp_path / "tables" / "table3.md").read_text()
+    cells = [[c.strip() for c in line.split("|")[1:-1]] for line in table3.splitlines() if line.startswith("| digits")]
+    glai_row = next(" | ".join(c) for c in cells if c[0] == "digits" and c[1] == "GLAI")
+    assert "no MLP pair" not in glai_row and "2.5" in glai_row  # 10 s / 4 s, paired with the 1-thread MLPs
+
+
+def test_a_done_record_without_metrics_is_reported_and_skipped(tmp_path):
+    recs = [make_record("digits", h, s) for h in ("mlp", "glai") for s in range(2)]
+    _write(tmp_path / "runs", recs)
+    bad = tmp_path / "runs" / "digits" / "mlp" / "seed9-broken.json"
+    bad.write_text(json.dumps({"experiment": "digits", "head": "mlp", "seed": 9, "status": "done"}))
+    lines = []
+    write_all(tmp_path / "runs", tmp_path / "tables", references=references(["digits"]), figures=False,
+              echo=lines.append)
+    assert lines[0].startswith("5 records read: 1 invalid (skipped)")
