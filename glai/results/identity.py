@@ -102,10 +102,12 @@ IDENTITY: dict[str, str] = {
 }
 
 
-#: Settings that only GLAI's reduced phase reads: they cannot change another head's run, so they leave it
-#: out (an MLP run is then the same run whatever the reduced-epoch rule of the GLAI runs beside it).
+#: Settings that only GLAI reads (its reduced phase, its estimator and backend): they cannot change another
+#: head's run, so they leave it out (an MLP run is then the same run whatever the reduced-epoch rule of the
+#: GLAI runs beside it, and an MLP record carries no estimator backend to tell environments apart by).
 GLAI_ONLY = frozenset({"experiment.reduced_epochs", "experiment.reduced_epochs_mode", "experiment.reduced_fraction",
-                       "experiment.wd_glai"})
+                       "experiment.wd_glai", "head.reduced_optimizer", "head.reduced_weight_decay",
+                       "head.reduced_lr", "head.estimator", "head.backend", "head.structure_threshold"})
 
 
 #: Keys of IDENTITY that the schema does not have: added to the stored config by ``glai.runner.run_identity``.

@@ -199,3 +199,15 @@ def test_rho_counts_only_for_the_heads_that_read_it(head, counts):
     other = default_config("A1", head, rho=0.25)
     other["head"]["width_factor"] = base["head"]["width_factor"] if not counts else 0.25
     assert (fingerprint(base) != fingerprint(other)) == counts
+
+
+@pytest.mark.parametrize("key, value", [("head.backend", "auto"), ("head.estimator", "dense"),
+                                        ("head.reduced_optimizer", "adam"), ("head.structure_threshold", 0.1)])
+def test_glai_only_head_keys_leave_the_mlp_fingerprint(key, value):
+    """An MLP never reads GLAI's backend or reduced phase: its stored default (``auto``) must not make it an
+    environment variant of the GLAI runs beside it (issue 19: own-data views found 'no MLP pair')."""
+    base = default_config("A1", "mlp")
+    other = default_config("A1", "mlp", **{key: value})
+    assert fingerprint(base) == fingerprint(other)
+    glai = default_config("A1", "glai")
+    assert fingerprint(glai) != fingerprint(default_config("A1", "glai", **{key: value}))
