@@ -4,13 +4,18 @@
 #      adamw), learning rate and weight decay -- GLAI: its estimator's, plus the reduced-epoch fraction of the
 #      auto rule -- each trained on train minus a stratified 20 % tuning split (tuning.seed 0) and scored on
 #      that split, never on the validation split (conf/tuning/search.yaml). Run seed 0.
-#   2. scripts/save_tuned.py: the best settings -> conf/tuned/best/<experiment>/<head>.yaml.
+#   2. scripts/save_tuned.py: the best settings for the searched group -> $TUNED_OUT/<experiment>/<head>/<group>.yaml
+#      (TUNED_OUT default GLAI_TUNED_DIR or results/tuned; TUNED_OUT=conf/tuned/best refreshes the shipped ones).
 #   3. `run.py -m tuning=best seed=$SEEDS`: the tuned runs (tag tuned), which make tables shows as the
 #      "tuned" view (results/tables/tuned/, views.md).
 # Family C has no training split: its trials average C_EPISODES (default 5) episodes drawn from 20 % of the
 # pool's classes (of every class's rows when there are fewer than 2 x n_way classes), and its tuned runs draw
 # their episodes from the rest (tuning.role held_out).
-# Searches whose conf/tuned/best file exists are skipped (delete it, or RETUNE=1, to search again).
+# Searches whose group already has tuned settings (in TUNED_OUT or conf/tuned/best) are skipped (RETUNE=1 searches
+# again). Your own data: pass its overrides after the launcher; they reach the searches, the partner MLP and the
+# tuned runs alike, so the settings belong to that data:
+#   EXPERIMENTS=offline/A1 experiments/tune.sh parallel dataset=folder dataset.path=/data/photos \
+#     dataset.name=photos "experiment.arch=[1280,256,3]"
 # Environment: EXPERIMENTS (default digits and the six stand-ins), HEADS (default mlp,glai),
 #   HYDRA_TRIALS, C_EPISODES, RETUNE, SEEDS.
 # Example: EXPERIMENTS=digits HEADS=mlp,mlp_reduced,linear,glai experiments/tune.sh parallel
@@ -19,10 +24,11 @@ EXPS="${EXPERIMENTS:-digits,$OFFLINE_EXPERIMENTS}"
 HEADS="${HEADS:-mlp,glai}"
 TRIALS="${HYDRA_TRIALS:-16}"
 RUNS="${TUNING_RUNS:-results/tuning/runs}"
+TUNED_OUT="${TUNED_OUT:-${GLAI_TUNED_DIR:-results/tuned}}"
 for exp in ${EXPS//,/ }; do
   for head in ${HEADS//,/ }; do
-    best="$ROOT/conf/tuned/best/$exp/$head.yaml"
-    if [[ -f "$best" && -z "${RETUNE:-}" ]]; then
+    if [[ -z "${RETUNE:-}" ]] && best="$(cd "$ROOT" && "$PYTHON" scripts/save_tuned.py --out "$TUNED_OUT" --find \
+        "experiment=$exp" "head=$head" "${EXTRA[@]}")"; then
       echo "$best exists: search skipped (RETUNE=1 searches again)" >&2
       continue
     fi
@@ -34,13 +40,13 @@ print(compose_config([sys.argv[1]]).experiment.family)" "experiment=$exp")"
     if [[ "$head" == glai ]]; then
       # the auto rule's MLP partner on the tuning split, trained once before the trials that share it
       (cd "$ROOT" && "$PYTHON" run.py tuning=search "experiment=$exp" head=mlp "results_dir=$RUNS" verbose=false \
-        "${fixed[@]}")
+        "${fixed[@]}" "${EXTRA[@]}")
       extra=(experiment.reduced_epochs_mode=auto "experiment.reduced_fraction=interval(0.05, 0.5)")
     fi
-    dir="results/tuning/sweeps/$exp/$head"
+    dir="results/tuning/sweeps/$exp/$head${EXTRA:+-$(printf '%s' "${EXTRA[*]}" | sha1sum | cut -c1-8)}"
     sweep tuning=search "experiment=$exp" "head=$head" "hydra.sweeper.n_trials=$TRIALS" "results_dir=$RUNS" \
       "hydra.sweep.dir=$dir" verbose=false "${fixed[@]}" "${extra[@]}"
-    (cd "$ROOT" && "$PYTHON" scripts/save_tuned.py "$dir")
+    (cd "$ROOT" && "$PYTHON" scripts/save_tuned.py "$dir" --out "$TUNED_OUT")
   done
 done
-sweep tuning=best "experiment=$EXPS" "head=$HEADS" "seed=$SEEDS"
+GLAI_TUNED_DIR="$TUNED_OUT" sweep tuning=best "experiment=$EXPS" "head=$HEADS" "seed=$SEEDS"

@@ -163,7 +163,7 @@ class TuningConfig:
     episodes from a ``fraction`` of the pool's classes (of every class's rows when the pool has fewer than
     ``2 * n_way`` classes; :func:`glai.data.loading.tuning_pool_split`), and ``held_out`` -- what its tuned runs
     use -- draws the evaluation episodes from the rest only.
-    ``none``: an ordinary run. The settings a search finds land in ``conf/tuned/best/<experiment>/<head>.yaml``
+    ``none``: an ordinary run. The settings a search finds land in ``<tuned_dir>/<experiment>/<head>/<group>.yaml``
     (``scripts/save_tuned.py``), which ``tuning=best`` selects.
     """
 
@@ -199,8 +199,11 @@ class Config:
     data_root: str = "../shared"
     # embedding cache (GLAI_CACHE_DIR)
     cache_dir: str = ".cache/glai"
-    # run records go to <results_dir>/<experiment>/<head>[-<tag>]/rho<rho>-seed<seed>.json
+    # run records go to <results_dir>/<experiment>/<head>[-<tag>]/[rho<rho>-]seed<seed>-<fingerprint>.json
     results_dir: str = "results/runs"
+    # a search's best settings per group: <tuned_dir>/<experiment>/<head>/<group key>.yaml (GLAI_TUNED_DIR;
+    # glai.tuned); tuning=best reads them here first, then conf/tuned/best
+    tuned_dir: str = "results/tuned"
     # label for variants (e.g. an optimiser-controlled run); part of the record path
     tag: str = ""
     # redo a run whose record says "done"
@@ -219,9 +222,8 @@ def _validate_tuning(cfg) -> None:
     if tuning is None:
         return
     if tuning.role == "requested":
-        _fail("tuning", "best", f"no tuned settings for experiment={cfg.experiment.name} head={cfg.head.name} "
-              f"(conf/tuned/best/{cfg.experiment.name}/{cfg.head.name}.yaml)",
-              f"EXPERIMENTS={cfg.experiment.name} HEADS={cfg.head.name} experiments/tune.sh, or drop tuning=best")
+        _fail("tuning", "best", "the tuned settings of the run's group are applied by glai.tuned.apply_tuned "
+              "(glai.runner.run calls it first)", "glai.runner.run(cfg), or drop tuning=best")
     if tuning.role not in TUNING_ROLES:
         _fail("tuning.role", tuning.role, f"choose one of {TUNING_ROLES}", "tuning=search (conf/tuning/)")
     if tuning.role == "none":

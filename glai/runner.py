@@ -46,6 +46,7 @@ from glai.training.loop import History, NonFiniteLossError, fit
 from glai.training.penalty import ActivationPenaltyTask
 from glai.training.structure import PathDistanceTracker
 from glai.training.tasks import MONITORS, build_task, draw_episode
+from glai.tuned import apply_tuned
 
 __all__ = ["objective", "run", "run_identity", "run_study", "train_head", "resolve_device", "estimator_backend"]
 
@@ -213,6 +214,7 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, Any]:
         RecordWriteError: the results folder is not writable (nothing is trained, or the trained result is
             saved elsewhere first).
     """
+    cfg = apply_tuned(cfg, _overrides() if overrides is None else overrides)
     validate(cfg)
     device = resolve_device(cfg.device)
     config, fp, path = run_identity(cfg, device)

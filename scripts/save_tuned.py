@@ -1,26 +1,34 @@
-"""Write the best settings of a finished search to ``conf/tuned/best/<experiment>/<head>.yaml`` (SPEC 12).
+"""Save the best settings of a finished search for the group it searched (SPEC 12, :mod:`glai.tuned`).
 
-Usage: python scripts/save_tuned.py SWEEP_DIR [--conf conf]
+Usage: python scripts/save_tuned.py SWEEP_DIR [--out DIR] [--conf conf]
+       python scripts/save_tuned.py --find OVERRIDE... (exit 0 and the file when this group has tuned settings)
 
 SWEEP_DIR is the Hydra sweep folder of ``python run.py -m tuning=search ...`` (``experiments/tune.sh`` names it
 ``results/tuning/sweeps/<experiment>/<head>``): its ``optimization_results.yaml`` (the Optuna sweeper's best
-trial) and its first trial's ``.hydra/`` (the search's config and overrides). The file written sets the best
-values, the search's fixed head and experiment overrides (e.g. GLAI's ``experiment.reduced_epochs_mode=auto``),
-``tag: tuned`` and ``tuning.role: none``; ``python run.py tuning=best experiment=<experiment> head=<head>``
-then runs them.
+trial) and its first trial's ``.hydra/`` (the search's config and overrides). The file written,
+``<out>/<experiment>/<head>/<group key>.yaml`` (``--out`` default ``GLAI_TUNED_DIR`` or ``results/tuned``;
+``--out conf/tuned/best`` ships it), holds the search's group (the data, backbone, arch and protocol settings
+that differ from the unmodified experiment: ``{}`` for its own data), the best values and the search's fixed
+head and reduced-phase overrides (e.g. GLAI's ``experiment.reduced_epochs_mode=auto``), and the search's budget
+and score; ``python run.py tuning=best <the same data overrides>`` applies them to runs of that group only.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import os
 import sys
 from pathlib import Path
 
 import yaml
 from omegaconf import OmegaConf
 
+from glai.config import CONF_DIR, compose_config
+from glai.errors import ConfigError
+from glai.results.identity import is_variant_key
 from glai.results.records import atomic_write_text
+from glai.tuned import find_tuned, group_of, tuned_path
 
 #: Keys a search may set: the head's and the experiment's (never data, seed or paths).
 TUNABLE_PREFIXES = ("head.", "experiment.")
@@ -31,13 +39,14 @@ def _round(value):
     return float(f"{value:.3g}") if isinstance(value, float) else value
 
 
-def tuned_settings(sweep_dir: Path) -> tuple[str, str, dict, dict]:
-    """``(experiment, head, settings, search)`` of a finished search.
+def tuned_settings(sweep_dir: Path, conf_dir: Path = CONF_DIR) -> tuple[str, str, dict, dict, dict]:
+    """``(experiment, head, settings, search, group)`` of a finished search.
 
     Raises:
         FileNotFoundError: the folder lacks ``optimization_results.yaml`` or its first trial's ``.hydra/`` files
             (the search did not finish, or is not an Optuna sweep).
-        ValueError: the search changed a key outside ``head.*`` / ``experiment.*``.
+        ValueError: the search changed a key outside ``head.*`` / ``experiment.*``, or one that would change the
+            group (a data or protocol setting).
     """
     results = sweep_dir / "optimization_results.yaml"
     job = sweep_dir / "0" / ".hydra"
@@ -51,42 +60,46 @@ def tuned_settings(sweep_dir: Path) -> tuple[str, str, dict, dict]:
     experiment, head = str(hydra.runtime.choices["experiment"]), str(cfg.head.name)
     settings: dict = {}
     params = hydra.sweeper.params or {}
+    group_overrides = []
     for override in hydra.overrides.task:
+        if not override.lstrip("+~").startswith(("hydra", *params)):
+            group_overrides.append(override)
         key, _, text = override.partition("=")
         key = key.lstrip("+~")
-        if key.startswith(TUNABLE_PREFIXES) and key not in params and not any(
+        # the search's fixed head and reduced-phase overrides travel with its settings; data and protocol
+        # overrides (experiment.arch, dataset.*) are its group
+        if key.startswith(TUNABLE_PREFIXES) and is_variant_key(key) and key not in params and not any(
                 f in text for f in ("interval(", "choice(", "range(", "tag(")):
             settings[key] = yaml.safe_load(text)  # 0.001 -> float, adam -> str
     for key, value in best["best_params"].items():
         if not key.startswith(TUNABLE_PREFIXES):
             raise ValueError(f"the search tuned {key!r}: only head.* and experiment.* settings can be saved")
         settings[key] = _round(value)
+    changed = [k for k in settings if not is_variant_key(k)]
+    if changed:
+        raise ValueError(f"the search changed {changed}: a tuned setting may not change the run's group (data, "
+                         "backbone, arch, protocol); search the head's settings only")
+    group = group_of(compose_config(group_overrides, conf_dir), conf_dir)
     search = {"best_value": best["best_value"], "n_trials": hydra.sweeper.n_trials,
               "sampler": hydra.sweeper.sampler.get("_target_"), "sampler_seed": hydra.sweeper.sampler.get("seed"),
               "fraction": cfg.tuning.fraction, "tuning_seed": cfg.tuning.seed, "monitor": cfg.experiment.monitor,
               "seed": cfg.seed, "family": cfg.experiment.family, "episodes": cfg.episodes}
-    return experiment, head, settings, search
+    return experiment, head, settings, search, group
 
 
-def render(experiment: str, head: str, settings: dict, search: dict, sweep_dir: Path) -> str:
-    """The YAML text of ``conf/tuned/best/<experiment>/<head>.yaml``."""
-    nested: dict = {}
-    for key, value in settings.items():
-        node = nested
-        *parents, leaf = key.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = value
+def render(experiment: str, head: str, settings: dict, search: dict, sweep_dir: Path, group: dict | None = None) -> str:
+    """The YAML text of ``<out>/<experiment>/<head>/<group key>.yaml`` (:mod:`glai.tuned` reads it)."""
     # family C: the tuned runs' episodes come from the classes the search never drew from
-    tuning = nested.setdefault("tuning", {})
-    tuning["role"] = "held_out" if search["family"] == "C" else "none"
+    tuning = {"role": "held_out" if search["family"] == "C" else "none"}
     if search["family"] == "C":
         tuning.update(fraction=search["fraction"], seed=search["tuning_seed"])
-    nested["tag"] = "tuned"
+    body = {"experiment": experiment, "head": head, "group": dict(group or {}), "settings": settings,
+            "tuning": tuning, "search": {k: search[k] for k in ("best_value", "n_trials", "sampler", "sampler_seed",
+                                                                "monitor", "seed", "fraction", "tuning_seed")}}
     sign = "" if search["monitor"] != "val_loss" else " (minus the loss)"
     header = (
-        "# @package _global_\n"
-        f"# Tuned settings of experiment={experiment} head={head} (tuning=best selects them), written by\n"
+        f"# Tuned settings of experiment={experiment} head={head} (tuning=best applies them to runs of this group),\n"
+        "# written by\n"
         f"# scripts/save_tuned.py {sweep_dir} on {datetime.date.today().isoformat()}:\n"
         f"# {search['n_trials']} trials of {search['sampler']} (seed {search['sampler_seed']}) on run seed "
         f"{search['seed']}, scored on the tuning split\n"
@@ -95,22 +108,34 @@ def render(experiment: str, head: str, settings: dict, search: dict, sweep_dir: 
            f"# ({search['episodes']} episodes from {search['fraction']:g} of the pool's classes or rows, tuning.seed "
            f"{search['tuning_seed']}; the tuned runs draw from the rest: tuning.role held_out);\n# ")
         + f"best {search['monitor']}{sign}: {search['best_value']:.4g}.\n"
+        "# group: the settings that differ from the unmodified experiment config ({} = its own data)\n"
     )
-    return header + OmegaConf.to_yaml(OmegaConf.create(nested))
+    return header + yaml.safe_dump(body, sort_keys=False)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("sweep_dir", type=Path, help="the search's Hydra sweep folder")
-    parser.add_argument("--conf", type=Path, default=Path("conf"), help="config folder (default: %(default)s)")
+    parser.add_argument("sweep_dir", nargs="?", type=Path, help="the search's Hydra sweep folder")
+    parser.add_argument("--out", type=Path, default=Path(os.environ.get("GLAI_TUNED_DIR", "results/tuned")),
+                        help="tuned settings folder (default: GLAI_TUNED_DIR or %(default)s)")
+    parser.add_argument("--conf", type=Path, default=CONF_DIR, help="config folder (default: %(default)s)")
+    parser.add_argument("--find", nargs="+", metavar="OVERRIDE",
+                        help="print the tuned settings file of this run's group and exit 0, or exit 1 without one")
     args = parser.parse_args(argv)
+    if args.find:
+        cfg = compose_config([*args.find, f"tuned_dir={args.out}"], args.conf)
+        path, group = find_tuned(cfg, args.conf)
+        print(path if path else f"no tuned settings for this group ({group or 'the experiment own data'})")
+        return 0 if path else 1
+    if args.sweep_dir is None:
+        parser.error("give SWEEP_DIR, or --find OVERRIDE...")
     try:
-        experiment, head, settings, search = tuned_settings(args.sweep_dir)
-    except (FileNotFoundError, ValueError) as err:
+        experiment, head, settings, search, group = tuned_settings(args.sweep_dir, args.conf)
+    except (FileNotFoundError, ValueError, ConfigError) as err:
         print(f"save_tuned: {err}", file=sys.stderr)
         return 1
-    out = args.conf / "tuned" / "best" / experiment / f"{head}.yaml"
-    atomic_write_text(out, render(experiment, head, settings, search, args.sweep_dir))
+    out = tuned_path(args.out, experiment, head, group)
+    atomic_write_text(out, render(experiment, head, settings, search, args.sweep_dir, group))
     print(f"{out}: " + ", ".join(f"{k}={v}" for k, v in settings.items()))
     return 0
 

@@ -26,6 +26,7 @@ ALLOWED = {
     "glai.method": {"glai.kernels", "glai.training", "glai.errors"},
     "glai.config": {"glai.data", "glai.training", "glai.errors"},
     "glai.options": {"glai.method", "glai.training"},
+    "glai.tuned": {"glai.config", "glai.data", "glai.results", "glai.errors"},
     "glai": {"glai.method", "glai.training"},
 }
 PARTS = sorted(ALLOWED, key=len, reverse=True)

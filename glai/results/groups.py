@@ -18,7 +18,7 @@ from collections import Counter, defaultdict
 from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 
-from glai.results.identity import GLAI_ONLY, differences, flatten, identity_items
+from glai.results.identity import differences, flatten, identity_items, is_variant_key
 from glai.results.records import record_config, record_fingerprint
 
 __all__ = ["GroupCounts", "assign_groups", "format_value", "group_label", "is_variant_key"]
@@ -122,12 +122,6 @@ def assign_groups(records: Sequence[MutableMapping],
                 labels.add(rec["_label"])
     counts.non_protocol_labels = tuple(sorted(labels))
     return counts
-
-
-def is_variant_key(key: str) -> bool:
-    """A key a tagged variant changes without leaving its group (SPEC 12): the head's settings (``head.*``),
-    GLAI's reduced-phase rule (:data:`glai.results.identity.GLAI_ONLY`), the tuning role and the tag."""
-    return key.startswith(("head.", "tuning.")) or key in GLAI_ONLY or key == "tag"
 
 
 def _prevailing(values: list[str]) -> str:

@@ -44,6 +44,7 @@ __all__ = [
     "fingerprint",
     "flatten",
     "identity_items",
+    "is_variant_key",
     "reads_rho",
     "short",
 ]
@@ -91,6 +92,7 @@ IDENTITY: dict[str, str] = {
     "data_content": "content",
     "cache_dir": "excluded",
     "results_dir": "excluded",
+    "tuned_dir": "excluded",
     "overwrite": "excluded",
     "verbose": "excluded",
     "wandb.enabled": "excluded",
@@ -125,6 +127,13 @@ def reads_rho(head: str) -> bool:
     """Whether a head's result depends on ``rho`` (``glai``, ``mlp_reduced``); the others' records are named
     without it and pair with runs of any rho."""
     return "rho" not in UNREAD.get(head, frozenset())
+
+
+def is_variant_key(key: str) -> bool:
+    """A key a tagged variant changes without leaving its group (SPEC 12): the head's settings (``head.*``),
+    GLAI's reduced-phase rule (:data:`GLAI_ONLY`), the tuning role and the tag. Every other setting (data,
+    backbone, arch, protocol) is the group's: it labels the run in the tables and keys its tuned settings."""
+    return key.startswith(("head.", "tuning.")) or key in GLAI_ONLY or key == "tag"
 
 
 #: Settings that, at the value that switches them off, leave the fingerprint: a run without them is the run it

@@ -17,7 +17,7 @@ EXPERIMENTS = sorted(str(p.relative_to(CONF_DIR / "experiment").with_suffix(""))
                      for p in (CONF_DIR / "experiment").rglob("*.yaml"))
 HEADS = sorted(p.stem for p in (CONF_DIR / "head").glob("*.yaml"))
 TUNED = sorted(p.relative_to(CONF_DIR / "tuned" / "best").with_suffix("")
-               for p in (CONF_DIR / "tuned" / "best").rglob("*.yaml"))
+               for p in (CONF_DIR / "tuned" / "best").rglob("*.yaml"))  # <experiment>/<head>/<group key>
 # short runs that keep each experiment's own reduced-epoch rule (the fixtures' fast mode forces `fixed`)
 SHORT = ["experiment.max_epochs=3", "experiment.patience=2", "structure_samples=32", "verbose=false"]
 
@@ -84,8 +84,18 @@ def test_every_experiment_runs_end_to_end_under_its_own_defaults(experiment, ass
 
 
 @pytest.mark.parametrize("tuned", TUNED, ids=str)
-def test_every_shipped_tuned_file_is_selected_by_tuning_best(tuned):
-    experiment, head = str(tuned.parent), tuned.name
-    cfg = compose_config([f"experiment={experiment}", f"head={head}", "tuning=best"])
+def test_every_shipped_tuned_file_is_selected_by_tuning_best(tuned, tmp_path):
+    import yaml
+
+    from glai.tuned import apply_tuned
+
+    experiment, head, key = str(tuned.parent.parent), tuned.parent.name, tuned.name
+    assert key == "protocol", "the shipped settings are the stand-ins' own groups"
+    data = yaml.safe_load((CONF_DIR / "tuned" / "best" / f"{tuned}.yaml").read_text())
+    cfg = apply_tuned(compose_config([f"experiment={experiment}", f"head={head}", "tuning=best",
+                                      f"tuned_dir={tmp_path}"]))
     validate(cfg)
     assert cfg.tag == "tuned" and cfg.tuning.role in ("none", "held_out")
+    from omegaconf import OmegaConf
+
+    assert all(OmegaConf.select(cfg, k) == v for k, v in data["settings"].items())

@@ -1,7 +1,6 @@
 """Tuned comparison (SPEC 12): the tuning split, the search's objective, tuned settings, the views."""
 
 import math
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -73,7 +72,8 @@ def test_search_settings_count_in_the_fingerprint_only_when_searching():
 @pytest.mark.parametrize("overrides, match", [
     (["tuning.role=held_out"], "held_out splits a family C pool"),
     (["tuning=search", "tuning.fraction=1.0"], "tuning.fraction"),
-    (["tuning=best", "head=linear"], "experiments/tune.sh"),
+    (["tuning=best", "head=linear"], r"no tuned settings .* Fix: python run.py -m tuning=search experiment=digits "
+                                     r"head=linear"),
     (["tuning=search", "study.name=retrain"], "study.name=standard"),
 ])
 def test_bad_tuning_requests_fail_before_any_work(tmp_path, overrides, match):
@@ -130,29 +130,43 @@ def test_a_search_run_is_scored_on_the_tuning_split(tmp_path):
 
 @pytest.mark.slow
 def test_search_saves_tuned_settings_that_tuning_best_runs(tmp_path):
-    """Optuna through Hydra (two trials), scripts/save_tuned.py, then tuning=best composes the saved file."""
-    conf = tmp_path / "conf"
-    shutil.copytree(ROOT / "conf", conf, ignore=shutil.ignore_patterns("tuned"))
-    sweep = tmp_path / "sweep"
-    cmd = [sys.executable, str(ROOT / "run.py"), "-m", f"--config-dir={conf}", "tuning=search", "head=glai",
+    """Optuna through Hydra (two trials), scripts/save_tuned.py, then tuning=best applies the saved file to runs
+    of the searched group only; the shipped settings are never touched."""
+    shipped = {p: p.read_bytes() for p in (ROOT / "conf" / "tuned").rglob("*.yaml")}
+    sweep, tuned = tmp_path / "sweep", tmp_path / "tuned"
+    # another group than digits' own: a user's arch, and a protocol change (both count in the group)
+    own = ["experiment.arch=[64,96,10]", "experiment.max_epochs=2", "structure_samples=0"]
+    cmd = [sys.executable, str(ROOT / "run.py"), "-m", "tuning=search", "head=glai", *own,
            "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=1", f"hydra.sweep.dir={sweep}",
-           f"results_dir={tmp_path}/runs", "experiment.max_epochs=2", "structure_samples=0", "verbose=false",
+           f"results_dir={tmp_path}/runs", "verbose=false",
            "experiment.reduced_epochs_mode=auto", "experiment.reduced_fraction=interval(0.1, 0.5)"]
     out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     assert (sweep / "optimization_results.yaml").is_file()
-    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "save_tuned.py"), str(sweep), "--conf", str(conf)],
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "save_tuned.py"), str(sweep), "--out", str(tuned)],
                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    saved = conf / "tuned" / "best" / "digits" / "glai.yaml"
-    text = saved.read_text()
-    assert "tag: tuned" in text and "reduced_epochs_mode: auto" in text and "never the validation split" in text
-    cfg = compose_config(["tuning=best", "head=glai"], conf_dir=conf)
-    assert cfg.tag == "tuned" and cfg.tuning.role == "none"
+    (saved,) = (tuned / "digits" / "glai").glob("*.yaml")
+    assert saved.stem != "protocol" and "experiment.arch:" in saved.read_text()
+    assert {p: p.read_bytes() for p in (ROOT / "conf" / "tuned").rglob("*.yaml")} == shipped
+    from glai.tuned import apply_tuned
+
+    cfg = apply_tuned(compose_config(["tuning=best", "head=glai", *own, f"tuned_dir={tuned}"]))
+    assert cfg.tag == "tuned" and cfg.tuning.role == "none" and cfg.experiment.reduced_epochs_mode == "auto"
     assert cfg.head.optimizer in ("sgd", "adam", "adamw") and 0.05 <= cfg.experiment.reduced_fraction <= 0.5
-    # the MLP has no saved settings: tuning=best stops and names the search instead of running the protocol MLP
+    find = [sys.executable, str(ROOT / "scripts" / "save_tuned.py"), "--out", str(tuned), "--find", "head=glai"]
+    assert subprocess.run([*find, *own], cwd=ROOT, capture_output=True).returncode == 0
+    # digits' own group keeps the shipped settings, not the user's search
+    assert apply_tuned(compose_config(["tuning=best", "head=glai", f"tuned_dir={tuned}"])).head.lr == 0.00785
+    # a group never searched is refused before any work, naming the search for that data
+    with pytest.raises(ConfigError, match=r"no tuned settings .*experiment.arch=\[64, 80, 10\].*Fix: python run.py "
+                                          r"-m tuning=search experiment=digits head=glai experiment.arch=\[64,80,10\]"):
+        run(compose_config(["tuning=best", "head=glai", "experiment.arch=[64,80,10]", f"tuned_dir={tuned}",
+                            f"results_dir={tmp_path}/runs2"]), ["tuning=best", "experiment.arch=[64,80,10]"])
+    assert not (tmp_path / "runs2").exists()
+    # the MLP has no saved settings for this group: tuning=best stops instead of running the protocol MLP
     with pytest.raises(ConfigError, match="no tuned settings"):
-        run(compose_config(["tuning=best", "head=mlp", f"results_dir={tmp_path}/runs2"], conf_dir=conf))
+        run(compose_config(["tuning=best", "head=mlp", *own, f"tuned_dir={tuned}", f"results_dir={tmp_path}/runs2"]))
     # the search's trials never become table rows
     from glai.results.tables import write_all
 
