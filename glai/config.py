@@ -277,9 +277,22 @@ def compose_config(overrides: list[str] | None = None, conf_dir: str | Path = CO
     Raises:
         hydra.errors.ConfigCompositionException / omegaconf errors: unknown group option, misspelled key, wrong type.
     """
+    from hydra.core.global_hydra import GlobalHydra
+
     register_configs()
+    overrides = list(overrides or [])
+    hydra = GlobalHydra.instance()
+    if hydra.is_initialized():
+        # inside a running app (a job of run.py -m): compose with a Hydra of its own, then give the app its own
+        # back, so the sweep's config loader is untouched
+        saved, hydra.hydra = hydra.hydra, None
+        try:
+            with initialize_config_dir(config_dir=str(Path(conf_dir).resolve()), version_base="1.3"):
+                return compose(config_name="config", overrides=overrides)
+        finally:
+            GlobalHydra.instance().hydra = saved
     with initialize_config_dir(config_dir=str(Path(conf_dir).resolve()), version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides or []))
+        return compose(config_name="config", overrides=overrides)
 
 
 def reference_configs(pairs: Iterable[tuple[str, str]], conf_dir: str | Path = CONF_DIR

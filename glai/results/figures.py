@@ -26,6 +26,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from glai.results import stats as st  # noqa: E402
+from glai.results.formatting import slug  # noqa: E402
 from glai.results.groups import format_value  # noqa: E402
 from glai.results.records import RECORD_MODE, atomic_write_text  # noqa: E402
 
@@ -34,11 +35,6 @@ __all__ = ["estimator_curves", "figure3", "figure4", "figure5", "slug", "write_f
 PHASES = ("reduced_mlp", "conversion", "estimator")
 PHASE_LABEL = {"reduced_mlp": "reduced MLP training", "conversion": "conversion",
                "estimator": "GLAI training"}
-
-
-def slug(experiment: str) -> str:
-    """File-name form of an experiment name (``offline/A1`` -> ``offline-A1``)."""
-    return str(experiment).replace("/", "-")
 
 
 def _save(fig, path: Path) -> Path:

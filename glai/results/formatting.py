@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -12,7 +14,7 @@ import pandas as pd
 
 from glai.results.records import atomic_write_text
 
-__all__ = ["NO_RUNS", "fmt_mean_std", "fmt_num", "mean_std_cell", "write_table"]
+__all__ = ["NO_RUNS", "fmt_mean_std", "fmt_num", "mean_std_cell", "slug", "write_table"]
 
 NO_RUNS = "no runs"
 
@@ -71,3 +73,20 @@ def write_table(df: pd.DataFrame, out_dir: str | Path, name: str, caption: str) 
     atomic_write_text(paths[1], _latex(df, caption, f"tab:{name}") if len(df) else f"% {caption}: no rows\n")
     atomic_write_text(paths[2], df.to_csv(index=False))
     return paths
+
+
+def slug(label: str) -> str:
+    """File-name form of a group label: letters, digits, ``.``, ``_`` and ``-`` only (issue 19).
+
+    ``offline/A1`` -> ``offline-A1``; a label with settings keeps a readable prefix of them and a hash of the
+    whole label, so two groups never share a file: ``offline/A1 [dataset=photos3, experiment.arch=[1280,256,3]]``
+    -> ``offline-A1__dataset-photos3-experiment.arch-1280-256-3__<6 hex>``. The full label is inside the file
+    and in ``README.md`` of the tables folder.
+    """
+    label = str(label)
+    base, _, rest = label.partition(" ")
+    out = re.sub(r"[^A-Za-z0-9._-]+", "-", base.replace("/", "-"))
+    if rest:
+        readable = re.sub(r"[^A-Za-z0-9.]+", "-", rest).strip("-")[:48].strip("-")
+        out += f"__{readable}__{hashlib.sha1(label.encode()).hexdigest()[:6]}"
+    return out

@@ -156,6 +156,12 @@ def test_search_saves_tuned_settings_that_tuning_best_runs(tmp_path):
     assert cfg.head.optimizer in ("sgd", "adam", "adamw") and 0.05 <= cfg.experiment.reduced_fraction <= 0.5
     find = [sys.executable, str(ROOT / "scripts" / "save_tuned.py"), "--out", str(tuned), "--find", "head=glai"]
     assert subprocess.run([*find, *own], cwd=ROOT, capture_output=True).returncode == 0
+    # as a sweep job (Hydra is running: the group's reference config is composed beside it)
+    out = subprocess.run([sys.executable, str(ROOT / "run.py"), "-m", "tuning=best", "head=glai", "seed=0", *own,
+                          f"tuned_dir={tuned}", f"results_dir={tmp_path}/runs3", f"hydra.sweep.dir={tmp_path}/s3",
+                          "verbose=false"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert len(list((tmp_path / "runs3" / "digits" / "glai-tuned").glob("*.json"))) == 1
     # digits' own group keeps the shipped settings, not the user's search
     assert apply_tuned(compose_config(["tuning=best", "head=glai", f"tuned_dir={tuned}"])).head.lr == 0.00785
     # a group never searched is refused before any work, naming the search for that data
