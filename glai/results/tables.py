@@ -534,6 +534,7 @@ def write_all(runs_dir: str | Path = "results/runs", out_dir: str | Path = "resu
     atomic_write_text(out_dir / "failed_runs.md", failed_runs_markdown(records + studies))
     atomic_write_text(out_dir / "unpaired.md", unpaired_markdown(sections))
     written += [out_dir / "failed_runs.md", out_dir / "unpaired.md"]
+    labels = {r["_label"] for r in loaded} | {r.get("experiment") for r in loaded + studies}
     if figures:
         # matplotlib loads only when figures are asked for
         from glai.results.figures import write_figures
@@ -542,4 +543,51 @@ def write_all(runs_dir: str | Path = "results/runs", out_dir: str | Path = "resu
         fig_records = [{**r, "experiment": r["_base"] if set(r["_diff"]) <= {"rho", "head.width_factor"}
                         else r["_label"]} for r in loaded]
         written += write_figures(fig_records, out_dir, rho=st.protocol_rhos(fig_records, conf_dir=conf_dir))
+    written.append(write_index(out_dir, written, labels))
     return written
+
+
+#: Captions of the figures by file-name prefix (the tables carry theirs in their first line).
+_FIGURE_CAPTIONS = {
+    "fig3_path_distance_": "Figure 3: path distance m_t of the reduced MLP over its epochs",
+    "fig4_rho_ablation": "Figure 4: BVS of GLAI against rho, the MLP's as a line",
+    "fig5_time_breakdown": "Figure 5: time per phase (GLAI: reduced MLP, conversion, estimator)",
+    "fig_sparsity_": "accuracy against firing ratio under the l0 activation penalty",
+    "fig_retrain": "learning new classes: MLP fine-tuning against GLAI estimator-only re-training",
+    "fig_combine": "combining shard models by weighted averaging",
+}
+
+
+def write_index(out_dir: str | Path, written: Sequence[Path], labels: Iterable[str] = ()) -> Path:
+    """``<out_dir>/README.md``: every table (``.md``; each also as ``.tex`` and ``.csv``) and figure written, one
+    line each with its caption, grouped by view (the top folder: protocol runs; ``<view>/``) and, for the
+    per-group figures, by the group's full label (file names carry :func:`glai.results.formatting.slug`)."""
+    from glai.results.formatting import slug
+
+    out_dir = Path(out_dir)
+    by_slug = {slug(lab): lab for lab in labels if lab}
+    sections: dict[str, list[str]] = defaultdict(list)
+    for path in sorted({Path(p) for p in written}):
+        if path.suffix not in (".md", ".png") or path.name == "README.md":
+            continue
+        rel = path.relative_to(out_dir)
+        view = rel.parts[0] if len(rel.parts) > 1 else ""
+        if path.suffix == ".md":
+            first = path.read_text().split("\n", 1)[0].strip().lstrip("# ")
+            caption = first if len(first) <= 160 else first[:157] + "..."
+        else:
+            prefix = next((k for k in _FIGURE_CAPTIONS if path.stem.startswith(k)), None)
+            caption = _FIGURE_CAPTIONS.get(prefix, path.stem)
+            rest = path.stem[len(prefix):] if prefix and prefix.endswith("_") else ""
+            if rest:
+                caption += f": {by_slug.get(rest, rest)}"
+        sections[view].append(f"- [`{rel}`]({rel}): {caption}")
+    lines = ["# Tables and figures", "", "Written by `make tables` (`scripts/make_tables.py`) from the run records; "
+             "each table is also written as `.tex` and `.csv` beside its `.md`.", ""]
+    for view in sorted(sections, key=lambda v: (v != "", v)):
+        title = "Protocol runs, views side by side, method family" if view == "" else (
+            f"View `{view}`: {st.VIEW_LABELS.get(view, view)}")
+        lines += [f"## {title}", "", *sections[view], ""]
+    path = out_dir / "README.md"
+    atomic_write_text(path, "\n".join(lines))
+    return path

@@ -90,3 +90,28 @@ def test_a_done_record_without_metrics_is_reported_and_skipped(tmp_path):
     write_all(tmp_path / "runs", tmp_path / "tables", references=references(["digits"]), figures=False,
               echo=lines.append)
     assert lines[0].startswith("5 records read: 1 invalid (skipped)")
+
+
+def test_file_names_are_slugs_and_the_index_lists_every_table_and_figure(tmp_path):
+    import re
+
+    from glai.results.formatting import slug
+
+    label = "offline/A1 [dataset=pets3, experiment.arch=[1280,256,3]]"
+    assert re.fullmatch(r"[A-Za-z0-9._-]+", slug(label)) and slug("offline/A1") == "offline-A1"
+    assert slug(label) != slug(label.replace("pets3", "pets4")) and slug(label).startswith("offline-A1__dataset-pets3")
+    recs = _own_data_views()
+    structure = {"path_distance": [None] + [0.1 / (e + 1) for e in range(9)],
+                 "weight_change": [None] + [0.01 / (e + 1) for e in range(9)]}
+    for rec in recs:
+        if rec["head"] == "mlp" and not rec["tag"]:
+            rec["metrics"]["structure"] = structure
+    _write(tmp_path / "runs", recs)
+    written = write_all(tmp_path / "runs", tmp_path / "tables", references=references(["offline/A1"]))
+    assert all(re.fullmatch(r"[A-Za-z0-9._-]+", p.name) for p in written), [p.name for p in written]
+    index = (tmp_path / "tables" / "README.md").read_text()
+    listed = set(re.findall(r"\[`([^`]+)`\]", index))
+    shown = {str(p.relative_to(tmp_path / "tables")) for p in written if p.suffix in (".md", ".png")} - {"README.md"}
+    assert listed == shown
+    assert f"path distance m_t of the reduced MLP over its epochs: {label}" in index  # the full label inside
+    assert "## View `tuned`" in index
