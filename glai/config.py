@@ -191,19 +191,19 @@ class Config:
     # family C: episodes averaged (each one a fresh N-way K-shot Q-query draw)
     episodes: int = 1
     # auto | cpu | cuda
-    device: str = "cpu"
+    device: str = "auto"
     # CPU threads for torch (0 = torch's default). Heads are small: at batch 16 one thread is fastest and
     # parallel sweep jobs do not fight over cores. Every head of a run uses the same setting.
     num_threads: int = 1
     # root of offline data and weights (GLAI_DATA_ROOT)
-    data_root: str = "../shared"
+    data_root: str = "${oc.env:GLAI_DATA_ROOT,../shared}"
     # embedding cache (GLAI_CACHE_DIR)
-    cache_dir: str = ".cache/glai"
+    cache_dir: str = "${oc.env:GLAI_CACHE_DIR,.cache/glai}"
     # run records go to <results_dir>/<experiment>/<head>[-<tag>]/[rho<rho>-]seed<seed>-<fingerprint>.json
-    results_dir: str = "results/runs"
+    results_dir: str = "${oc.env:GLAI_RESULTS_DIR,results/runs}"
     # a search's best settings per group: <tuned_dir>/<experiment>/<head>/<group key>.yaml (GLAI_TUNED_DIR;
     # glai.tuned); tuning=best reads them here first, then conf/tuned/best
-    tuned_dir: str = "results/tuned"
+    tuned_dir: str = "${oc.env:GLAI_TUNED_DIR,results/tuned}"
     # label for variants (e.g. an optimiser-controlled run); part of the record path
     tag: str = ""
     # redo a run whose record says "done"

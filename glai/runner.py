@@ -31,7 +31,6 @@ from glai.method.studies import combine_study, retrain_study
 from glai.options import build_head, run_options
 from glai.results.identity import fingerprint, reads_rho, short
 from glai.results.records import (
-    SCHEMA_VERSION,
     RunLock,
     RunLockedError,
     environment,
@@ -42,6 +41,7 @@ from glai.results.records import (
     write_record,
 )
 from glai.results.report import log_wandb, summary
+from glai.results.schema import check_record, new_record
 from glai.training.loop import History, NonFiniteLossError, fit
 from glai.training.penalty import ActivationPenaltyTask
 from glai.training.structure import PathDistanceTracker
@@ -337,15 +337,13 @@ def _train_and_record(cfg, path, config: dict, fp: str, device: torch.device, sp
     # one step of the C2 shape went from 1.9 to 11 ms. Flushed to zero for every head alike (a ~1e-38
     # change in values that small); recorded in environment.flush_denormal.
     flush = torch.set_flush_denormal(True)
-    record: dict[str, Any] = {
-        "schema_version": SCHEMA_VERSION, "status": "running", "error": None,
-        "experiment": exp.name, "head": cfg.head.name, "tag": cfg.tag, "seed": cfg.seed, "rho": cfg.rho,
-        "family": exp.family, "fingerprint": fp, "group_fingerprint": fingerprint(config, seed=False),
-        "overrides": overrides, "config": config, "deviations": list(exp.deviations),
-        "environment": {**environment(device.type), "flush_denormal": flush}, "process": process_info(),
-        "data_s": data_s,
-    }
+    record = new_record(
+        status="running", error=None, experiment=exp.name, head=cfg.head.name, tag=cfg.tag, seed=cfg.seed,
+        rho=cfg.rho, family=exp.family, fingerprint=fp, group_fingerprint=fingerprint(config, seed=False),
+        overrides=list(overrides), config=config, deviations=list(exp.deviations),
+        environment={**environment(device.type), "flush_denormal": flush}, process=process_info(), data_s=data_s)
     try:
+        check_record(record)
         write_record(path, record)
     except OSError as err:
         raise RecordWriteError(f"cannot write {path} ({err}): {_WRITABLE_HINT.format(cfg.results_dir)}") from err
@@ -464,6 +462,7 @@ def objective(record: dict[str, Any]) -> float:
 def _write_final(cfg, path, record: dict[str, Any]) -> None:
     """Write the finished record; if that fails, save it under ``<cache_dir>/unsaved-records/`` (or the
     system temp folder), print its summary, and raise naming ``results_dir``."""
+    check_record(record)  # a record that breaks the schema is a bug: it fails here, before any write
     try:
         write_record(path, record)
         return

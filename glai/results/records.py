@@ -16,6 +16,7 @@ from typing import Any
 from filelock import FileLock, Timeout
 
 from glai.results.identity import fingerprint, short
+from glai.results.schema import SCHEMA_VERSION  # re-exported: the version of glai.results.schema
 
 __all__ = [
     "RECORD_MODE",
@@ -32,8 +33,6 @@ __all__ = [
     "write_record",
 ]
 
-#: 2: file names carry the fingerprint and records store it (``fingerprint``, ``group_fingerprint``).
-SCHEMA_VERSION = 2
 #: Records and tables are readable by collaborators on shared storage.
 RECORD_MODE = 0o644
 REPO_ROOT = Path(__file__).resolve().parents[2]

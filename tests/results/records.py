@@ -1,10 +1,14 @@
-"""Synthetic run records (schema of docs/INTERFACES.md) for the results tests."""
+"""Synthetic run records for the results tests, built through the record's schema as the runner builds them
+(:func:`glai.results.schema.new_record`, checked by :func:`glai.results.schema.check_record`)."""
 
 from __future__ import annotations
 
 import copy
 import json
 from pathlib import Path
+
+from glai.results.identity import fingerprint
+from glai.results.schema import check_record, new_record
 
 
 def default_config(experiment, head, seed=0, rho=0.5, tag="", **changes):
@@ -53,16 +57,17 @@ def make_record(experiment, head, seed, *, status="done", error=None, tag="", rh
     time_s = phases if phases is not None else (
         {"reduced_mlp": 0.5 * total_s, "conversion": 0.1 * total_s, "estimator": 0.4 * total_s}
         if head == "glai" else {"train": total_s})
-    rec = {
-        "schema_version": 1, "status": status, "error": error, "experiment": experiment, "head": head,
-        "tag": tag, "seed": seed, "rho": rho, "family": experiment.split("/")[-1][0],
-        "overrides": overrides if overrides is not None else [f"experiment={experiment}", f"head={head}"],
-        "config": copy.deepcopy(config) if config is not None else default_config(experiment, head, seed, rho, tag),
-        "metrics": metrics,
-        "cost": {"time_s": time_s, "total_s": total_s if done else None, "params": {}},
-        "environment": {"versions": {}, "device": "cpu", "git_sha": "0" * 40, "git_dirty": False,
-                        "time_utc": "2025-01-01T00:00:00Z"},
-    }
+    config = copy.deepcopy(config) if config is not None else default_config(experiment, head, seed, rho, tag)
+    rec = new_record(
+        status=status, error=error, experiment=experiment, head=head, tag=tag, seed=seed, rho=rho,
+        family=experiment.split("/")[-1][0],
+        overrides=overrides if overrides is not None else [f"experiment={experiment}", f"head={head}"],
+        config=config, fingerprint=fingerprint(config), group_fingerprint=fingerprint(config, seed=False),
+        deviations=[], process={"pid": 1, "host": "test", "start_utc": "2025-01-01T00:00:00+00:00"}, data_s=0.0,
+        metrics=metrics, cost={"time_s": time_s, "total_s": total_s if done else None, "params": {}},
+        environment={"versions": {}, "device": "cpu", "git_sha": "0" * 40, "git_dirty": False,
+                     "time_utc": "2025-01-01T00:00:00Z"})
+    check_record(rec)
     name = head + (f"-{tag}" if tag else "")
     rec["_path"] = f"results/runs/{experiment}/{name}/rho{rho}-seed{seed}.json"
     return rec
