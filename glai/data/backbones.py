@@ -29,7 +29,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from glai.data.datasets import _looks_offline, hub_offline, resolve_path
+from glai.data.readers.base import resolve_path
+from glai.data.readers.hub import hub_offline, looks_offline
 
 __all__ = [
     "BackboneUnavailableError",
@@ -379,7 +380,7 @@ def _build_timm(cfg, path: Path | None, device: str) -> ImageBackbone:
         try:
             model = timm.create_model(cfg.model_id, pretrained=True, num_classes=0)
         except Exception as exc:  # noqa: BLE001
-            if hub_offline() or _looks_offline(exc):
+            if hub_offline() or looks_offline(exc):
                 raise _hub_error(cfg, exc, (
                     f"`m = timm.create_model({cfg.model_id!r}, pretrained=True); "
                     f"safetensors.torch.save_file(m.state_dict(), '{cfg.model_id}.safetensors')`")) from exc
@@ -409,7 +410,7 @@ def _build_torchvision(cfg, path: Path | None, device: str) -> ImageBackbone:
         try:
             model = builder(weights="DEFAULT")
         except Exception as exc:  # noqa: BLE001
-            if _looks_offline(exc):
+            if looks_offline(exc):
                 raise _hub_error(cfg, exc, f"`torchvision.models.{cfg.model_id}(weights='DEFAULT')` and save its "
                                            "state_dict with safetensors") from exc
             raise
@@ -432,7 +433,7 @@ def _build_transformers(cfg, path: Path | None, device: str) -> TextBackbone:
         tokenizer = AutoTokenizer.from_pretrained(source)
         model = AutoModel.from_pretrained(source)
     except Exception as exc:  # noqa: BLE001
-        if path is None and (hub_offline() or _looks_offline(exc)):
+        if path is None and (hub_offline() or looks_offline(exc)):
             raise _hub_error(cfg, exc, (
                 f"`AutoModel.from_pretrained({cfg.model_id!r}).save_pretrained(d)` and "
                 f"`AutoTokenizer.from_pretrained({cfg.model_id!r}).save_pretrained(d)`")) from exc

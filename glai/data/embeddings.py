@@ -17,7 +17,8 @@ from omegaconf import DictConfig
 
 from glai.data.backbones import FrozenBackbone, backbone_modality, build_backbone, local_weights_signature
 from glai.data.cache import EmbeddingCache, memoised_json
-from glai.data.datasets import _abs, drop_undecodable, load_splits, roles_for_family
+from glai.data.readers.base import abs_path
+from glai.data.roles import drop_undecodable, load_splits, roles_for_family
 from glai.data.splits import EmbeddingSplit
 
 __all__ = ["cache_key", "extract_embeddings", "load_embeddings"]
@@ -95,7 +96,7 @@ def extract_embeddings(
             f"{dataset_cfg.name!r} holds {dataset_cfg.modality}; pair image backbones with image datasets and "
             "text with text"
         )
-    cache = EmbeddingCache(_abs(cache_dir))
+    cache = EmbeddingCache(abs_path(cache_dir))
     backbone = _LazyBackbone(backbone_cfg, data_root, device)
     identity = _memoised_identity(cache, backbone, backbone_cfg, data_root, device)
     out: dict[str, dict[str, torch.Tensor]] = {}

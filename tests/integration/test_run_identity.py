@@ -314,3 +314,42 @@ def test_run_py_prints_a_config_error_without_a_traceback(tmp_path, repo_root):
     assert out.returncode == 2
     assert "ConfigError: experiment.min_delta=nan: must be a finite number. Fix: experiment.min_delta=0.1" in out.stderr
     assert "Traceback" not in out.stderr and not any(tmp_path.rglob("*.json"))
+
+
+@pytest.mark.parametrize("poison, error, match", [
+    ("one_class", DataError, r"train split of dataset 'digits' .* has 1 class: a classifier needs >= 2"),
+    ("negative", DataError, r"has label -1: labels must be class indices 0..K-1"),
+    ("empty", DataError, r"the val split of dataset 'digits' .* is empty"),
+])
+def test_data_that_cannot_train_the_head_is_refused_before_any_record(tmp_path, monkeypatch, poison, error, match):
+    import glai.data.loading as loading
+
+    real = loading.load_digits
+
+    def poisoned(val_fraction, seed):
+        splits = real(val_fraction, seed)
+        train, val = splits["train"], splits["val"]
+        if poison == "one_class":
+            train = EmbeddingSplit(train.x, torch.zeros_like(train.y))
+        elif poison == "negative":
+            y = train.y.clone()
+            y[0] = -1
+            train = EmbeddingSplit(train.x, y)
+        else:
+            val = EmbeddingSplit(val.x[:0], val.y[:0])
+        return {"train": train, "val": val}
+
+    monkeypatch.setattr(loading, "load_digits", poisoned)
+    cfg = _cfg(tmp_path)
+    with pytest.raises(error, match=match):
+        run(cfg)
+    assert not any(Path(cfg.results_dir).rglob("*"))
+
+
+def test_more_shards_than_rows_fails_before_training(tmp_path):
+    cfg = compose_config(["experiment=combine/digits", "study.shards=5000", f"results_dir={tmp_path}/runs",
+                          "experiment.reduced_epochs_mode=fixed", "verbose=false"])
+    with pytest.raises(ConfigError, match=r"study.shards=5000 but the train split .* has 1437 rows.*Fix: study.shards=4"
+                       ):
+        run(cfg)
+    assert not (tmp_path / "runs").exists()
