@@ -107,6 +107,9 @@ class HeadConfig:
     # GLAI: learning rate of the reduced-MLP phase (None: head.lr); conf/head/glai.yaml sets experiment.lr, so
     # head.lr changes the estimator's alone
     reduced_lr: Optional[float] = None
+    # GLAI: the path selector: trained (the reduced MLP after its reduced epochs, the paper's) | random (the reduced
+    # MLP at its seeded initialisation, no reduced epochs: gates from random hyperplanes, the gated-ReLU control)
+    selector: str = "trained"
     # GLAI: estimator implementation: sparse | dense (the paper's Listing 1 reference)
     estimator: str = "sparse"
     # GLAI sparse estimator backend: auto | triton | cpp | torch (auto: cpp on CPU when built, triton on CUDA)
@@ -497,6 +500,12 @@ def validate(cfg: DictConfig | Config) -> None:
     if head.l0_lambda > 0 and head.name == "linear":
         _fail("head.l0_lambda", head.l0_lambda, "the linear head has no hidden activations to penalise",
               "head.l0_lambda=0")
+    if head.selector not in ("trained", "random"):
+        _fail("head.selector", head.selector, "choose trained or random", "head.selector=trained")
+    if exp.family == "B" and "lbfgs" in (head.optimizer, head.reduced_optimizer):
+        key = "head.optimizer" if head.optimizer == "lbfgs" else "head.reduced_optimizer"
+        _fail(key, "lbfgs", "full-batch L-BFGS would contrast every row with every other one: InfoNCE over "
+              "batches (family B) is another objective", f"{key}=adam")
     if head.estimator not in ("sparse", "dense"):
         _fail("head.estimator", head.estimator, "choose sparse or dense", "head.estimator=sparse")
     if head.backend not in ("auto", "triton", "cpp", "torch"):

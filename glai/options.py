@@ -73,7 +73,7 @@ def run_options(cfg) -> RunOptions:
             reduced_weight_decay=float(head.reduced_weight_decay), optimizer=optim.optimizer, lr=optim.lr,
             weight_decay=optim.weight_decay, estimator=str(head.estimator), backend=str(head.backend),
             structure_threshold=float(head.structure_threshold), l0_lambda=float(head.l0_lambda),
-            l0_sigma=float(head.l0_sigma))
+            l0_sigma=float(head.l0_sigma), selector=str(head.selector))
     return RunOptions(arch=tuple(int(a) for a in exp.arch), loop=loop, seed=int(cfg.seed),
                       head=HeadOptions(name=str(head.name), optim=optim, width_factor=float(head.width_factor),
                                        l0_lambda=float(head.l0_lambda), l0_sigma=float(head.l0_sigma), glai=glai))

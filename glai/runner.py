@@ -422,6 +422,9 @@ def _resolve_reduced_epochs(cfg: DictConfig) -> tuple[DictConfig, dict[str, Any]
         RuntimeError: the MLP partner run failed (its record says why).
     """
     exp = cfg.experiment
+    if cfg.head.name == "glai" and cfg.head.selector == "random":
+        # nothing is trained before the conversion: no reduced epochs to resolve, no partner MLP to read
+        return cfg, {"mode": "random_selector", "reduced_epochs": 0}
     if cfg.head.name != "glai" or exp.reduced_epochs_mode != "auto":
         mode = exp.reduced_epochs_mode if cfg.head.name == "glai" else None
         return cfg, ({"mode": mode, "reduced_epochs": exp.reduced_epochs} if mode else None)

@@ -75,6 +75,9 @@ def test_mlp_reduced_width_follows_rho():
         # the structural stop needs its path-distance sample
         (["experiment.reduced_epochs_mode=structure", "head.structure_threshold=0.05", "structure_samples=0"],
          "structure_samples"),
+        # the selector control and the convex solver (issue 20)
+        (["head.selector=learned"], "head.selector"),
+        (["experiment=offline/B1", "head.optimizer=lbfgs"], "head.optimizer"),
         # record paths stay inside results_dir
         (["tag=../../etc"], "tag"),
         (["tag=a/b"], "tag"),

@@ -310,6 +310,10 @@ class GLAIOptions:
         structure_threshold: end the reduced phase once the path distance m_t < this (0 = off; needs a
             ``tracker`` in :func:`train_glai`).
         l0_lambda, l0_sigma: EAT's l0 activation penalty on the reduced MLP (0 = off; papers/004).
+        selector: ``trained`` (the paper's: the reduced MLP after its reduced epochs) | ``random`` (the reduced MLP
+            at its seeded initialisation, no reduced epochs: gates from random hyperplanes; the estimator is then
+            the gated-ReLU model of Mishkin, Sahiner & Pilanci 2022 -- the control for what training the
+            selector is worth, issue 20).
     """
 
     rho: float = 0.5
@@ -325,6 +329,7 @@ class GLAIOptions:
     structure_threshold: float = 0.0
     l0_lambda: float = 0.0
     l0_sigma: float = 1e-4
+    selector: str = "trained"
 
     @property
     def estimator_optimizer(self) -> OptimizerOptions:
@@ -396,7 +401,7 @@ def train_glai(
                         f"{sorted(_GLAI_FIELDS | _LOOP_FIELDS)}")
     options = replace(options or GLAIOptions(), **{k: v for k, v in settings.items() if k in _GLAI_FIELDS})
     loop = replace(loop or LoopOptions(), **{k: v for k, v in settings.items() if k in _LOOP_FIELDS})
-    if options.structure_threshold > 0 and tracker is None:
+    if options.structure_threshold > 0 and tracker is None and options.selector == "trained":
         raise ValueError("structure_threshold > 0 ends the reduced phase on the path distance m_t, which needs a "
                          "tracker (glai.training.structure.PathDistanceTracker over a sample of x_train)")
     (x, y, *_), (vx, vy, *_) = train, val
@@ -406,9 +411,15 @@ def train_glai(
     reduced_task = task or SupervisedTask()
     if options.l0_lambda > 0:
         reduced_task = ActivationPenaltyTask(reduced_task, options.l0_lambda, options.l0_sigma)
-    reduced = fit(selector, (x, y), (vx, vy), task=reduced_task, **options.reduced_optimizer_options.kwargs(),
-                  batch_size=loop.batch_size, max_epochs=options.reduced_epochs, patience=None, generator=gen,
-                  tracker=tracker, structure_threshold=options.structure_threshold)
+    if options.selector == "random":
+        # the seeded initialisation is the selector: random hyperplanes, nothing trained (History of 0 epochs)
+        reduced = History(stopped_by="random_selector")
+    elif options.selector == "trained":
+        reduced = fit(selector, (x, y), (vx, vy), task=reduced_task, **options.reduced_optimizer_options.kwargs(),
+                      batch_size=loop.batch_size, max_epochs=options.reduced_epochs, patience=None, generator=gen,
+                      tracker=tracker, structure_threshold=options.structure_threshold)
+    else:
+        raise ValueError(f"selector={options.selector!r}: choose trained or random")
     t0 = time.perf_counter()
     budget = parameter_budget(arch, options.rho)
     head = build_glai_head(selector, x, budget.kept_paths, options.estimator, options.backend, cache=(vx,))

@@ -60,7 +60,7 @@ _EXPERIMENT["deviations"] = "excluded"
 _HEAD = {k: "setting" for k in (
     "name", "optimizer", "lr", "weight_decay", "width_factor", "reduced_optimizer", "reduced_weight_decay",
     "reduced_lr",
-    "estimator", "backend", "structure_threshold", "l0_lambda", "l0_sigma")}
+    "estimator", "backend", "structure_threshold", "l0_lambda", "l0_sigma", "selector")}
 # the estimator backend computes the same function (to float rounding) at another speed, like the device
 _HEAD["backend"] = "environment"
 _DATASET = {k: "setting" for k in (
@@ -109,7 +109,8 @@ IDENTITY: dict[str, str] = {
 #: GLAI runs beside it, and an MLP record carries no estimator backend to tell environments apart by).
 GLAI_ONLY = frozenset({"experiment.reduced_epochs", "experiment.reduced_epochs_mode", "experiment.reduced_fraction",
                        "experiment.wd_glai", "head.reduced_optimizer", "head.reduced_weight_decay",
-                       "head.reduced_lr", "head.estimator", "head.backend", "head.structure_threshold"})
+                       "head.reduced_lr", "head.estimator", "head.backend", "head.structure_threshold",
+                       "head.selector"})
 
 
 #: Keys of IDENTITY that the schema does not have: added to the stored config by ``glai.runner.run_identity``.
@@ -138,7 +139,8 @@ def is_variant_key(key: str) -> bool:
 
 #: Settings that, at the value that switches them off, leave the fingerprint: a run without them is the run it
 #: was before they existed (adding an off-by-default feature re-runs nothing). key -> its "off" value.
-OFF_VALUES: dict[str, Any] = {"head.l0_lambda": 0.0, "study.name": "standard", "tuning.role": "none",
+OFF_VALUES: dict[str, Any] = {"head.l0_lambda": 0.0, "head.selector": "trained", "study.name": "standard",
+                              "tuning.role": "none",
                               "dataset.fixed_split": False, "dataset.torchvision_class": None,
                               "dataset.on_bad_image": "stop"}
 #: Settings read only when another is on: they leave the fingerprint with it. key -> the switch.

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from glai.training.early_stopping import EarlyStopping
-from glai.training.optimizers import build_optimizer
+from glai.training.optimizers import FullBatchLBFGS, build_optimizer
 from glai.training.tasks import MONITORS, SupervisedTask, Task
 
 __all__ = ["History", "LoopOptions", "NonFiniteLossError", "OptimizerOptions", "fit", "run_epochs"]
@@ -151,19 +151,24 @@ def run_epochs(
     for epoch in range(1, max_epochs + 1):
         t_epoch = time.perf_counter()
         model.train()
-        loss_sum = torch.zeros((), device=x.device)
-        perm = torch.randperm(n, generator=generator).to(x.device)
         t_steps = time.perf_counter()
-        for s in range(0, n, batch_size):
-            idx = perm[s : s + batch_size]
-            loss = task.loss(model, x[idx], None if y is None else y[idx], None if g is None else g[idx])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            loss_sum += loss.detach() * idx.numel()
-        train_loss = float(loss_sum) / n  # float() waits for the device: the steps are done
+        if isinstance(optimizer, FullBatchLBFGS):
+            # one L-BFGS iteration over every training row (its line-search passes included)
+            train_loss = optimizer.full_batch_epoch(lambda: task.loss(model, x, y, g))
+            hist.steps += 1
+        else:
+            loss_sum = torch.zeros((), device=x.device)
+            perm = torch.randperm(n, generator=generator).to(x.device)
+            for s in range(0, n, batch_size):
+                idx = perm[s : s + batch_size]
+                loss = task.loss(model, x[idx], None if y is None else y[idx], None if g is None else g[idx])
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                loss_sum += loss.detach() * idx.numel()
+            train_loss = float(loss_sum) / n  # float() waits for the device: the steps are done
+            hist.steps += -(-n // batch_size)
         hist.step_s += time.perf_counter() - t_steps
-        hist.steps += -(-n // batch_size)
         if not math.isfinite(train_loss):
             raise NonFiniteLossError(f"training loss is {train_loss} at epoch {epoch}")
         model.eval()
@@ -237,7 +242,9 @@ def fit(
         train, val: ``(x, y)`` or ``(x, y, gates)``: x float32 [N, n0], y int64 [N] (None for family B),
             gates uint8 [N, n_gates].
         task: loss and validation (:mod:`glai.training.tasks`); default cross-entropy with accuracy.
-        optimizer: ``"sgd"`` (no momentum) or ``"adam"`` (:func:`glai.training.optimizers.build_optimizer`).
+        optimizer: ``"sgd"`` (no momentum), ``"adam"``, ``"adamw"`` (:func:`glai.training.optimizers.build_optimizer`)
+            or ``"lbfgs"``: full-batch L-BFGS, one iteration per epoch, L2 on the weights in the closure
+            (:class:`glai.training.optimizers.FullBatchLBFGS`; ``batch_size`` is then unused).
         lr, weight_decay: the optimiser's learning rate and weight decay.
         batch_size: samples per step.
         max_epochs: epoch cap.
@@ -264,7 +271,10 @@ def fit(
         g = model.gates(x) if g is None else g
         vg = model.gates(vx) if vg is None else vg
     gate_s = time.perf_counter() - t0
-    opt = build_optimizer(optimizer, (p for p in model.parameters() if p.requires_grad), lr, weight_decay)
+    if optimizer == "lbfgs":
+        opt = FullBatchLBFGS([(k, p) for k, p in model.named_parameters() if p.requires_grad], lr, weight_decay)
+    else:
+        opt = build_optimizer(optimizer, (p for p in model.parameters() if p.requires_grad), lr, weight_decay)
     stopper = EarlyStopping(mode, patience, min_delta) if patience is not None else None
     hist = run_epochs(model, opt, task, (x, y, g), (vx, vy, vg), batch_size=batch_size, max_epochs=max_epochs,
                generator=generator, stopper=stopper, mode=mode, tracker=tracker,

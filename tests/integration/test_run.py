@@ -199,3 +199,20 @@ def test_study_tables_never_average_runs_of_different_settings(tmp_path):
     table = pd.read_csv(tmp_path / "tables" / "retrain.csv")
     assert len(table) == 12 and table["Exp"].nunique() == 2 and (table["n"] == 1).all()
     assert table["Exp"].str.startswith("retrain/digits #").all()
+
+
+@pytest.mark.parametrize("overrides", [
+    ["head=glai", "head.selector=random"],
+    ["head=glai", "head.optimizer=lbfgs", "head.lr=1.0"],
+    ["head=linear", "head.optimizer=lbfgs", "head.lr=1.0"],
+])
+def test_selector_control_and_lbfgs_run_through_the_runner(overrides, tmp_path):
+    rec = run(compose_config([*overrides, f"results_dir={tmp_path}", "experiment.max_epochs=4", "verbose=false"]))
+    assert rec["status"] == "done", rec.get("error")
+    if "head.selector=random" in overrides:
+        # no reduced epoch and no partner MLP: the auto rule has nothing to resolve
+        metrics = rec["metrics"]
+        assert metrics["reduced_epochs"] == 0 and metrics["reduced_epochs_rule"]["mode"] == "random_selector"
+        assert not (tmp_path / "digits" / "mlp").exists()
+    if "head.optimizer=lbfgs" in overrides:
+        assert rec["metrics"]["epochs"] <= 4 and rec["config"]["head"]["optimizer"] == "lbfgs"

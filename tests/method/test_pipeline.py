@@ -165,3 +165,29 @@ def test_readme_example_runs():
     namespace: dict = {}
     exec(compile(code, "README.md", "exec"), namespace)
     assert isinstance(namespace["head"], glai.GLAIHead)
+
+
+def test_a_random_selector_glai_head_is_the_gated_relu_model_written_out():
+    """head.selector=random (issue 20): the selector is the reduced MLP at its seeded initialisation (random
+    hyperplanes, no reduced epoch), and the head computes y_o = b_o + sum_{i,g} w[o,i,g] x~_i 1[u_g . x + c_g > 0]
+    (the gated-ReLU model of Mishkin, Sahiner & Pilanci 2022) with u, c that initialisation's first layer."""
+    from glai.method.heads import MLPHead, reduced_arch
+    from glai.method.pipeline import train_glai
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(120, 6, generator=g), torch.randint(0, 3, (120,), generator=g)
+    arch = [6, 16, 3]
+    run = train_glai(arch, (x, y), (x, y), rho=0.5, selector="random", estimator="dense", seed=4, max_epochs=3,
+                     batch_size=32)
+    torch.manual_seed(4)
+    init = MLPHead(reduced_arch(arch, 0.5))
+    sel = run.head.selector
+    assert torch.equal(sel.layers[0].weight, init.layers[0].weight) and run.reduced.epochs == 0
+    u, c = init.layers[0].weight, init.layers[0].bias
+    gates = (x @ u.T + c > 0).float()  # [N, 8]: the random hyperplanes' half-spaces
+    x_tilde = torch.cat([x, torch.ones(120, 1)], 1)
+    est = run.head.estimator
+    want = torch.einsum("bi,bs,ois->bo", x_tilde, gates, est.weight * est.mask) + est.bias
+    with torch.no_grad():
+        torch.testing.assert_close(run.head(x), want, rtol=1e-5, atol=1e-5)
+    assert run.time_s["reduced_mlp"] == 0.0
