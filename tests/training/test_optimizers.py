@@ -27,6 +27,6 @@ def test_sgd_adds_the_weight_decay_to_the_gradient():
 
 
 def test_unknown_optimizer_names_the_choices():
-    assert OPTIMIZERS == ("sgd", "adam", "adamw")
+    assert OPTIMIZERS == ("sgd", "adam", "adamw", "lbfgs")
     with pytest.raises(ValueError, match="adamw"):
         build_optimizer("rmsprop", [torch.nn.Parameter(torch.zeros(1))], 0.1, 0.0)
