@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Hyperparameter searches (SPEC 12 "Tuned comparison"), then the tuned suite. For every experiment and head:
-#   1. `run.py -m tuning=search`: HYDRA_TRIALS (default 16) Optuna TPE trials over the head's optimiser (sgd, adam,
-#      adamw), learning rate and weight decay -- GLAI: its estimator's, plus the reduced-epoch fraction of the
-#      auto rule -- each trained on train minus a stratified 20 % tuning split (tuning.seed 0) and scored on
-#      that split, never on the validation split (conf/tuning/search.yaml). Run seed 0.
-#   2. scripts/save_tuned.py: the best settings for the searched group -> $TUNED_OUT/<experiment>/<head>/<group>.yaml
-#      (TUNED_OUT default GLAI_TUNED_DIR or results/tuned; TUNED_OUT=conf/tuned/best refreshes the shipped ones).
+#   1. HYDRA_TRIALS (default 16) trials per head, each trained on train minus a stratified 20 % tuning split
+#      (tuning.seed 0) and scored on that split, never on the validation split (conf/tuning/search.yaml), run seed 0:
+#      first the head's two defaults (the protocol's; the same head on Adam -- GLAI: its reduced phase on Adam),
+#      then `run.py -m tuning=search` Optuna TPE trials over the head's optimiser (sgd, adam, adamw), learning rate
+#      and weight decay -- GLAI: its whole pipeline, the estimator's and the reduced phase's optimiser and lr, the
+#      selector (trained, random) and the auto rule's fraction.
+#   2. scripts/save_tuned.py: the best of all trials (defaults included) for the searched group ->
+#      $TUNED_OUT/<experiment>/<head>/<group>.yaml (TUNED_OUT default GLAI_TUNED_DIR or results/tuned;
+#      TUNED_OUT=conf/tuned/best refreshes the shipped ones). A tuned GLAI's auto rule reads the tuned MLP.
 #   3. `run.py -m tuning=best seed=$SEEDS`: the tuned runs (tag tuned), which make tables shows as the
 #      "tuned" view (results/tables/tuned/, views.md).
 # Family C has no training split: its trials average C_EPISODES (default 5) episodes drawn from 20 % of the
@@ -16,12 +19,12 @@
 # tuned runs alike, so the settings belong to that data:
 #   EXPERIMENTS=offline/A1 experiments/tune.sh parallel dataset=folder dataset.path=/data/photos \
 #     dataset.name=photos "experiment.arch=[1280,256,3]"
-# Environment: EXPERIMENTS (default digits and the six stand-ins), HEADS (default mlp,glai),
+# Environment: EXPERIMENTS (default digits and the six stand-ins), HEADS (default mlp,glai,linear; mlp before glai),
 #   HYDRA_TRIALS, C_EPISODES, RETUNE, SEEDS.
 # Example: EXPERIMENTS=digits HEADS=mlp,mlp_reduced,linear,glai experiments/tune.sh parallel
 source "$(dirname "$0")/common.sh"
 EXPS="${EXPERIMENTS:-digits,$OFFLINE_EXPERIMENTS}"
-HEADS="${HEADS:-mlp,glai}"
+HEADS="${HEADS:-mlp,glai,linear}"
 TRIALS="${HYDRA_TRIALS:-16}"
 RUNS="${TUNING_RUNS:-results/tuning/runs}"
 TUNED_OUT="${TUNED_OUT:-${GLAI_TUNED_DIR:-results/tuned}}"
@@ -37,16 +40,31 @@ for exp in ${EXPS//,/ }; do
 print(compose_config([sys.argv[1]]).experiment.family)" "experiment=$exp")"
     if [[ "$family" == C ]]; then fixed=("episodes=${C_EPISODES:-5}"); fi
     extra=()
+    fixed_glai=()
+    # the head's defaults are trials of the same budget: the protocol's, and the same head on Adam
+    defaults=("" "head.optimizer=adam")
     if [[ "$head" == glai ]]; then
       # the auto rule's MLP partner on the tuning split, trained once before the trials that share it
       (cd "$ROOT" && "$PYTHON" run.py tuning=search "experiment=$exp" head=mlp "results_dir=$RUNS" verbose=false \
         "${fixed[@]}" "${EXTRA[@]}")
-      extra=(experiment.reduced_epochs_mode=auto "experiment.reduced_fraction=interval(0.05, 0.5)")
+      # GLAI's whole pipeline is searched: the reduced phase's optimiser and lr, the selector, the estimator's
+      # optimiser, lr and L2, and the auto rule's fraction
+      fixed_glai=(experiment.reduced_epochs_mode=auto)
+      extra=("experiment.reduced_fraction=interval(0.05, 0.5)" "head.reduced_optimizer=choice(sgd, adam)"
+             "head.reduced_lr=tag(log, interval(1e-4, 3e-1))" "head.selector=choice(trained, random)")
+      defaults=("" "head.reduced_optimizer=adam")
     fi
     dir="results/tuning/sweeps/$exp/$head${EXTRA:+-$(printf '%s' "${EXTRA[*]}" | sha1sum | cut -c1-8)}"
-    sweep tuning=search "experiment=$exp" "head=$head" "hydra.sweeper.n_trials=$TRIALS" "results_dir=$RUNS" \
-      "hydra.sweep.dir=$dir" verbose=false "${fixed[@]}" "${extra[@]}"
-    (cd "$ROOT" && "$PYTHON" scripts/save_tuned.py "$dir" --out "$TUNED_OUT")
+    default_args=()
+    for d in "${defaults[@]}"; do
+      # shellcheck disable=SC2086
+      (cd "$ROOT" && "$PYTHON" run.py tuning=search "experiment=$exp" "head=$head" "results_dir=$RUNS" verbose=false \
+        "${fixed[@]}" "${fixed_glai[@]}" "${EXTRA[@]}" $d)
+      default_args+=(--default "$d")
+    done
+    sweep tuning=search "experiment=$exp" "head=$head" "hydra.sweeper.n_trials=$((TRIALS - ${#defaults[@]}))" \
+      "results_dir=$RUNS" "hydra.sweep.dir=$dir" verbose=false "${fixed[@]}" "${fixed_glai[@]}" "${extra[@]}"
+    (cd "$ROOT" && "$PYTHON" scripts/save_tuned.py "$dir" --out "$TUNED_OUT" "${default_args[@]}")
   done
 done
 GLAI_TUNED_DIR="$TUNED_OUT" sweep tuning=best "experiment=$EXPS" "head=$HEADS" "seed=$SEEDS"

@@ -390,8 +390,9 @@ def mlp_partner_config(cfg: DictConfig) -> DictConfig:
     - ``head``: ``conf/head/mlp.yaml`` as ``head=mlp`` composes it (its values interpolate the experiment's).
     - ``study``: ``standard`` (a study trains its own MLP arms; its partner is the protocol MLP on the same
       data, whose epochs set the reduced phase; ``retrain/*`` and ``combine/*`` default to ``auto``).
-    - ``tag``: cleared (a tag names the GLAI variant, ``tag=tuned``, ``tag=sgd``; the partner is the untagged
-      MLP of the same data).
+    - ``tag``: cleared (a tag names the GLAI variant, ``tag=sgd``, ``tag=fixed``; the partner is the untagged
+      MLP of the same data) -- except in the tuned view: a tuned GLAI (``tag=tuned``) reads the tuned MLP of its
+      group (``tuning=best`` applied to ``head=mlp``, tag ``tuned``).
     - ``overwrite``: false (a done partner is reused).
 
     ``tuning`` is kept: its role decides which rows train and score (a search's partner trains on the same
@@ -400,11 +401,22 @@ def mlp_partner_config(cfg: DictConfig) -> DictConfig:
     partner = copy.deepcopy(cfg)
     head = OmegaConf.merge(OmegaConf.structured(HeadConfig), OmegaConf.load(CONF_DIR / "head" / "mlp.yaml"))
     study = OmegaConf.structured(StudyConfig)
+    tuned = cfg.tag == "tuned" and cfg.tuning.role in ("none", "held_out")
     with open_dict(partner):
         partner.head = head
         partner.study = study
         partner.overwrite = False
         partner.tag = ""
+        if tuned:
+            partner.tuning.role = "requested"
+    if tuned:
+        # the tuned view compares equally tuned heads: the tuned GLAI's reduced phase lasts a fraction of the
+        # tuned MLP's epochs (issue 20: it read the SGD protocol MLP's 60 capped epochs against a tuned MLP's 12)
+        try:
+            partner = apply_tuned(partner)
+        except ConfigError as err:
+            raise ConfigError(f"the tuned GLAI's auto reduced epochs read the tuned MLP of its group, which has "
+                              f"none: {err}") from err
     return partner
 
 
@@ -434,6 +446,8 @@ def _resolve_reduced_epochs(cfg: DictConfig) -> tuple[DictConfig, dict[str, Any]
     # (tuning=best selects GLAI's tuned settings: the partner is the protocol MLP, tuned or not)
     overrides = [o for o in _overrides()
                  if not (o.lstrip("+~").startswith(("head", "tag", "study")) or o == "tuning=best")] + ["head=mlp"]
+    if partner.tag == "tuned":
+        overrides.append("tuning=best")
     mlp = run(partner, overrides)
     if mlp.get("status") == "running":
         # another job of a parallel sweep trains the same partner right now: wait for it, then read its record

@@ -39,8 +39,30 @@ def _round(value):
     return float(f"{value:.3g}") if isinstance(value, float) else value
 
 
-def tuned_settings(sweep_dir: Path, conf_dir: Path = CONF_DIR) -> tuple[str, str, dict, dict, dict]:
+def _default_trial(overrides: list[str], params, conf_dir: Path) -> tuple[float, dict, str]:
+    """``(score, settings, record path)`` of a head's default run on the tuning split (an enqueued first trial:
+    the same overrides as the search's, at the config's own values of the searched keys)."""
+    from glai.runner import objective, run_identity
+
+    cfg = compose_config(overrides, conf_dir)
+    path = run_identity(cfg)[2]
+    from glai.results.records import read_record
+
+    record = read_record(path)
+    if record is None or record.get("status") != "done":
+        raise FileNotFoundError(f"the default trial {' '.join(overrides)} has no done record at {path}: run it "
+                                "(experiments/tune.sh does) before saving the search")
+    settings = {key: OmegaConf.select(cfg, key) for key in params}
+    return objective(record), {k: _round(v) for k, v in settings.items()}, str(path)
+
+
+def tuned_settings(sweep_dir: Path, conf_dir: Path = CONF_DIR, defaults: list[list[str]] | None = None
+                   ) -> tuple[str, str, dict, dict, dict]:
     """``(experiment, head, settings, search, group)`` of a finished search.
+
+    ``defaults``: the head's default settings run as trials of the same budget on the same tuning split (each a
+    list of extra overrides, ``[]`` = the protocol's); the best of the search's trials and these is saved, and the
+    search's record says which won (issue 20: tuned heads scored below their own defaults).
 
     Raises:
         FileNotFoundError: the folder lacks ``optimization_results.yaml`` or its first trial's ``.hydra/`` files
@@ -59,7 +81,8 @@ def tuned_settings(sweep_dir: Path, conf_dir: Path = CONF_DIR) -> tuple[str, str
     hydra = OmegaConf.load(job / "hydra.yaml").hydra
     experiment, head = str(hydra.runtime.choices["experiment"]), str(cfg.head.name)
     settings: dict = {}
-    params = hydra.sweeper.params or {}
+    # every searched key: the sweeper's params and those given as ranges on the command line (tune.sh's)
+    params = {**(hydra.sweeper.params or {}), **{k: None for k in best["best_params"]}}
     group_overrides = []
     for override in hydra.overrides.task:
         if not override.lstrip("+~").startswith(("hydra", *params)):
@@ -80,7 +103,15 @@ def tuned_settings(sweep_dir: Path, conf_dir: Path = CONF_DIR) -> tuple[str, str
         raise ValueError(f"the search changed {changed}: a tuned setting may not change the run's group (data, "
                          "backbone, arch, protocol); search the head's settings only")
     group = group_of(compose_config(group_overrides, conf_dir), conf_dir)
-    search = {"best_value": best["best_value"], "n_trials": hydra.sweeper.n_trials,
+    chosen, best_value, tried = "search", best["best_value"], []
+    for extra in defaults or []:
+        value, default_settings, path = _default_trial(group_overrides + list(extra), params, conf_dir)
+        tried.append({"overrides": " ".join(extra) or "(protocol)", "value": value, "record": path})
+        if value > best_value:
+            chosen, best_value = f"default: {' '.join(extra) or '(protocol)'}", value
+            settings.update(default_settings)
+    search = {"best_value": best_value, "search_best_value": best["best_value"], "chosen": chosen,
+              "defaults": tried, "n_trials": hydra.sweeper.n_trials + len(tried),
               "sampler": hydra.sweeper.sampler.get("_target_"), "sampler_seed": hydra.sweeper.sampler.get("seed"),
               "fraction": cfg.tuning.fraction, "tuning_seed": cfg.tuning.seed, "monitor": cfg.experiment.monitor,
               "seed": cfg.seed, "family": cfg.experiment.family, "episodes": cfg.episodes}
@@ -94,14 +125,16 @@ def render(experiment: str, head: str, settings: dict, search: dict, sweep_dir: 
     if search["family"] == "C":
         tuning.update(fraction=search["fraction"], seed=search["tuning_seed"])
     body = {"experiment": experiment, "head": head, "group": dict(group or {}), "settings": settings,
-            "tuning": tuning, "search": {k: search[k] for k in ("best_value", "n_trials", "sampler", "sampler_seed",
+            "tuning": tuning, "search": {k: search[k] for k in ("best_value", "chosen", "search_best_value",
+                                                                "defaults", "n_trials", "sampler", "sampler_seed",
                                                                 "monitor", "seed", "fraction", "tuning_seed")}}
     sign = "" if search["monitor"] != "val_loss" else " (minus the loss)"
     header = (
         f"# Tuned settings of experiment={experiment} head={head} (tuning=best applies them to runs of this group),\n"
         "# written by\n"
         f"# scripts/save_tuned.py {sweep_dir} on {datetime.date.today().isoformat()}:\n"
-        f"# {search['n_trials']} trials of {search['sampler']} (seed {search['sampler_seed']}) on run seed "
+        f"# {search['n_trials']} trials ({len(search.get('defaults') or [])} of them the head's defaults, then "
+        f"{search['sampler']}, seed {search['sampler_seed']}; chosen: {search.get('chosen', 'search')}) on run seed "
         f"{search['seed']}, scored on the tuning split\n"
         + (f"# ({search['fraction']:g} of train, tuning.seed {search['tuning_seed']}; never the validation split); "
            if search["family"] != "C" else
@@ -119,6 +152,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path(os.environ.get("GLAI_TUNED_DIR", "results/tuned")),
                         help="tuned settings folder (default: GLAI_TUNED_DIR or %(default)s)")
     parser.add_argument("--conf", type=Path, default=CONF_DIR, help="config folder (default: %(default)s)")
+    parser.add_argument("--default", action="append", default=None, metavar="OVERRIDES",
+                        help="a default trial of the same budget (space-separated overrides, '' = the protocol's); "
+                             "repeatable: the best of the search and these is saved")
     parser.add_argument("--find", nargs="+", metavar="OVERRIDE",
                         help="print the tuned settings file of this run's group and exit 0, or exit 1 without one")
     args = parser.parse_args(argv)
@@ -130,7 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.sweep_dir is None:
         parser.error("give SWEEP_DIR, or --find OVERRIDE...")
     try:
-        experiment, head, settings, search, group = tuned_settings(args.sweep_dir, args.conf)
+        defaults = [d.split() for d in args.default] if args.default else None
+        experiment, head, settings, search, group = tuned_settings(args.sweep_dir, args.conf, defaults)
     except (FileNotFoundError, ValueError, ConfigError) as err:
         print(f"save_tuned: {err}", file=sys.stderr)
         return 1

@@ -1,5 +1,6 @@
 """Tuned comparison (SPEC 12): the tuning split, the search's objective, tuned settings, the views."""
 
+import json
 import math
 import subprocess
 import sys
@@ -130,8 +131,10 @@ def test_a_search_run_is_scored_on_the_tuning_split(tmp_path):
 
 @pytest.mark.slow
 def test_search_saves_tuned_settings_that_tuning_best_runs(tmp_path):
-    """Optuna through Hydra (two trials), scripts/save_tuned.py, then tuning=best applies the saved file to runs
-    of the searched group only; the shipped settings are never touched."""
+    """Optuna through Hydra (two trials) and the head's default trial, scripts/save_tuned.py, then tuning=best
+    applies the saved file to runs of the searched group only; the shipped settings are never touched."""
+    import yaml
+
     shipped = {p: p.read_bytes() for p in (ROOT / "conf" / "tuned").rglob("*.yaml")}
     sweep, tuned = tmp_path / "sweep", tmp_path / "tuned"
     # another group than digits' own: a user's arch, and a protocol change (both count in the group)
@@ -143,20 +146,36 @@ def test_search_saves_tuned_settings_that_tuning_best_runs(tmp_path):
     out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     assert (sweep / "optimization_results.yaml").is_file()
-    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "save_tuned.py"), str(sweep), "--out", str(tuned)],
-                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    save = [sys.executable, str(ROOT / "scripts" / "save_tuned.py"), str(sweep), "--out", str(tuned), "--default", ""]
+    out = subprocess.run(save, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1 and "has no done record" in out.stderr  # the default trial has not run yet
+    # the head's default is a trial of the same budget on the same tuning split: run it, then save the best of all
+    default = run(compose_config(["tuning=search", "head=glai", *own, f"results_dir={tmp_path}/runs", "verbose=false",
+                                  "experiment.reduced_epochs_mode=auto"]))
+    out = subprocess.run(save, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     (saved,) = (tuned / "digits" / "glai").glob("*.yaml")
-    assert saved.stem != "protocol" and "experiment.arch:" in saved.read_text()
+    data = yaml.safe_load(saved.read_text())
+    assert saved.stem != "protocol" and "experiment.arch" in data["group"]
+    assert data["search"]["defaults"][0]["value"] == default["metrics"]["bvs"] and data["search"]["n_trials"] == 3
+    assert data["search"]["best_value"] == max(data["search"]["search_best_value"], default["metrics"]["bvs"])
     assert {p: p.read_bytes() for p in (ROOT / "conf" / "tuned").rglob("*.yaml")} == shipped
-    from glai.tuned import apply_tuned
+    from glai.tuned import apply_tuned, tuned_path
 
     cfg = apply_tuned(compose_config(["tuning=best", "head=glai", *own, f"tuned_dir={tuned}"]))
     assert cfg.tag == "tuned" and cfg.tuning.role == "none" and cfg.experiment.reduced_epochs_mode == "auto"
     assert cfg.head.optimizer in ("sgd", "adam", "adamw") and 0.05 <= cfg.experiment.reduced_fraction <= 0.5
     find = [sys.executable, str(ROOT / "scripts" / "save_tuned.py"), "--out", str(tuned), "--find", "head=glai"]
     assert subprocess.run([*find, *own], cwd=ROOT, capture_output=True).returncode == 0
-    # as a sweep job (Hydra is running: the group's reference config is composed beside it)
+    # as a sweep job (Hydra is running: the group's reference config is composed beside it); the tuned GLAI's
+    # auto rule reads the tuned MLP of its group, saved here by hand
+    from glai.tuned import group_of
+
+    mlp_group = group_of(compose_config(["head=mlp", *own]))
+    mlp_file = tuned_path(tuned, "digits", "mlp", mlp_group)
+    mlp_file.parent.mkdir(parents=True)
+    mlp_file.write_text(yaml.safe_dump({"experiment": "digits", "head": "mlp", "group": mlp_group,
+                                        "settings": {"head.optimizer": "adam"}, "tuning": {"role": "none"}}))
     out = subprocess.run([sys.executable, str(ROOT / "run.py"), "-m", "tuning=best", "head=glai", "seed=0", *own,
                           f"tuned_dir={tuned}", f"results_dir={tmp_path}/runs3", f"hydra.sweep.dir={tmp_path}/s3",
                           "verbose=false"], cwd=ROOT, capture_output=True, text=True, timeout=600)
@@ -170,9 +189,10 @@ def test_search_saves_tuned_settings_that_tuning_best_runs(tmp_path):
         run(compose_config(["tuning=best", "head=glai", "experiment.arch=[64,80,10]", f"tuned_dir={tuned}",
                             f"results_dir={tmp_path}/runs2"]), ["tuning=best", "experiment.arch=[64,80,10]"])
     assert not (tmp_path / "runs2").exists()
-    # the MLP has no saved settings for this group: tuning=best stops instead of running the protocol MLP
+    # the linear head has no saved settings for this group: tuning=best stops instead of running the protocol one
     with pytest.raises(ConfigError, match="no tuned settings"):
-        run(compose_config(["tuning=best", "head=mlp", *own, f"tuned_dir={tuned}", f"results_dir={tmp_path}/runs2"]))
+        run(compose_config(["tuning=best", "head=linear", *own, f"tuned_dir={tuned}",
+                            f"results_dir={tmp_path}/runs2"]))
     # the search's trials never become table rows
     from glai.results.tables import write_all
 
@@ -190,3 +210,28 @@ def test_tuned_partner_of_auto_glai_is_the_protocol_mlp(tmp_path):
     assert rule["mode"] == "auto" and rule["mlp_fingerprint"] == mlp["fingerprint"]
     assert len(list(tmp_path.rglob("*.json"))) == 2  # no second MLP trained under the tag
     assert np.isclose(rule["mlp_epochs"], mlp["metrics"]["epochs"])
+
+
+def test_a_tuned_glai_reads_the_tuned_mlps_epochs(tmp_path):
+    """The tuned view compares equally tuned heads: a tuned GLAI's auto rule reads the tuned MLP of its group
+    (trained first when missing), not the SGD protocol MLP (issue 20)."""
+    import yaml
+
+    from glai.tuned import group_of, tuned_path
+
+    common = [f"results_dir={tmp_path}/runs", "experiment.max_epochs=6", "structure_samples=0", "verbose=false",
+              f"tuned_dir={tmp_path}/tuned"]
+    for head, settings in (("mlp", {"head.optimizer": "adam", "head.lr": 0.01}),
+                           ("glai", {"head.optimizer": "adam", "head.lr": 0.005})):
+        cfg = compose_config([f"head={head}", *common])
+        group = group_of(cfg)
+        path = tuned_path(tmp_path / "tuned", "digits", head, group)
+        path.parent.mkdir(parents=True)
+        path.write_text(yaml.safe_dump({"experiment": "digits", "head": head, "group": group, "settings": settings,
+                                        "tuning": {"role": "none"}}))
+    rec = run(compose_config(["head=glai", "tuning=best", *common]))
+    rule = rec["metrics"]["reduced_epochs_rule"]
+    assert rec["tag"] == "tuned" and rule["mode"] == "auto" and "/mlp-tuned/" in rule["mlp_record"]
+    mlp = json.loads(Path(rule["mlp_record"]).read_text())
+    assert mlp["config"]["head"]["optimizer"] == "adam" and mlp["config"]["head"]["lr"] == 0.01
+    assert not (tmp_path / "runs" / "digits" / "mlp").exists()  # the protocol MLP was not needed
