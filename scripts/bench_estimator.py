@@ -22,8 +22,12 @@ Prints each median step time and its ratio to the MLP's, and writes one CSV row 
 (shape, batch, device, method, backend) to ``results/bench/estimator-<device>.csv`` (atomically), with the
 shape's conversion seconds and peak memory on every row.
 
+A full-batch row (``--batches ...,full``, ``full_batch`` in the CSV) times the same step at the stand-in's training
+rows (A1 5,000, A2 3,500, B1 5,000, B2 1,841; C1 / C2 one episode's 20 support rows): the cost of one pass of
+full-batch L-BFGS (``head.optimizer=lbfgs``) beside the MLP's.
+
 Usage:
-    python scripts/bench_estimator.py [--shapes A1,B1] [--batches 16,1024] [--repeats 30] [--device cpu|cuda]
+    python scripts/bench_estimator.py [--shapes A1,B1] [--batches 16,1024,full] [--repeats 30] [--device cpu|cuda]
                                       [--threads 2] [--quick] [--out results/bench/estimator-cpu.csv]
 """
 
@@ -72,12 +76,15 @@ SHAPES = {
     "D768": (768, 512, 512, 10),
 }
 RHO = 0.5
+#: ``--batches full``: one full-batch pass (what full-batch L-BFGS pays per evaluation, issue 20) at the training
+#: rows of each shape's offline stand-in (family C: one episode's support set); the large shapes have none.
+FULL_ROWS = {"A1": 5000, "A2": 3500, "B1": 5000, "B2": 1841, "C1": 20, "C2": 20}
 # Dense steps whose [B, n_in, n_gates] einsum intermediate or [n_out, n_in, n_gates] weight exceeds this many
 # floats are skipped (memory: the weight and its two Adam moments).
 DENSE_MAX_ELEMENTS = 2e8
 # Inputs used to score paths for pruning (the role of the training embeddings Omega).
 NUM_SCORE_SAMPLES = 2048
-COLUMNS = ["shape", "batch", "device", "method", "backend", "step_ms", "ratio_to_mlp", "kept_paths",
+COLUMNS = ["shape", "batch", "full_batch", "device", "method", "backend", "step_ms", "ratio_to_mlp", "kept_paths",
            "conversion_s", "conversion_peak_mib"]
 
 
@@ -173,9 +180,12 @@ def time_interleaved(steps: dict[str, Callable], repeats: int, warmup: int, devi
     return {k: statistics.median(v) for k, v in times.items()}
 
 
-def bench_shape(name: str, batches: list[int], device: torch.device, repeats: int, warmup: int,
+def bench_shape(name: str, batches: list, device: torch.device, repeats: int, warmup: int,
                 budget_s: float, clock: Callable[[], float]) -> list[dict]:
+    """``batches``: sizes, or ``"full"`` for the stand-in's training rows (:data:`FULL_ROWS`; skipped without)."""
     arch = SHAPES[name]
+    full = {FULL_ROWS[name]} if "full" in batches and name in FULL_ROWS else set()
+    batches = [b for b in batches if b != "full"] + sorted(full)
     n0, n_out = arch[0], arch[-1]
     conv = convert_in_child(name, torch.get_num_threads())
     counts = conv["counts"]
@@ -235,9 +245,11 @@ def bench_shape(name: str, batches: list[int], device: torch.device, repeats: in
             extra = ""
             if method == "sparse" and "dense/einsum" in medians:
                 extra = f"  ({medians['dense/einsum'] / ms:.1f}x faster than dense)"
-            print(f"  B{batch:<5} {method:<6} {backend:<7} {ms:10.3f} ms   {ms / mlp_ms:6.2f}x MLP{extra}",
+            label = f"N{batch}" if batch in full else f"B{batch}"  # N: one full-batch pass
+            print(f"  {label:<6} {method:<6} {backend:<7} {ms:10.3f} ms   {ms / mlp_ms:6.2f}x MLP{extra}",
                   flush=True)
-            rows.append(dict(shape=name, batch=batch, device=device.type, method=method, backend=backend,
+            rows.append(dict(shape=name, batch=batch, full_batch=batch in full, device=device.type, method=method,
+                             backend=backend,
                              step_ms=round(ms, 4), ratio_to_mlp=round(ms / mlp_ms, 4), **extra_cols))
     return rows
 
@@ -255,7 +267,9 @@ def write_csv_atomic(rows: list[dict], path: Path) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shapes", default=",".join(SHAPES), help="comma list of SPEC 6 shapes")
-    parser.add_argument("--batches", default="16,1024", help="comma list of batch sizes")
+    parser.add_argument("--batches", default="16,1024,full",
+                        help="comma list of batch sizes; 'full' = the stand-in's training rows (one full-batch "
+                        "pass: forward, backward and step, as full-batch L-BFGS pays per evaluation)")
     parser.add_argument("--repeats", type=int, default=30, help="timed steps per method (median reported)")
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps per method first")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
@@ -290,7 +304,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"unknown shapes {unknown}; choose from {list(SHAPES)}")
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda but torch.cuda.is_available() is False")
-    batches = [int(b) for b in args.batches.split(",")]
+    batches = [b.strip() if b.strip() == "full" else int(b) for b in args.batches.split(",")]
     repeats, warmup = (5, 2) if args.quick else (args.repeats, args.warmup)
     if args.clock == "cpu" and args.device != "cpu":
         parser.error("--clock cpu measures host CPU time: use it with --device cpu")
