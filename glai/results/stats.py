@@ -73,13 +73,19 @@ SUITES = {"paper": PAPER_SUITE, "offline": OFFLINE_SUITE, "digits": ("digits",)}
 #: count (tagged ``fixed``) against the protocol MLPs. "adam" puts every head on Adam (MLP heads tagged ``adam``,
 #: GLAI's protocol runs); "sgd" every head on SGD (GLAI tagged ``sgd``, the MLP heads' protocol runs); see
 #: ``experiments/optimizer_control.sh``. "tuned": every head with the settings its search found (``tuning=best``,
-#: tagged ``tuned``; ``experiments/tune.sh``).
+#: tagged ``tuned``; ``experiments/tune.sh``). Issue 20's: "random" (GLAI's selector at its random
+#: initialisation), "lbfgs" (the estimator and the linear probe on full-batch L-BFGS, against the Adam MLP),
+#: "structure" (the structural stop chosen on the tuning split); ``experiments/open_questions.sh``.
 VIEWS = {
     "protocol": {"mlp": "", "mlp_reduced": "", "linear": "", "glai": ""},
     "fixed": {"mlp": "", "mlp_reduced": "", "linear": "", "glai": "fixed"},
     "adam": {"mlp": "adam", "mlp_reduced": "adam", "linear": "adam", "glai": ""},
     "sgd": {"mlp": "", "mlp_reduced": "", "linear": "", "glai": "sgd"},
     "tuned": {"mlp": "tuned", "mlp_reduced": "tuned", "linear": "tuned", "glai": "tuned"},
+    # issue 20: the selector control, the convex solver, the structural stop
+    "random": {"mlp": "", "mlp_reduced": "", "linear": "", "glai": "random"},
+    "lbfgs": {"mlp": "adam", "mlp_reduced": "adam", "linear": "lbfgs", "glai": "lbfgs"},
+    "structure": {"mlp": "", "mlp_reduced": "", "linear": "", "glai": "structure"},
 }
 #: What each view compares, as the tables' captions say it.
 VIEW_LABELS = {
@@ -87,6 +93,12 @@ VIEW_LABELS = {
     "adam": "optimiser-controlled: every head on adam",
     "sgd": "optimiser-controlled: every head on sgd",
     "tuned": "tuned: every head with the settings its search on the tuning split found (tag tuned)",
+    "random": "GLAI with a random selector (head.selector=random, tag random: gates from random hyperplanes, no "
+              "reduced epoch) against the protocol MLPs",
+    "lbfgs": "convex solver: GLAI's estimator and the linear probe on full-batch L-BFGS (tag lbfgs) against the "
+             "Adam MLPs",
+    "structure": "GLAI's structural stop (reduced_epochs_mode=structure, threshold chosen on the tuning split, tag "
+                 "structure) against the protocol MLPs",
 }
 
 

@@ -423,9 +423,9 @@ def _write_view(records, out_dir: Path, tag, rho, label: str) -> tuple[list[Path
 
 
 def views_tables(views: Mapping[str, tuple[pd.DataFrame, Mapping[str, Mapping[str, st.Contrast]]]],
-                 heads: Sequence[str] = ("mlp", "glai")) -> tuple[pd.DataFrame, pd.DataFrame]:
+                 heads: Sequence[str] = ("mlp", "glai", "linear")) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The views side by side (``views.md``): per experiment, each view's Table 3 rows of ``heads``, and per
-    suite each view's Table 4 test of GLAI against the MLP.
+    suite each view's Table 4 tests of GLAI (and of the linear probe, where it ran) against the MLP.
 
     Args:
         views: view name -> (its :func:`table3` display table, its Table 4 :func:`suite_contrasts`).
@@ -451,7 +451,7 @@ def views_tables(views: Mapping[str, tuple[pd.DataFrame, Mapping[str, Mapping[st
     for name, (_, c4) in views.items():
         # rows without a single GLAI-MLP pair (e.g. a variant group holding only MLP runs) say nothing here;
         # Table 4 of the view and unpaired.md still list them
-        disp, _ = tests_table({suite: {h: c for h, c in by_head.items() if h == "glai" and c.pairs}
+        disp, _ = tests_table({suite: {h: c for h, c in by_head.items() if h in ("glai", "linear") and c.pairs}
                                for suite, by_head in c4.items()}, "table4")
         disp.insert(1, "View", name)
         tests.append(disp)

@@ -235,3 +235,17 @@ def test_a_tuned_glai_reads_the_tuned_mlps_epochs(tmp_path):
     mlp = json.loads(Path(rule["mlp_record"]).read_text())
     assert mlp["config"]["head"]["optimizer"] == "adam" and mlp["config"]["head"]["lr"] == 0.01
     assert not (tmp_path / "runs" / "digits" / "mlp").exists()  # the protocol MLP was not needed
+
+
+def test_the_structural_stop_is_chosen_on_the_tuning_split(tmp_path):
+    from tests.conftest import load_script
+
+    st = load_script("structure_threshold")
+    assert st.candidate_thresholds([None, 0.4, 0.2, 0.1, 0.05], 2) == [0.40004, 0.050005]
+    with pytest.raises(ValueError, match="structure_samples"):
+        st.candidate_thresholds([None, None], 3)
+    result = st.choose(["experiment.reduced_epochs=3", f"results_dir={tmp_path}/runs", "experiment.max_epochs=3"],
+                       k=2, out=tmp_path / "tuned")
+    assert result["threshold"] in [s["threshold"] for s in result["scores"]] and Path(result["file"]).is_file()
+    records = [json.loads(p.read_text()) for p in (tmp_path / "runs").rglob("*.json")]
+    assert records and all(r["config"]["tuning"]["role"] == "search" for r in records)  # never the validation split
