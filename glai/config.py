@@ -175,6 +175,10 @@ class TuningConfig:
     # fraction of the training rows (family C: of the pool's classes) held out as the tuning split
     fraction: float = 0.2
     seed: int = 0
+    # families A and B: how a search trial is scored. 1: on the one tuning split; k >= 2: k-fold over the training
+    # rows (stratified, folds by tuning.seed; the trial trains k times and scores the mean); 0 = auto: 5-fold when
+    # the tuning split would hold fewer than 500 rows (too few for a stable score), else the one split
+    folds: int = 0
 
 
 @dataclass
@@ -233,6 +237,11 @@ def _validate_tuning(cfg) -> None:
         return
     if not 0.0 < tuning.fraction < 1.0:
         _fail("tuning.fraction", tuning.fraction, "must lie in (0, 1)", "tuning.fraction=0.2")
+    if tuning.folds < 0:
+        _fail("tuning.folds", tuning.folds, "0 (auto), 1 (one tuning split) or k >= 2 folds", "tuning.folds=0")
+    if tuning.folds > 1 and cfg.experiment.family == "C":
+        _fail("tuning.folds", tuning.folds, "a family C search draws episodes from a part of the pool's classes, "
+              "it has no training rows to fold", "tuning.folds=0")
     if tuning.role == "held_out" and cfg.experiment.family != "C":
         _fail("tuning.role", tuning.role, "held_out splits a family C pool by class; a family A/B tuned run "
               "validates on its validation split, which no search has read", "tuning.role=none")

@@ -191,6 +191,24 @@ def _episodes(cfg, pool: EmbeddingSplit, device) -> dict[str, Any]:
     return out
 
 
+def _folds(cfg, splits: dict[str, EmbeddingSplit]) -> dict[str, Any]:
+    """A search trial scored by k-fold (``tuning.folds``, :func:`glai.data.loading.tuning_folds`): the head trains
+    on each fold's other rows and is scored on the fold; the trial's BVS is the mean over folds (what the search
+    maximises), its cost the sum. The record's ``metrics.folds`` keeps every fold's BVS and epochs."""
+    k = sum(1 for name in splits if name.endswith("/train"))
+    results = [train_head(cfg, splits[f"fold{j}/train"], splits[f"fold{j}/val"], cfg.seed) for j in range(k)]
+    bvs = [r["metrics"]["bvs"] for r in results]
+    out = results[0]
+    out["metrics"] = {**out["metrics"], "bvs": sum(bvs) / k,
+                      "epochs": sum(r["metrics"]["epochs"] for r in results) / k,
+                      "folds": {"k": k, "bvs": bvs, "epochs": [r["metrics"]["epochs"] for r in results],
+                                "rows": [len(splits[f"fold{j}/val"]) for j in range(k)]}}
+    for key in out["cost"]["time_s"]:
+        out["cost"]["time_s"][key] = sum(r["cost"]["time_s"][key] for r in results)
+    out["cost"]["total_s"] = sum(r["cost"]["total_s"] for r in results)
+    return out
+
+
 def run(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, Any]:
     """Run one job and write its record; the record is identified by the config's fingerprint (SPEC 12).
 
@@ -353,6 +371,8 @@ def _train_and_record(cfg, path, config: dict, fp: str, device: torch.device, sp
                   for k, v in splits.items()}
         if cfg.study.name != "standard":
             result = run_study(cfg, splits["train"], splits["val"])
+        elif "fold0/train" in splits:
+            result = _folds(cfg, splits)
         elif exp.family == "C":
             result = _episodes(cfg, splits["pool"], device)
         else:

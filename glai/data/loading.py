@@ -19,7 +19,8 @@ from glai.data.datasets import DatasetUnavailableError, holdout_rows, resolve_pa
 from glai.data.embeddings import load_embeddings
 from glai.data.splits import EmbeddingSplit, check_splits
 
-__all__ = ["data_identity", "load_data", "load_digits", "resolved_paths", "tuning_pool_split", "tuning_splits"]
+__all__ = ["data_identity", "load_data", "load_digits", "resolved_paths", "search_folds", "tuning_folds",
+           "tuning_pool_split", "tuning_splits"]
 
 
 def resolved_paths(config: dict, data_root: str | None) -> dict[str, str | None]:
@@ -119,8 +120,59 @@ def load_data(cfg) -> dict[str, EmbeddingSplit]:
             tuning_part = tuning_pool_split(splits["pool"], tuning.fraction, tuning.seed, cfg.experiment.n_way)
             splits = {"pool": tuning_part["tuning" if tuning.role == "search" else "held_out"]}
         elif tuning.role == "search":
-            splits = tuning_splits(splits["train"], tuning.fraction, tuning.seed)
+            k = search_folds(len(splits["train"]), tuning.fraction, tuning.get("folds", 1))
+            if k == 1:
+                splits = tuning_splits(splits["train"], tuning.fraction, tuning.seed)
+            else:
+                splits = {f"fold{j}/{part}": s for j, fold in enumerate(tuning_folds(splits["train"], k, tuning.seed))
+                          for part, s in fold.items()}
     return splits
+
+
+#: A tuning split with fewer rows than this is scored by k-fold instead (``tuning.folds: 0``, auto).
+MIN_TUNING_ROWS = 500
+AUTO_FOLDS = 5
+
+
+def search_folds(n_train: int, fraction: float, folds: int) -> int:
+    """How a search trial is scored: ``folds`` when set (1 = the one tuning split), else (0, auto) ``AUTO_FOLDS``
+    folds when the tuning split would hold fewer than ``MIN_TUNING_ROWS`` rows, else 1."""
+    if folds:
+        return int(folds)
+    return AUTO_FOLDS if round(fraction * n_train) < MIN_TUNING_ROWS else 1
+
+
+def tuning_folds(train: EmbeddingSplit, k: int, seed: int) -> list[dict[str, EmbeddingSplit]]:
+    """k folds of the training split for a search (issue 20: a small tuning split gives a noisy score).
+
+    Stratified when labelled: each class's rows, in a permutation seeded by ``seed`` (independent of the run seed),
+    are dealt round-robin to the folds; unlabelled rows likewise in one permutation. Fold j validates on its rows
+    and trains on the others; the folds partition the training rows, and the dataset's validation split is not
+    among them.
+
+    Returns:
+        ``[{"train": ..., "val": ...}, ...]`` of length ``k``.
+
+    Raises:
+        ValueError: ``k < 2`` or more folds than rows.
+    """
+    n = len(train.x)
+    if not 2 <= k <= n:
+        raise ValueError(f"tuning.folds={k}: need 2 <= folds <= {n} training rows")
+    rng = np.random.default_rng(seed)
+    fold = np.empty(n, dtype=np.int64)
+    groups = [np.arange(n)] if train.y is None else [
+        np.flatnonzero(train.y.cpu().numpy() == c) for c in np.unique(train.y.cpu().numpy())]
+    offset = 0
+    for rows in groups:
+        fold[rows[rng.permutation(len(rows))]] = (np.arange(len(rows)) + offset) % k
+        offset += len(rows)
+
+    def part(mask: np.ndarray) -> EmbeddingSplit:
+        index = torch.from_numpy(np.flatnonzero(mask)).to(train.x.device)
+        return EmbeddingSplit(train.x[index], None if train.y is None else train.y[index])
+
+    return [{"train": part(fold != j), "val": part(fold == j)} for j in range(k)]
 
 
 def tuning_pool_split(pool: EmbeddingSplit, fraction: float, seed: int, n_way: int) -> dict[str, EmbeddingSplit]:

@@ -100,7 +100,7 @@ IDENTITY: dict[str, str] = {
     "wandb.mode": "excluded",
     **{f"study.{k}": "setting" for k in ("name", "split", "new_classes", "new_fraction", "shards", "shard_split")},
     # a search run trains and scores on other rows than the run without it
-    **{f"tuning.{k}": "setting" for k in ("role", "fraction", "seed")},
+    **{f"tuning.{k}": "setting" for k in ("role", "fraction", "seed", "folds")},
 }
 
 
@@ -137,6 +137,10 @@ def is_variant_key(key: str) -> bool:
     return key.startswith(("head.", "tuning.")) or key in GLAI_ONLY or key == "tag"
 
 
+#: Settings read by a search only (``tuning.role: search``): a tuned run's identity never holds them.
+SEARCH_ONLY = frozenset({"tuning.folds"})
+
+
 #: Settings that, at the value that switches them off, leave the fingerprint: a run without them is the run it
 #: was before they existed (adding an off-by-default feature re-runs nothing). key -> its "off" value.
 OFF_VALUES: dict[str, Any] = {"head.l0_lambda": 0.0, "head.selector": "trained", "study.name": "standard",
@@ -149,6 +153,7 @@ DEPENDS_ON: dict[str, str] = {
     **{f"study.{k}": "study.name" for k in ("split", "new_classes", "new_fraction", "shards", "shard_split")},
     "tuning.fraction": "tuning.role",
     "tuning.seed": "tuning.role",
+    "tuning.folds": "tuning.role",
 }
 
 
@@ -176,6 +181,8 @@ def identity_items(config: Mapping, classes: Iterable[str] = ("setting", "enviro
     flat = flatten(config)
     head = flat.get("head.name", "glai")
     unread = UNREAD.get(head, frozenset()) | (frozenset() if head == "glai" else GLAI_ONLY)
+    if flat.get("tuning.role") != "search":
+        unread = unread | SEARCH_ONLY
     return {k: v for k, v in flat.items()
             if IDENTITY.get(k, "setting") in classes and k not in unread and not _is_off(flat, k)}
 

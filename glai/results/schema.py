@@ -40,7 +40,7 @@ RECORD_FIELDS: dict[str, tuple[tuple[type, ...], bool]] = {
 #: Keys of ``metrics`` (which ones a record has depends on the head, family and study; docs/INTERFACES.md).
 METRICS_FIELDS = frozenset({
     "monitor", "mode", "bvs", "best_epoch", "epochs", "curves", "stopped_by", "step_ms", "structure",
-    "firing_ratio", "episodes",
+    "firing_ratio", "episodes", "folds",
     # GLAI
     "reduced_epochs", "total_epochs", "reduced_curves", "reduced_bvs", "reduced_stopped_by", "reduced_step_ms",
     "theorem2_bound", "active_paths_per_sample", "reduced_epochs_rule",

@@ -48,7 +48,7 @@ def test_a_search_never_reads_the_validation_split_of_any_seed():
     """digits' split is fixed (dataset.fixed_split): the tuning rows of a search are training rows of every
     run seed, and no validation row of any seed reaches a search run."""
     ordinary = {s: load_data(compose_config([f"seed={s}"])) for s in (0, 1, 2)}
-    search = {s: load_data(compose_config(["tuning=search", f"seed={s}"])) for s in (0, 1)}
+    search = {s: load_data(compose_config(["tuning=search", "tuning.folds=1", f"seed={s}"])) for s in (0, 1)}
     val_rows = set().union(*(_rows(o["val"]) for o in ordinary.values()))
     assert all(_rows(o["val"]) == _rows(ordinary[0]["val"]) for o in ordinary.values())
     for parts in search.values():
@@ -56,7 +56,11 @@ def test_a_search_never_reads_the_validation_split_of_any_seed():
         assert _rows(parts["val"]) <= _rows(ordinary[0]["train"])
     # the tuning split depends on tuning.seed, not the run seed: every trial and head scores the same rows
     assert _rows(search[0]["val"]) == _rows(search[1]["val"])
-    moved = load_data(compose_config(["tuning=search", "tuning.seed=1"]))
+    moved = load_data(compose_config(["tuning=search", "tuning.folds=1", "tuning.seed=1"]))
+    # k-fold (auto on digits: a 20 % tuning split holds 287 < 500 rows): every fold inside train as well
+    folded = load_data(compose_config(["tuning=search"]))
+    assert sorted(folded) == sorted(f"fold{j}/{p}" for j in range(5) for p in ("train", "val"))
+    assert not set().union(*(_rows(s) for s in folded.values())) & val_rows
     assert _rows(moved["val"]) != _rows(search[0]["val"])
 
 
@@ -117,8 +121,8 @@ def test_objective_maximises_accuracy_and_minimises_loss():
 
 
 def test_a_search_run_is_scored_on_the_tuning_split(tmp_path):
-    rec = run(compose_config(["tuning=search", "head=mlp", f"results_dir={tmp_path}", *FAST]))
-    parts = load_data(compose_config(["tuning=search"]))
+    rec = run(compose_config(["tuning=search", "tuning.folds=1", "head=mlp", f"results_dir={tmp_path}", *FAST]))
+    parts = load_data(compose_config(["tuning=search", "tuning.folds=1"]))
     assert rec["status"] == "done" and rec["config"]["tuning"]["role"] == "search"
     # every validation accuracy is a count over the tuning split's rows (287), which the validation split's
     # 360 rows could only give at 0 or 100 %
@@ -249,3 +253,31 @@ def test_the_structural_stop_is_chosen_on_the_tuning_split(tmp_path):
     assert result["threshold"] in [s["threshold"] for s in result["scores"]] and Path(result["file"]).is_file()
     records = [json.loads(p.read_text()) for p in (tmp_path / "runs").rglob("*.json")]
     assert records and all(r["config"]["tuning"]["role"] == "search" for r in records)  # never the validation split
+
+
+def test_folds_partition_train_stratified_and_seeded():
+    from glai.data.loading import search_folds, tuning_folds
+
+    y = torch.arange(4).repeat_interleave(10)  # 4 classes x 10 rows
+    x = torch.randn(40, 3)
+    folds = tuning_folds(EmbeddingSplit(x, y), 5, seed=2)
+    vals = [_rows(f["val"]) for f in folds]
+    assert all(not (a & b) for i, a in enumerate(vals) for b in vals[i + 1:]) and set().union(*vals) == _rows(
+        EmbeddingSplit(x, y))
+    assert all(torch.bincount(f["val"].y, minlength=4).tolist() == [2] * 4 for f in folds)
+    assert all(not (_rows(f["train"]) & _rows(f["val"])) and len(f["train"].x) == 32 for f in folds)
+    assert [_rows(f["val"]) for f in tuning_folds(EmbeddingSplit(x, y), 5, seed=2)] == vals
+    assert search_folds(1437, 0.2, 0) == 5 and search_folds(5000, 0.2, 0) == 1 and search_folds(5000, 0.2, 3) == 3
+    with pytest.raises(ValueError, match="tuning.folds=50"):
+        tuning_folds(EmbeddingSplit(x, y), 50, seed=0)
+
+
+def test_a_small_tuning_split_is_scored_by_k_fold(tmp_path):
+    rec = run(compose_config(["tuning=search", "head=mlp", f"results_dir={tmp_path}", *FAST]))
+    folds = rec["metrics"]["folds"]
+    assert folds["k"] == 5 and sum(folds["rows"]) == 1437 and np.isclose(rec["metrics"]["bvs"], np.mean(folds["bvs"]))
+    assert objective(rec) == rec["metrics"]["bvs"]
+    # folds belong to a search only: a tuned run's fingerprint does not hold them
+    base = run_identity(compose_config(["tuning.role=held_out", "experiment.family=C", "experiment.arch=[64,128,5]",
+                                        "experiment.n_way=5"]))[0]
+    assert fingerprint(base) == fingerprint({**base, "tuning": {**base["tuning"], "folds": 3}})
