@@ -30,7 +30,7 @@ from glai.results.formatting import slug  # noqa: E402
 from glai.results.groups import format_value  # noqa: E402
 from glai.results.records import RECORD_MODE, atomic_write_text  # noqa: E402
 
-__all__ = ["estimator_curves", "figure3", "figure4", "figure5", "slug", "write_figures"]
+__all__ = ["estimator_curves", "figure3", "figure4", "figure5", "figure_views", "slug", "write_figures"]
 
 PHASES = ("reduced_mlp", "conversion", "estimator")
 PHASE_LABEL = {"reduced_mlp": "reduced MLP training", "conversion": "conversion",
@@ -250,3 +250,49 @@ def write_figures(records: Sequence[Mapping], out_dir: str | Path, rho: Mapping 
             atomic_write_text(csv, res[1].to_csv(index=False))
             written.append(csv)
     return written
+
+
+_HEAD_MARKERS = {"mlp": "s", "glai": "o", "linear": "^", "mlp_reduced": "v"}
+
+
+def figure_views(views_raw: Mapping[str, pd.DataFrame], path: Path) -> Path | None:
+    """``fig_views.png`` (issue 20): one panel per experiment, each (view, head) a point at its mean BVS and mean
+    time to target (seconds until the same-seed MLP of the view reached its BVS; the MLP's point is its own time
+    to its best epoch), colour = view, marker = head; a head that never reached the target is drawn on the top
+    edge with an x. Returns None without data."""
+    frames = [df.assign(view=view) for view, df in views_raw.items() if df is not None and len(df)]
+    if not frames:
+        return None
+    data = pd.concat(frames, ignore_index=True)
+    for col in ("bvs_mean", "ttt_mean", "ttt_reached"):
+        data[col] = pd.to_numeric(data[col], errors="coerce")
+    data = data[data["head"].isin(_HEAD_MARKERS) & data["bvs_mean"].notna()]
+    exps = sorted(data["experiment"].unique(), key=st.experiment_order)
+    if not exps:
+        return None
+    cols = min(3, len(exps))
+    rows = -(-len(exps) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.0 * cols, 3.8 * rows), squeeze=False)
+    colours = {v: plt.get_cmap("tab10")(k % 10) for k, v in enumerate(views_raw)}
+    for ax, exp in zip(axes.flat, exps):
+        sub = data[data["experiment"] == exp]
+        top = np.nanmax(sub["ttt_mean"].to_numpy()) if sub["ttt_mean"].notna().any() else 1.0
+        for row in sub.itertuples():
+            reached = bool(row.ttt_reached > 0) and bool(np.isfinite(row.ttt_mean))
+            y = row.ttt_mean if reached else top * 1.5
+            ax.scatter(row.bvs_mean, y, color=colours[row.view], marker=_HEAD_MARKERS[row.head] if reached else "x",
+                       s=40, edgecolor="black" if row.head == "mlp" and reached else None, linewidths=0.6)
+        ax.set_yscale("log")
+        ax.set_title(str(exp), fontsize=8)
+        ax.set_xlabel(f"BVS ({sub['monitor'].iloc[0] or 'score'})", fontsize=8)
+        ax.set_ylabel("time to target [s]", fontsize=8)
+        ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[len(exps):]:
+        ax.axis("off")
+    handles = [plt.Line2D([], [], color=c, marker="o", linestyle="", label=v) for v, c in colours.items()]
+    handles += [plt.Line2D([], [], color="grey", marker=m, linestyle="", label=h) for h, m in _HEAD_MARKERS.items()]
+    handles.append(plt.Line2D([], [], color="grey", marker="x", linestyle="", label="never reached"))
+    fig.legend(handles=handles, loc="lower center", ncol=min(8, len(handles)), fontsize=7, frameon=False)
+    fig.suptitle("Time to the same-seed MLP's BVS against BVS, per view and head (means over seeds)", fontsize=9)
+    fig.tight_layout(rect=(0, 0.06, 1, 0.96))
+    return _save(fig, path)

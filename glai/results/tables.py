@@ -9,6 +9,7 @@ instead of printing a number (``n=1 (need >= 2)`` for a std, ``too few pairs (n=
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -186,16 +187,21 @@ def table3(records: Sequence[Mapping], *, tag="", rho=None) -> tuple[pd.DataFram
             em, es = _mean_std(epochs)
             sm, ss = _mean_std(ratios)
             bm, bs = _mean_std(bvs)
+            tv = _time_to_target_values(records, done, exp, tag, rho)
+            tm, _ = _mean_std(tv[0]) if tv else (math.nan, math.nan)
             raw.append({"experiment": exp, "head": head, "n": len(done), "monitor": label,
                         "epochs_mean": em, "epochs_std": es, "speedup_mean": sm, "speedup_std": ss,
-                        "n_speedup_pairs": len(ratios), "bvs_mean": bm, "bvs_std": bs})
+                        "n_speedup_pairs": len(ratios), "bvs_mean": bm, "bvs_std": bs,
+                        "time_s_mean": _mean_std([_get(r, "cost.total_s") for r in done])[0],
+                        "ttt_mean": tm, "ttt_reached": len(tv[0]) if tv else 0, "ttt_never": tv[1] if tv else 0})
     cols = ["Exp", "Head", "n", "Epochs", "Speedup", "Time to target [s]", "BVS", "Notes"]
     return pd.DataFrame(rows, columns=cols), pd.DataFrame(raw)
 
 
-def _time_to_target_cell(records, done: Sequence[Mapping], exp: str, tag, rho) -> str:
-    """Seconds until each run first reached the same-seed MLP's BVS (within min_delta, SPEC 12), mean ± std
-    over the seeds that did, and how many never did."""
+def _time_to_target_values(records, done: Sequence[Mapping], exp: str, tag, rho
+                           ) -> tuple[list[float], int, int] | None:
+    """``(seconds of the runs that reached the same-seed MLP's BVS, how many never did, how many have no MLP)``;
+    None when a run has no single validation curve (family C with several episodes)."""
     mlp = {r["seed"]: r for r in _done(records, experiment=exp, head="mlp", tag=st.tags_for(tag, "mlp"), rho=rho)}
     seconds, never, missing = [], 0, 0
     for rec in done:
@@ -206,11 +212,21 @@ def _time_to_target_cell(records, done: Sequence[Mapping], exp: str, tag, rho) -
         try:
             ttt = st.time_to_target(rec, float(ref["metrics"]["bvs"]))
         except ValueError:
-            return "n/a (no single validation curve)"
+            return None
         if ttt.seconds is None:
             never += 1
         else:
             seconds.append(ttt.seconds)
+    return seconds, never, missing
+
+
+def _time_to_target_cell(records, done: Sequence[Mapping], exp: str, tag, rho) -> str:
+    """Seconds until each run first reached the same-seed MLP's BVS (within min_delta, SPEC 12), mean ± std
+    over the seeds that did, and how many never did."""
+    values = _time_to_target_values(records, done, exp, tag, rho)
+    if values is None:
+        return "n/a (no single validation curve)"
+    seconds, never, missing = values
     if not seconds and not never:
         return "no MLP pair" if missing else NO_RUNS
     cell = mean_std_cell(seconds) if seconds else "never"
@@ -419,7 +435,32 @@ def _write_view(records, out_dir: Path, tag, rho, label: str) -> tuple[list[Path
     written += write_table(speedup_table(c4), out_dir, "speedup",
                            f"Mean-of-ratios speedup over the MLP ({label}): per experiment the mean over "
                            "seeds of T_MLP/T_model, then the mean over experiments.")
-    return written, c4, c5, t3
+    return written, c4, c5, t3, t3raw
+
+
+def tuning_gain_table(raw: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    """Per experiment and head: the tuned view's mean BVS minus the head's defaults' (the protocol's and, where
+    it ran, the Adam view's), over seeds (issue 20: did tuning help on held-out validation?)."""
+    if "tuned" not in raw or not len(raw["tuned"]):
+        return pd.DataFrame()
+
+    def means(view: str) -> dict:
+        df = raw.get(view)
+        return {} if df is None or not len(df) else {(r.experiment, r.head): r.bvs_mean for r in df.itertuples()}
+
+    tuned, protocol, adam = means("tuned"), means("protocol"), means("adam")
+    rows = []
+    for (exp, head), value in sorted(tuned.items(), key=lambda kv: (st.experiment_order(kv[0][0]), kv[0][1])):
+        row = {"Exp": exp, "Head": HEAD_LABEL.get(head, head), "Tuned BVS": fmt_num(value),
+               "Protocol BVS": fmt_num(protocol.get((exp, head))),
+               "Tuned - protocol": fmt_num(value - protocol[(exp, head)]) if (exp, head) in protocol else NO_RUNS}
+        adam_tag = st.VIEWS["adam"].get(head)
+        if adam_tag and (exp, head) in adam:
+            row["Tuned - Adam default"] = fmt_num(value - adam[(exp, head)])
+        else:
+            row["Tuned - Adam default"] = "-"
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def views_tables(views: Mapping[str, tuple[pd.DataFrame, Mapping[str, Mapping[str, st.Contrast]]]],
@@ -498,8 +539,9 @@ def write_all(runs_dir: str | Path = "results/runs", out_dir: str | Path = "resu
     # rho variants are groups of their own, so no rho filter is needed
     rho = None
     label = "protocol runs" if tag == "" else f"tag {tag!r}"
-    written, c4, c5, t3 = _write_view(records, out_dir, tag, rho, label)
+    written, c4, c5, t3, t3raw = _write_view(records, out_dir, tag, rho, label)
     views = {"protocol": (t3, c4)}
+    views_raw = {"protocol": t3raw}
     sections = {label: {}}
     for suite in c4:
         sections[label][f"{suite} (Table 4)"] = c4[suite]
@@ -517,8 +559,9 @@ def write_all(runs_dir: str | Path = "results/runs", out_dir: str | Path = "resu
             if view == "protocol" or not any((h, t) in tags_present for h, t in mapping.items() if t):
                 continue
             vlabel = st.VIEW_LABELS[view]
-            w, v4, v5, vt3 = _write_view(records, out_dir / view, mapping, rho, vlabel)
+            w, v4, v5, vt3, vraw = _write_view(records, out_dir / view, mapping, rho, vlabel)
             views[view] = (vt3, v4)
+            views_raw[view] = vraw
             written += w
             sections[vlabel] = {f"{s} (Table 4)": c for s, c in v4.items()}
             sections[vlabel].update({f"{s} (Table 5)": c for s, c in v5.items()})
@@ -530,6 +573,11 @@ def write_all(runs_dir: str | Path = "results/runs", out_dir: str | Path = "resu
                                "head with its searched settings). Time to target is against the view's MLP.")
         written += write_table(v4, out_dir, "views_tests", "Table 4's GLAI-vs-MLP tests in each view "
                                f"(one-sided paired Wilcoxon; no p-value below {st.MIN_PAIRS} pairs).")
+        gain = tuning_gain_table(views_raw)
+        if len(gain):
+            written += write_table(gain, out_dir, "tuning_gain", "Did tuning help? Per experiment and head, the "
+                                   "tuned view's mean BVS on the validation split minus the head's defaults' (the "
+                                   "protocol's; the Adam view's where it ran), over seeds.")
     written += write_family(loaded + studies, out_dir, figures=figures)
     atomic_write_text(out_dir / "failed_runs.md", failed_runs_markdown(records + studies))
     atomic_write_text(out_dir / "unpaired.md", unpaired_markdown(sections))
@@ -543,6 +591,12 @@ def write_all(runs_dir: str | Path = "results/runs", out_dir: str | Path = "resu
         fig_records = [{**r, "experiment": r["_base"] if set(r["_diff"]) <= {"rho", "head.width_factor"}
                         else r["_label"]} for r in loaded]
         written += write_figures(fig_records, out_dir, rho=st.protocol_rhos(fig_records, conf_dir=conf_dir))
+        if len(views_raw) > 1:
+            from glai.results.figures import figure_views
+
+            fig = figure_views(views_raw, out_dir / "fig_views.png")
+            if fig is not None:
+                written.append(fig)
     written.append(write_index(out_dir, written, labels))
     return written
 
@@ -555,6 +609,7 @@ _FIGURE_CAPTIONS = {
     "fig_sparsity_": "accuracy against firing ratio under the l0 activation penalty",
     "fig_retrain": "learning new classes: MLP fine-tuning against GLAI estimator-only re-training",
     "fig_combine": "combining shard models by weighted averaging",
+    "fig_views": "time to the same-seed MLP's BVS against BVS, per view and head",
 }
 
 

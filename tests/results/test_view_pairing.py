@@ -115,3 +115,20 @@ def test_file_names_are_slugs_and_the_index_lists_every_table_and_figure(tmp_pat
     assert listed == shown
     assert f"path distance m_t of the reduced MLP over its epochs: {label}" in index  # the full label inside
     assert "## View `tuned`" in index
+
+
+def test_tuning_gain_and_the_views_figure(tmp_path):
+    import pandas as pd
+
+    recs = _own_data_views()
+    for rec in recs:  # the tuned MLP scores 2 points above the protocol MLP, 1 below the Adam MLP
+        if rec["head"] == "mlp":
+            rec["metrics"]["bvs"] = {"": 80.0, "adam": 83.0, "tuned": 82.0}[rec["tag"]]
+    _write(tmp_path / "runs", recs)
+    written = write_all(tmp_path / "runs", tmp_path / "tables", references=references(["offline/A1"]))
+    gain = pd.read_csv(tmp_path / "tables" / "tuning_gain.csv", keep_default_na=False, dtype=str)
+    mlp = gain[gain.Head == "MLP"].iloc[0]
+    assert mlp["Tuned - protocol"] == "2.00" and mlp["Tuned - Adam default"] == "-1.00"
+    assert gain[gain.Head == "GLAI"].iloc[0]["Tuned - Adam default"] == "-"  # GLAI's Adam view is its protocol
+    fig = tmp_path / "tables" / "fig_views.png"
+    assert fig in written and fig.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
