@@ -463,6 +463,56 @@ def tuning_gain_table(raw: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+#: Views whose GLAI (and linear) runs race the tuned MLP in :func:`against_tuned_table`, with their tags.
+RACE_TAGS = ("", "random", "lbfgs", "structure", "fixed", "sgd", "tuned")
+
+
+def against_tuned_table(records: Sequence[Mapping]) -> pd.DataFrame:
+    """Does any GLAI variant reach an equally tuned MLP's BVS sooner? Per experiment, for GLAI and the linear probe
+    of every view tag (:data:`RACE_TAGS`): seconds until each run first reached the same-seed *tuned* MLP's BVS
+    (within min_delta, everything on its clock), mean over the seeds that did and how many never did, beside the
+    tuned MLP's own seconds to that score (its best epoch). Experiments without tuned MLP runs are left out."""
+    rows = []
+    for exp in _experiments(records):
+        ref = {r["seed"]: r for r in _done(records, experiment=exp, head="mlp", tag="tuned")}
+        if not ref:
+            continue
+        own = [st.time_to_target(r, float(r["metrics"]["bvs"])).seconds for r in ref.values()
+               if not (r["metrics"].get("episodes") or {}).get("n", 1) > 1]
+        own = [t for t in own if t is not None]
+        rows.append({"Exp": exp, "Head": "MLP", "Tag": "tuned", "n": len(ref), "Reached": len(own),
+                     "Time to the tuned MLP's BVS [s]": mean_std_cell(own) if own else "n/a",
+                     "vs the tuned MLP": "1×"})
+        mlp_s = float(np.mean(own)) if own else math.nan
+        for head in ("glai", "linear"):
+            for tag in RACE_TAGS:
+                done = _done(records, experiment=exp, head=head, tag=tag)
+                if not done:
+                    continue
+                seconds, never = [], 0
+                for rec in done:
+                    target = ref.get(rec.get("seed"))
+                    if target is None:
+                        continue
+                    try:
+                        ttt = st.time_to_target(rec, float(target["metrics"]["bvs"]))
+                    except ValueError:
+                        continue
+                    if ttt.seconds is None:
+                        never += 1
+                    else:
+                        seconds.append(ttt.seconds)
+                if not seconds and not never:
+                    continue
+                cell = mean_std_cell(seconds) if seconds else "never"
+                ratio = f"{mlp_s / float(np.mean(seconds)):.2f}× faster" if seconds and mlp_s == mlp_s else "-"
+                rows.append({"Exp": exp, "Head": HEAD_LABEL.get(head, head), "Tag": tag or "(protocol)",
+                             "n": len(done), "Reached": len(seconds),
+                             "Time to the tuned MLP's BVS [s]": cell + (f" (never: {never})" if never else ""),
+                             "vs the tuned MLP": ratio if seconds else "never"})
+    return pd.DataFrame(rows)
+
+
 def views_tables(views: Mapping[str, tuple[pd.DataFrame, Mapping[str, Mapping[str, st.Contrast]]]],
                  heads: Sequence[str] = ("mlp", "glai", "linear")) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The views side by side (``views.md``): per experiment, each view's Table 3 rows of ``heads``, and per
@@ -573,6 +623,13 @@ def write_all(runs_dir: str | Path = "results/runs", out_dir: str | Path = "resu
                                "head with its searched settings). Time to target is against the view's MLP.")
         written += write_table(v4, out_dir, "views_tests", "Table 4's GLAI-vs-MLP tests in each view "
                                f"(one-sided paired Wilcoxon; no p-value below {st.MIN_PAIRS} pairs).")
+        race = against_tuned_table(records)
+        if len(race):
+            written += write_table(race, out_dir, "against_tuned_mlp", "Does any GLAI variant (or the linear probe) "
+                                   "reach an equally tuned MLP's BVS sooner? Seconds until each run first reached "
+                                   "the same-seed tuned MLP's BVS within min_delta (GLAI: reduced phase and "
+                                   "conversion on its clock), mean ± std over the seeds that did; 'x× faster' is "
+                                   "the tuned MLP's own seconds to that score over the variant's.")
         gain = tuning_gain_table(views_raw)
         if len(gain):
             written += write_table(gain, out_dir, "tuning_gain", "Did tuning help? Per experiment and head, the "

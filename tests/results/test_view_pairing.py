@@ -132,3 +132,26 @@ def test_tuning_gain_and_the_views_figure(tmp_path):
     assert gain[gain.Head == "GLAI"].iloc[0]["Tuned - Adam default"] == "-"  # GLAI's Adam view is its protocol
     fig = tmp_path / "tables" / "fig_views.png"
     assert fig in written and fig.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_race_against_the_tuned_mlp(tmp_path):
+    import pandas as pd
+
+    recs = _own_data_views()
+    for rec in recs:
+        curve = rec["metrics"]["curves"]["val_acc"]
+        if rec["head"] == "mlp" and rec["tag"] == "tuned":
+            curve[:] = [70.0] * 4 + [80.0] * 6  # its BVS 80 first at epoch 5: 0.5 s
+        elif rec["head"] == "glai" and rec["tag"] == "":
+            curve[:] = [70.0, 80.0] + [80.0] * 8  # GLAI protocol reaches it at epoch 2 of its estimator
+    _write(tmp_path / "runs", recs)
+    write_all(tmp_path / "runs", tmp_path / "tables", references=references(["offline/A1"]), figures=False)
+    race = pd.read_csv(tmp_path / "tables" / "against_tuned_mlp.csv", keep_default_na=False, dtype=str)
+    assert set(race.Tag) >= {"tuned", "(protocol)", "fixed", "sgd"}
+    mlp = race[race.Head == "MLP"].iloc[0]
+    assert mlp["Reached"] == "3" and mlp["Time to the tuned MLP's BVS [s]"].startswith("0.500")
+    glai = race[race.Head == "GLAI"].set_index("Tag")
+    # GLAI's clock: reduced phase (50 %) + conversion (10 %) of its 4 s, then 2 epochs of 0.1 s
+    assert glai.loc["(protocol)", "Time to the tuned MLP's BVS [s]"].startswith("2.60")
+    assert glai.loc["(protocol)", "vs the tuned MLP"] == "0.19× faster"
+    assert glai.loc["fixed", "vs the tuned MLP"] == "never"
