@@ -35,6 +35,9 @@ from glai.results.identity import differences, is_variant_key
 
 __all__ = ["SHIPPED", "apply_tuned", "find_tuned", "group_key", "group_of", "search_command", "tuned_path"]
 
+#: Settings of a search run that say how its trials are scored, not which runs its settings belong to.
+SEARCH_SCORING = ("episodes",)
+
 #: The shipped tuned settings (the committed study's; ``docs/FINDINGS.md``).
 SHIPPED = CONF_DIR / "tuned" / "best"
 
@@ -57,7 +60,9 @@ def group_of(cfg: DictConfig, conf_dir: str | Path = CONF_DIR) -> dict[str, Any]
     for key, value in resolved_paths(config, cfg.data_root).items():
         group, name = key.split(".")
         config[group][name] = value
-    return {k: v for k, v in differences(config, reference).items() if not is_variant_key(k)}
+    # how a search is scored is not what the tuned runs are: a family C search averages more episodes
+    scoring = SEARCH_SCORING if cfg.tuning.role == "search" else ()
+    return {k: v for k, v in differences(config, reference).items() if not is_variant_key(k) and k not in scoring}
 
 
 def group_key(group: dict[str, Any]) -> str:

@@ -281,3 +281,13 @@ def test_a_small_tuning_split_is_scored_by_k_fold(tmp_path):
     base = run_identity(compose_config(["tuning.role=held_out", "experiment.family=C", "experiment.arch=[64,128,5]",
                                         "experiment.n_way=5"]))[0]
     assert fingerprint(base) == fingerprint({**base, "tuning": {**base["tuning"], "folds": 3}})
+
+
+def test_a_family_c_search_scored_on_more_episodes_keeps_the_tuned_runs_group():
+    """tune.sh scores family C trials on 5 episodes; the tuned runs draw one: the same group (episodes say how the
+    search was scored, not which runs its settings are for)."""
+    from glai.tuned import group_of
+
+    c = ["experiment=offline/C1", "head=mlp"]
+    assert group_of(compose_config([*c, "tuning=search", "episodes=5"])) == group_of(compose_config([*c])) == {}
+    assert group_of(compose_config([*c, "episodes=5"])) == {"episodes": 5}  # a run of 5 episodes is another group
