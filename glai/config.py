@@ -363,20 +363,6 @@ def _validate_names(cfg) -> None:
               "tag=my_variant")
 
 
-def _schema_keys() -> set[str]:
-    from omegaconf import OmegaConf
-
-    return set(_flat_keys(OmegaConf.to_container(OmegaConf.structured(Config))))
-
-
-def _flat_keys(node, prefix: str = ""):
-    for key, value in node.items():
-        if isinstance(value, dict):
-            yield from _flat_keys(value, f"{prefix}{key}.")
-        else:
-            yield f"{prefix}{key}"
-
-
 def _validate_keys(cfg) -> None:
     """Keys outside the schema (``+hed.lr=3``, Hydra's own hint for a misspelled key, adds one) are refused:
     nothing would read them, and the run would silently train with the default."""
@@ -384,8 +370,8 @@ def _validate_keys(cfg) -> None:
 
     if not isinstance(cfg, DictConfig):
         return
-    known = _schema_keys()
-    extra = sorted(k for k in _flat_keys(OmegaConf.to_container(cfg, resolve=False)) if k not in known)
+    known = set(_SCHEMA_DEFAULTS)
+    extra = sorted(k for k, _ in _flat_items(OmegaConf.to_container(cfg, resolve=False)) if k not in known)
     if extra:
         near = {k: difflib.get_close_matches(k, known, n=1) for k in extra}
         hint = "; ".join(f"{k} (did you mean {m[0]}?)" if m else k for k, m in near.items())
@@ -543,5 +529,5 @@ def validate(cfg: DictConfig | Config) -> None:
         check(cfg.dataset if check is check_dataset_config else cfg.backbone)
 
 
-#: Defaults of the schema by dotted key (the fixes of the finite-number check).
+#: Defaults of the schema by dotted key: its keys (the unknown-key check) and the fixes of the finite-number check.
 _SCHEMA_DEFAULTS = _schema_defaults()

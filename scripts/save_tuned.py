@@ -27,7 +27,8 @@ from omegaconf import OmegaConf
 from glai.config import CONF_DIR, compose_config
 from glai.errors import ConfigError
 from glai.results.identity import is_variant_key
-from glai.results.records import atomic_write_text
+from glai.results.records import atomic_write_text, read_record
+from glai.runner import objective, run_identity
 from glai.tuned import find_tuned, group_of, tuned_path
 
 #: Keys a search may set: the head's and the experiment's (never data, seed or paths).
@@ -42,12 +43,8 @@ def _round(value):
 def _default_trial(overrides: list[str], params, conf_dir: Path) -> tuple[float, dict, str]:
     """``(score, settings, record path)`` of a head's default run on the tuning split (an enqueued first trial:
     the same overrides as the search's, at the config's own values of the searched keys)."""
-    from glai.runner import objective, run_identity
-
     cfg = compose_config(overrides, conf_dir)
     path = run_identity(cfg)[2]
-    from glai.results.records import read_record
-
     record = read_record(path)
     if record is None or record.get("status") != "done":
         raise FileNotFoundError(f"the default trial {' '.join(overrides)} has no done record at {path}: run it "

@@ -92,7 +92,6 @@ class FullBatchLBFGS:
 
 
 def build_optimizer(name: str, params: Iterable[nn.Parameter], lr: float, weight_decay: float):
-    # lbfgs is built by FullBatchLBFGS from named parameters (fit does it): it needs the names for its L2
     """SGD without momentum, Adam or AdamW with default betas; weight decay as the optimiser's own argument:
     added to the gradient for SGD and Adam (coupled L2), applied to the weights for AdamW (SPEC 5, 12).
 
@@ -100,11 +99,13 @@ def build_optimizer(name: str, params: Iterable[nn.Parameter], lr: float, weight
     every head gets an equally tuned optimiser step; otherwise the multi-tensor ``foreach`` one.
 
     Raises:
-        ValueError: unknown optimiser name.
+        ValueError: unknown optimiser name, or ``lbfgs``: it needs the parameters' names (biases are not
+            penalised), so it is :class:`FullBatchLBFGS` built from ``model.named_parameters()``, as ``fit`` does.
     """
     params = list(params)
     if name == "lbfgs":
-        return FullBatchLBFGS([(f"p{k}", p) for k, p in enumerate(params)], lr, weight_decay)
+        raise ValueError("optimizer 'lbfgs' needs named parameters: FullBatchLBFGS(model.named_parameters(), lr, "
+                         "weight_decay), as glai.training.loop.fit builds it")
     classes = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
     if name not in classes:
         raise ValueError(f"unknown optimizer {name!r}: use one of {OPTIMIZERS}")
