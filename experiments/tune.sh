@@ -3,7 +3,8 @@
 #   1. HYDRA_TRIALS (default 16) trials per head, each trained on train minus a stratified 20 % tuning split
 #      (tuning.seed 0) and scored on that split, never on the validation split (conf/tuning/search.yaml), run seed 0:
 #      first the head's two defaults (the protocol's; the same head on Adam -- GLAI: its reduced phase on Adam),
-#      then `run.py -m tuning=search` Optuna TPE trials over the head's optimiser (sgd, adam, adamw), learning rate
+#      then `run.py -m tuning=search` Optuna TPE trials over the head's optimiser (sgd, adam, adamw; lbfgs outside
+#      family B, at its step length 1: glai/search_space.py), learning rate
 #      and weight decay -- GLAI: its whole pipeline, the estimator's and the reduced phase's optimiser and lr, the
 #      selector (trained, random) and the auto rule's fraction.
 #   2. scripts/save_tuned.py: the best of all trials (defaults included) for the searched group ->
@@ -15,12 +16,13 @@
 # pool's classes (of every class's rows when there are fewer than 2 x n_way classes), and its tuned runs draw
 # their episodes from the rest (tuning.role held_out).
 # Searches whose group already has tuned settings (in TUNED_OUT or conf/tuned/best) are skipped (RETUNE=1 searches
-# again). Your own data: pass its overrides after the launcher; they reach the searches, the partner MLP and the
+# again; SHIPPED=0 ignores conf/tuned/best, in the skip and in the tuned runs alike: a study that reads only its own
+# searches). Your own data: pass its overrides after the launcher; they reach the searches, the partner MLP and the
 # tuned runs alike, so the settings belong to that data:
 #   EXPERIMENTS=offline/A1 experiments/tune.sh parallel dataset=folder dataset.path=/data/photos \
 #     dataset.name=photos "experiment.arch=[1280,256,3]"
 # Environment: EXPERIMENTS (default digits and the six stand-ins), HEADS (default mlp,glai,linear; mlp before glai),
-#   HYDRA_TRIALS, C_EPISODES, RETUNE, SEEDS.
+#   HYDRA_TRIALS, C_EPISODES, RETUNE, SHIPPED, SEEDS.
 # Example: EXPERIMENTS=digits HEADS=mlp,mlp_reduced,linear,glai experiments/tune.sh parallel
 source "$(dirname "$0")/common.sh"
 EXPS="${EXPERIMENTS:-digits,$OFFLINE_EXPERIMENTS}"
@@ -28,10 +30,12 @@ HEADS="${HEADS:-mlp,glai,linear}"
 TRIALS="${HYDRA_TRIALS:-16}"
 RUNS="${TUNING_RUNS:-results/tuning/runs}"
 TUNED_OUT="${TUNED_OUT:-${GLAI_TUNED_DIR:-results/tuned}}"
+shipped=()
+if [[ "${SHIPPED:-1}" == 0 ]]; then shipped=(tuning.shipped=false); fi
 for exp in ${EXPS//,/ }; do
   for head in ${HEADS//,/ }; do
     if [[ -z "${RETUNE:-}" ]] && best="$(cd "$ROOT" && "$PYTHON" scripts/save_tuned.py --out "$TUNED_OUT" --find \
-        "experiment=$exp" "head=$head" "${EXTRA[@]}")"; then
+        "experiment=$exp" "head=$head" "${shipped[@]}" "${EXTRA[@]}")"; then
       echo "$best exists: search skipped (RETUNE=1 searches again)" >&2
       continue
     fi
@@ -67,4 +71,4 @@ print(compose_config([sys.argv[1]]).experiment.family)" "experiment=$exp")"
     (cd "$ROOT" && "$PYTHON" scripts/save_tuned.py "$dir" --out "$TUNED_OUT" "${default_args[@]}")
   done
 done
-GLAI_TUNED_DIR="$TUNED_OUT" sweep tuning=best "experiment=$EXPS" "head=$HEADS" "seed=$SEEDS"
+GLAI_TUNED_DIR="$TUNED_OUT" sweep tuning=best "experiment=$EXPS" "head=$HEADS" "seed=$SEEDS" "${shipped[@]}"

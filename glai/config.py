@@ -179,6 +179,10 @@ class TuningConfig:
     # rows (stratified, folds by tuning.seed; the trial trains k times and scores the mean); 0 = auto: 5-fold when
     # the tuning split would hold fewer than 500 rows (too few for a stable score), else the one split
     folds: int = 0
+    # tuning=best: where no file of the run's group is in tuned_dir, fall back to the shipped settings
+    # (conf/tuned/best, the committed study's). false: tuned_dir only, so a study reads its own searches and
+    # nothing else (a group without one stops with the search to run)
+    shipped: bool = True
 
 
 @dataclass

@@ -13,7 +13,8 @@ arch or another ``data_root`` is another group. A search's best settings are sav
 
 ``tuning=best`` (:func:`apply_tuned`) finds the file of the run's own group (``tuned_dir`` first), checks that
 its stored group equals the run's, and applies its settings and ``tag: tuned``; without one it stops before any
-work and names the search to run on this data. Group keys are a hash of the group, so a search never
+work and names the search to run on this data. ``tuning.shipped=false`` reads ``tuned_dir`` only: a study that
+must apply its own searches and nothing else (``experiments/tune.sh`` with ``SHIPPED=0``). Group keys are a hash of the group, so a search never
 overwrites another group's settings.
 """
 
@@ -89,10 +90,13 @@ def _load(path: Path) -> dict[str, Any]:
 
 
 def find_tuned(cfg: DictConfig, conf_dir: str | Path = CONF_DIR) -> tuple[Path | None, dict[str, Any]]:
-    """``(file, group)``: the tuned settings of the run's group (``tuned_dir`` first, then :data:`SHIPPED`), or
-    ``(None, group)`` when no search of this group was saved."""
+    """``(file, group)``: the tuned settings of the run's group (``tuned_dir`` first, then :data:`SHIPPED` unless
+    ``tuning.shipped`` is false), or ``(None, group)`` when no search of this group was saved there."""
     group = group_of(cfg, conf_dir)
-    for root in (Path(cfg.tuned_dir), SHIPPED):
+    roots = [Path(cfg.tuned_dir)]
+    if cfg.tuning.get("shipped", True):
+        roots.append(SHIPPED)
+    for root in roots:
         path = tuned_path(root, str(cfg.experiment.name), str(cfg.head.name), group)
         if path.is_file():
             stored = _load(path).get("group") or {}
@@ -103,7 +107,7 @@ def find_tuned(cfg: DictConfig, conf_dir: str | Path = CONF_DIR) -> tuple[Path |
 
 def search_command(cfg: DictConfig, overrides: list[str]) -> str:
     """The search to run for this run's group: its own overrides with ``tuning=search``."""
-    own = [o for o in overrides if not o.startswith(("tuning=", "seed=", "tag=", "head.", "hydra"))]
+    own = [o for o in overrides if not o.startswith(("tuning=", "tuning.", "seed=", "tag=", "head.", "hydra"))]
     parts = ["python run.py -m tuning=search", f"experiment={cfg.experiment.name}", f"head={cfg.head.name}"]
     parts += [o for o in own if not o.startswith(("experiment=", "head="))]
     return " ".join(parts) + "; python scripts/save_tuned.py <its sweep folder>"
@@ -124,8 +128,9 @@ def apply_tuned(cfg: DictConfig, overrides: list[str] | None = None, conf_dir: s
         shown = ", ".join(f"{k}={v}" for k, v in group.items()) or "the experiment's own data"
         raise ConfigError(
             f"tuning=best: no tuned settings for experiment={cfg.experiment.name} head={cfg.head.name} on this group "
-            f"({shown}; looked for {tuned_path(cfg.tuned_dir, cfg.experiment.name, cfg.head.name, group)} and "
-            f"under conf/tuned/best). Settings searched on other data are never applied. Fix: "
+            f"({shown}; looked for {tuned_path(cfg.tuned_dir, cfg.experiment.name, cfg.head.name, group)}"
+            f"{' and under conf/tuned/best' if cfg.tuning.get('shipped', True) else ' only (tuning.shipped=false)'})."
+            " Settings searched on other data are never applied. Fix: "
             f"{search_command(cfg, overrides or [])}, or drop tuning=best")
     data = _load(path)
     out = copy.deepcopy(cfg)

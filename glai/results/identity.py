@@ -101,6 +101,8 @@ IDENTITY: dict[str, str] = {
     **{f"study.{k}": "setting" for k in ("name", "split", "new_classes", "new_fraction", "shards", "shard_split")},
     # a search run trains and scores on other rows than the run without it
     **{f"tuning.{k}": "setting" for k in ("role", "fraction", "seed", "folds")},
+    # where tuning=best looked for the settings it applied: the applied settings are the run's own keys
+    "tuning.shipped": "excluded",
 }
 
 

@@ -168,7 +168,10 @@ def test_search_saves_tuned_settings_that_tuning_best_runs(tmp_path):
 
     cfg = apply_tuned(compose_config(["tuning=best", "head=glai", *own, f"tuned_dir={tuned}"]))
     assert cfg.tag == "tuned" and cfg.tuning.role == "none" and cfg.experiment.reduced_epochs_mode == "auto"
-    assert cfg.head.optimizer in ("sgd", "adam", "adamw") and 0.05 <= cfg.experiment.reduced_fraction <= 0.5
+    assert cfg.head.optimizer in ("sgd", "adam", "adamw", "lbfgs")
+    # a search trial's fraction, or the default trial's (the auto rule's own) when it won
+    assert cfg.experiment.reduced_fraction is None or 0.1 <= cfg.experiment.reduced_fraction <= 0.5
+    assert (cfg.head.lr == 1.0) if cfg.head.optimizer == "lbfgs" else (1e-4 <= cfg.head.lr <= 0.3)
     find = [sys.executable, str(ROOT / "scripts" / "save_tuned.py"), "--out", str(tuned), "--find", "head=glai"]
     assert subprocess.run([*find, *own], cwd=ROOT, capture_output=True).returncode == 0
     # as a sweep job (Hydra is running: the group's reference config is composed beside it); the tuned GLAI's
@@ -187,6 +190,16 @@ def test_search_saves_tuned_settings_that_tuning_best_runs(tmp_path):
     assert len(list((tmp_path / "runs3" / "digits" / "glai-tuned").glob("*.json"))) == 1
     # digits' own group keeps the shipped settings, not the user's search
     assert apply_tuned(compose_config(["tuning=best", "head=glai", f"tuned_dir={tuned}"])).head.lr == 0.00785
+    # ... unless the shipped settings are switched off: a study that applies its own searches only
+    with pytest.raises(ConfigError, match=r"only \(tuning.shipped=false\).*Fix: python run.py -m tuning=search "
+                                          r"experiment=digits head=glai;"):
+        apply_tuned(compose_config(["tuning=best", "head=glai", f"tuned_dir={tuned}", "tuning.shipped=false"]),
+                    ["tuning=best", "tuning.shipped=false"])
+    assert subprocess.run([*find, "tuning.shipped=false"], cwd=ROOT, capture_output=True).returncode == 1
+    assert subprocess.run(find, cwd=ROOT, capture_output=True).returncode == 0  # digits' shipped file
+    shipped_off = apply_tuned(compose_config(["tuning=best", "head=glai", *own, f"tuned_dir={tuned}",
+                                              "tuning.shipped=false"]))
+    assert shipped_off.head.optimizer == cfg.head.optimizer  # the group's own search is still found
     # a group never searched is refused before any work, naming the search for that data
     with pytest.raises(ConfigError, match=r"no tuned settings .*experiment.arch=\[64, 80, 10\].*Fix: python run.py "
                                           r"-m tuning=search experiment=digits head=glai experiment.arch=\[64,80,10\]"):
