@@ -10,11 +10,14 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
+from glai.cluster import use_squeue_without_accounting
 from glai.config import register_configs
 from glai.errors import ConfigError, DataError
 from glai.runner import objective, run
 
 register_configs()
+# hydra/launcher=slurm on a cluster without accounting: job states from squeue (glai.cluster)
+use_squeue_without_accounting()
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")

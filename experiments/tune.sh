@@ -7,6 +7,8 @@
 #      family B, at its step length 1: glai/search_space.py), learning rate
 #      and weight decay -- GLAI: its whole pipeline, the estimator's and the reduced phase's optimiser and lr, the
 #      selector (trained, random) and the auto rule's fraction.
+#      The Optuna study persists in <sweep dir>/optuna.db under a name that is the search's identity: a search cut
+#      off (a time limit, a lost login node) and started again keeps its finished trials and runs the rest.
 #   2. scripts/save_tuned.py: the best of all trials (defaults included) for the searched group ->
 #      $TUNED_OUT/<experiment>/<head>/<group>.yaml (TUNED_OUT default GLAI_TUNED_DIR or results/tuned;
 #      TUNED_OUT=conf/tuned/best refreshes the shipped ones). A tuned GLAI's auto rule reads the tuned MLP.
@@ -59,6 +61,18 @@ print(compose_config([sys.argv[1]]).experiment.family)" "experiment=$exp")"
       defaults=("" "head.reduced_optimizer=adam")
     fi
     dir="results/tuning/sweeps/$exp/$head${EXTRA:+-$(printf '%s' "${EXTRA[*]}" | sha1sum | cut -c1-8)}"
+    # the study persists beside its sweep (SQLite: only this sweeper process writes it, the trials may run
+    # anywhere), named by the search's identity: its fixed overrides, its ranges and the search space's code. A
+    # search cut off after k trials resumes with the k kept and runs the rest of its budget.
+    mkdir -p "$ROOT/$dir"
+    storage="sqlite:///$ROOT/$dir/optuna.db"
+    study="$(cd "$ROOT" && cat conf/tuning/search.yaml glai/search_space.py | sha1sum | cut -c1-8)"
+    study="search-$(printf '%s\n' "$exp" "$head" "$study" "${fixed[@]}" "${fixed_glai[@]}" "${extra[@]}" \
+      "${EXTRA[@]}" | sha1sum | cut -c1-12)"
+    finished="$(cd "$ROOT" && "$PYTHON" scripts/save_tuned.py --finished "$storage" "$study")"
+    todo=$((TRIALS - ${#defaults[@]} - finished))
+    if ((todo < 0)); then todo=0; fi
+    if ((finished > 0)); then echo "$dir: study $study has $finished finished trials; running $todo more" >&2; fi
     default_args=()
     for d in "${defaults[@]}"; do
       # shellcheck disable=SC2086
@@ -66,7 +80,8 @@ print(compose_config([sys.argv[1]]).experiment.family)" "experiment=$exp")"
         "${fixed[@]}" "${fixed_glai[@]}" "${EXTRA[@]}" $d)
       default_args+=(--default "$d")
     done
-    sweep tuning=search "experiment=$exp" "head=$head" "hydra.sweeper.n_trials=$((TRIALS - ${#defaults[@]}))" \
+    sweep tuning=search "experiment=$exp" "head=$head" "hydra.sweeper.n_trials=$todo" \
+      "hydra.sweeper.storage=$storage" "hydra.sweeper.study_name=$study" \
       "results_dir=$RUNS" "hydra.sweep.dir=$dir" verbose=false "${fixed[@]}" "${fixed_glai[@]}" "${extra[@]}"
     (cd "$ROOT" && "$PYTHON" scripts/save_tuned.py "$dir" --out "$TUNED_OUT" "${default_args[@]}")
   done

@@ -2,6 +2,7 @@
 
 Usage: python scripts/save_tuned.py SWEEP_DIR [--out DIR] [--conf conf]
        python scripts/save_tuned.py --find OVERRIDE... (exit 0 and the file when this group has tuned settings)
+       python scripts/save_tuned.py --finished STORAGE STUDY (the trials a persisted search has finished)
 
 SWEEP_DIR is the Hydra sweep folder of ``python run.py -m tuning=search ...`` (``experiments/tune.sh`` names it
 ``results/tuning/sweeps/<experiment>/<head>``): its ``optimization_results.yaml`` (the Optuna sweeper's best
@@ -21,6 +22,7 @@ import os
 import sys
 from pathlib import Path
 
+import optuna
 import yaml
 from omegaconf import OmegaConf
 
@@ -51,6 +53,26 @@ def _default_trial(overrides: list[str], params, conf_dir: Path) -> tuple[float,
                                 "(experiments/tune.sh does) before saving the search")
     settings = {key: OmegaConf.select(cfg, key) for key in params}
     return objective(record), {k: _round(v) for k, v in settings.items()}, str(path)
+
+
+def finished_trials(sweeper, scheduled: int | None = None) -> int:
+    """Trials of the search's Optuna study that finished (complete or failed: each spent one of the budget).
+
+    ``sweeper``: the sweep's ``hydra.sweeper`` config. Its study is read from ``storage`` when the search persists
+    it (``experiments/tune.sh``: a resumed search holds the trials of every attempt); without a storage the study
+    lived in memory and ``scheduled`` (the sweep's ``n_trials``) is the answer.
+    """
+    if not sweeper.get("storage"):
+        return int(scheduled if scheduled is not None else sweeper.n_trials)
+    storage = str(sweeper.storage)
+    if storage.startswith("sqlite:///") and not Path(storage[len("sqlite:///"):]).is_file():
+        return 0  # never create the database here: the sweeper does, with the study
+    try:
+        study = optuna.load_study(study_name=str(sweeper.study_name), storage=storage)
+    except KeyError:  # no such study in this storage yet
+        return 0
+    done = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL)
+    return sum(t.state in done for t in study.get_trials(deepcopy=False))
 
 
 def tuned_settings(sweep_dir: Path, conf_dir: Path = CONF_DIR, defaults: list[list[str]] | None = None
@@ -108,7 +130,7 @@ def tuned_settings(sweep_dir: Path, conf_dir: Path = CONF_DIR, defaults: list[li
             chosen, best_value = f"default: {' '.join(extra) or '(protocol)'}", value
             settings.update(default_settings)
     search = {"best_value": best_value, "search_best_value": best["best_value"], "chosen": chosen,
-              "defaults": tried, "n_trials": hydra.sweeper.n_trials + len(tried),
+              "defaults": tried, "n_trials": finished_trials(hydra.sweeper, hydra.sweeper.n_trials) + len(tried),
               "sampler": hydra.sweeper.sampler.get("_target_"), "sampler_seed": hydra.sweeper.sampler.get("seed"),
               "fraction": cfg.tuning.fraction, "tuning_seed": cfg.tuning.seed, "monitor": cfg.experiment.monitor,
               "seed": cfg.seed, "family": cfg.experiment.family, "episodes": cfg.episodes}
@@ -152,9 +174,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--default", action="append", default=None, metavar="OVERRIDES",
                         help="a default trial of the same budget (space-separated overrides, '' = the protocol's); "
                              "repeatable: the best of the search and these is saved")
+    parser.add_argument("--finished", nargs=2, metavar=("STORAGE", "STUDY"),
+                        help="print how many trials of this Optuna study finished (0 without one) and exit")
     parser.add_argument("--find", nargs="+", metavar="OVERRIDE",
                         help="print the tuned settings file of this run's group and exit 0, or exit 1 without one")
     args = parser.parse_args(argv)
+    if args.finished:
+        storage, study = args.finished
+        print(finished_trials(OmegaConf.create({"storage": storage, "study_name": study})))
+        return 0
     if args.find:
         cfg = compose_config([*args.find, f"tuned_dir={args.out}"], args.conf)
         path, group = find_tuned(cfg, args.conf)
