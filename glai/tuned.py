@@ -14,8 +14,8 @@ arch or another ``data_root`` is another group. A search's best settings are sav
 ``tuning=best`` (:func:`apply_tuned`) finds the file of the run's own group (``tuned_dir`` first), checks that
 its stored group equals the run's, and applies its settings and ``tag: tuned``; without one it stops before any
 work and names the search to run on this data. ``tuning.shipped=false`` reads ``tuned_dir`` only: a study that
-must apply its own searches and nothing else (``experiments/tune.sh`` with ``SHIPPED=0``). Group keys are a hash of the group, so a search never
-overwrites another group's settings.
+must apply its own searches and nothing else (``experiments/tune.sh`` with ``SHIPPED=0``). Group keys are a hash
+of the group, so a search never overwrites another group's settings.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A one-node Slurm cluster on this machine, to try the cluster recipe (README "On a Slurm cluster") (issue 22).
 
-    python scripts/local_slurm.py start      # prints `export SLURM_CONF=...`: eval "$(python scripts/local_slurm.py start)"
+    eval "$(python scripts/local_slurm.py start)"   # start prints `export SLURM_CONF=...`
     python scripts/local_slurm.py status     # sinfo and squeue of the local cluster
     python scripts/local_slurm.py stop       # stops the daemons it started (by their pids)
 

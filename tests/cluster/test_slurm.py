@@ -87,7 +87,7 @@ def _running_record(tmp: Path):
 
 def _release(env: dict, job: str) -> bool:
     """Slurm holds a requeued job for ~2 minutes (BeginTime): let it start now."""
-    for jid, state, reason in _squeue(env):
+    for jid, state, _ in _squeue(env):
         if jid == job and state == "PENDING":
             subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], env=env, check=True)
             return True
