@@ -219,10 +219,22 @@ def _wait(ready, timeout_s: float, what: str) -> None:
 
 
 def stop(root: Path, grace_s: float = 10.0) -> list[str]:
-    """Stop the daemons started in ``root`` (SIGTERM, then SIGKILL after ``grace_s``), slurmd first; returns
-    the names of those that were running. Jobs still on the node are killed with slurmd."""
+    """Cancel the cluster's jobs (``scancel --me``, waiting up to ``grace_s`` for squeue to empty), then stop the
+    daemons started in ``root`` (SIGTERM, then SIGKILL after ``grace_s``), slurmd first; returns the names of
+    those that were running."""
     pids = _pids(root)
     stopped = []
+    if pids.get("slurmctld") and _alive(pids["slurmctld"]) and pids.get("slurmd") and _alive(pids["slurmd"]):
+        # cancel the cluster's jobs first: their slurmstepd processes outlive slurmd otherwise
+        env = client_env(root)
+        subprocess.run([_which("scancel"), "--me"], env=env, capture_output=True, timeout=30)
+        end = time.monotonic() + grace_s
+        while time.monotonic() < end:
+            out = subprocess.run([_which("squeue"), "-h", "--me"], env=env, capture_output=True, text=True,
+                                 timeout=30)
+            if out.returncode != 0 or not out.stdout.strip():
+                break
+            time.sleep(0.5)
     for name in reversed(DAEMONS):
         pid = pids.get(name)
         if pid is None or not _alive(pid):

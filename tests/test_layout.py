@@ -19,6 +19,8 @@ PACKAGE = ROOT / "glai"
 # What each part of glai may import (besides itself). The runner orchestrates and may import anything.
 ALLOWED = {
     "glai.errors": set(),
+    "glai.cluster": set(),
+    "glai.search_space": set(),
     "glai.kernels": set(),
     "glai.training": {"glai.errors"},
     "glai.data": {"glai.errors"},
