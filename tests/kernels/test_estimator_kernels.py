@@ -97,7 +97,7 @@ def backend_and_grads(p, grad_y, backend):
     n_in, n_gates = p["x_tilde"].shape[1], p["gates"].shape[1]
     layout = PathLayout(p["out_idx"], p["in_idx"], p["gate_idx"], n_in, n_gates, p["n_out"]).to(device)
     values = layout.to_layout(p["values"]).to(device).requires_grad_()
-    bias = p["bias"].to(device).requires_grad_()
+    bias = p["bias"].to(device).clone().requires_grad_()
     y = glai_estimator(p["x_tilde"].to(device), p["gates"].to(device), layout, values, bias, backend)
     y.backward(grad_y.to(device))
     return y.detach().cpu(), layout.from_layout(values.grad).cpu(), bias.grad.cpu()
@@ -129,6 +129,14 @@ CPP_CASES = TORCH_CASES + [
     (5, 129, 64, 10, 0.2),
     (32, 384, 128, 4, 0.05),
 ]
+# Large batches (issue 21): batch 1024 and a full-batch pass (one L-BFGS evaluation over all training rows; an odd
+# count, so the last tile is padded and the last tile group is short).
+LARGE_CASES = [
+    (1024, 129, 64, 10, 0.05),
+    (1999, 97, 33, 5, 0.1),
+]
+TORCH_CASES += LARGE_CASES
+CPP_CASES += LARGE_CASES
 # Under the interpreter every program runs as numpy on CPU: keep P and the grid small.
 TRITON_CASES = [
     (1, 33, 7, 4, 1.0),
@@ -137,6 +145,8 @@ TRITON_CASES = [
     (17, 384, 7, 4, 0.02),
     (63, 33, 128, 4, 0.03),
     (17, 384, 128, 37, 0.01),
+    (1024, 33, 7, 4, 0.05),
+    (1999, 33, 7, 3, 0.05),
 ]
 if DEVICE == "cuda":
     TRITON_CASES = TORCH_CASES
@@ -198,6 +208,38 @@ def test_cpp_backend_is_the_same_on_any_number_of_threads():
     finally:
         torch.set_num_threads(threads)
     assert all(torch.equal(a, b) for a, b in zip(one, two, strict=True))
+
+
+@needs_cpp
+@pytest.mark.parametrize("tiles", [1, 2, 4])
+@pytest.mark.parametrize("batch", [1, 40, 63, 200])
+def test_cpp_blocking_matches_reference_and_keeps_the_forward_bitwise(tiles, batch, monkeypatch):
+    """Every tile grouping (a short last group at 40 = 3 tiles and 200 = 13) and chunking (16 paths: many chunks,
+    chunks of whole outputs in the forward) against the reference, with gates off for whole tiles (the forward
+    skips those rows); the forward is bitwise the same under every blocking."""
+    p = make_problem(batch, 129, 33, 6, 0.1, seed=batch + tiles)
+    p["gates"][:32, :8] = 0  # gates 0-7 off for whole tiles (the first two)
+    p["gates"][:, 8] = 0  # gate 8 off everywhere
+    grad_y = torch.randn(batch, 6, generator=torch.Generator().manual_seed(3))
+    y_ref, gv_ref, gb_ref = reference_and_grads(p, grad_y)
+    forwards = []
+    for chunk in (16, 100, 1 << 20):
+        monkeypatch.setattr(compiled, "TILES_PER_GROUP", tiles)
+        monkeypatch.setattr(compiled, "CHUNK_PATHS", chunk)
+        y, gv, gb = backend_and_grads(p, grad_y, "cpp")
+        assert rel_err(y, y_ref) < TOL and rel_err(gv, gv_ref) < TOL and rel_err(gb, gb_ref) < TOL
+        forwards.append(y)
+    monkeypatch.setattr(compiled, "TILES_PER_GROUP", 1)
+    forwards.append(backend_and_grads(p, grad_y, "cpp")[0])
+    assert all(torch.equal(forwards[0], y) for y in forwards[1:])
+
+
+@needs_cpp
+def test_cpp_refuses_a_bad_blocking(monkeypatch):
+    p = make_problem(17, 33, 7, 4, 0.3, seed=1)
+    monkeypatch.setattr(compiled, "TILES_PER_GROUP", 3)
+    with pytest.raises(RuntimeError, match="tiles must be 1, 2 or 4"):
+        backend_and_grads(p, torch.randn(17, 4), "cpp")
 
 
 BACKENDS = ["torch", pytest.param("cpp", marks=needs_cpp), pytest.param("triton", marks=needs_triton)]
