@@ -18,9 +18,11 @@ backward, optimiser step, zero_grad) of:
 - ``sparse``: :class:`glai.method.sparse_estimator.SparseEstimator` on every backend available, Adam (fused when the
   device supports it).
 
-Prints each median step time and its ratio to the MLP's, and writes one CSV row per
-(shape, batch, device, method, backend) to ``results/bench/estimator-<device>.csv`` (atomically), with the
-shape's conversion seconds and peak memory on every row.
+Each (shape, batch) is timed at every ``--threads`` count (default 1 and 2: a column each, every method alike,
+its own warm-up). Prints each median step time and its ratio to the MLP's at the same thread count, marks the
+backend ``head.backend=auto`` resolves to at that batch (``<- auto``), and writes one CSV row per
+(shape, batch, device, threads, method, backend) to ``results/bench/estimator-<device>.csv`` (atomically), with
+the shape's conversion seconds and peak memory on every row.
 
 A full-batch row (``--batches ...,full``, ``full_batch`` in the CSV) times the same step at the stand-in's training
 rows (A1 5,000, A2 3,500, B1 5,000, B2 1,841; C1 / C2 one episode's 20 support rows): the cost of one pass of
@@ -28,7 +30,7 @@ full-batch L-BFGS (``head.optimizer=lbfgs``) beside the MLP's.
 
 Usage:
     python scripts/bench_estimator.py [--shapes A1,B1] [--batches 16,1024,full] [--repeats 30] [--device cpu|cuda]
-                                      [--threads 2] [--quick] [--out results/bench/estimator-cpu.csv]
+                                      [--threads 1,2] [--quick] [--out results/bench/estimator-cpu.csv]
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ from torch import nn
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from glai.kernels.estimator import cpp_available, triton_available  # noqa: E402
+from glai.kernels.estimator import cpp_available, resolve_backend, triton_available  # noqa: E402
 from glai.kernels.estimator import triton as triton_kernels  # noqa: E402
 from glai.method.budget import parameter_budget  # noqa: E402
 from glai.method.conversion import path_structure  # noqa: E402
@@ -84,8 +86,8 @@ FULL_ROWS = {"A1": 5000, "A2": 3500, "B1": 5000, "B2": 1841, "C1": 20, "C2": 20}
 DENSE_MAX_ELEMENTS = 2e8
 # Inputs used to score paths for pruning (the role of the training embeddings Omega).
 NUM_SCORE_SAMPLES = 2048
-COLUMNS = ["shape", "batch", "full_batch", "device", "method", "backend", "step_ms", "ratio_to_mlp", "kept_paths",
-           "conversion_s", "conversion_peak_mib"]
+COLUMNS = ["shape", "batch", "full_batch", "device", "threads", "method", "backend", "step_ms", "ratio_to_mlp",
+           "kept_paths", "conversion_s", "conversion_peak_mib"]
 
 
 def convert_shape(arch: tuple[int, ...], seed: int = 0) -> dict:
@@ -181,13 +183,14 @@ def time_interleaved(steps: dict[str, Callable], repeats: int, warmup: int, devi
 
 
 def bench_shape(name: str, batches: list, device: torch.device, repeats: int, warmup: int,
-                budget_s: float, clock: Callable[[], float]) -> list[dict]:
-    """``batches``: sizes, or ``"full"`` for the stand-in's training rows (:data:`FULL_ROWS`; skipped without)."""
+                budget_s: float, clock: Callable[[], float], threads: list[int] = (1,)) -> list[dict]:
+    """``batches``: sizes, or ``"full"`` for the stand-in's training rows (:data:`FULL_ROWS`; skipped without).
+    ``threads``: intra-op thread counts (``torch.set_num_threads``), each timed for every method alike."""
     arch = SHAPES[name]
     full = {FULL_ROWS[name]} if "full" in batches and name in FULL_ROWS else set()
     batches = [b for b in batches if b != "full"] + sorted(full)
     n0, n_out = arch[0], arch[-1]
-    conv = convert_in_child(name, torch.get_num_threads())
+    conv = convert_in_child(name, max(threads))
     counts = conv["counts"]
     selector = MLPHead(reduced_arch(arch, RHO))
     selector.load_state_dict(conv["selector"])
@@ -237,20 +240,28 @@ def bench_shape(name: str, batches: list, device: torch.device, repeats: int, wa
                 steps["sparse/triton-rowmajor"] = row_major(steps["sparse/triton"])
         if batch == batches[0]:
             print(f"  layout: {sparse.layout.extra_repr()}")
-        medians = time_interleaved(steps, repeats, warmup, device, budget_s, clock)
-        medians.update(time_interleaved(reference, repeats, warmup, device, budget_s, clock))
-        mlp_ms = medians["mlp/-"]
-        for key, ms in medians.items():
+        by_threads = {}
+        for n in threads:
+            torch.set_num_threads(n)
+            medians = time_interleaved(steps, repeats, warmup, device, budget_s, clock)
+            medians.update(time_interleaved(reference, repeats, warmup, device, budget_s, clock))
+            by_threads[n] = medians
+        auto = resolve_backend("auto", device, batch, sparse.layout)
+        label = f"N{batch}" if batch in full else f"B{batch}"  # N: one full-batch pass
+        for key in by_threads[threads[0]]:
             method, backend = key.split("/")
-            extra = ""
-            if method == "sparse" and "dense/einsum" in medians:
-                extra = f"  ({medians['dense/einsum'] / ms:.1f}x faster than dense)"
-            label = f"N{batch}" if batch in full else f"B{batch}"  # N: one full-batch pass
-            print(f"  {label:<6} {method:<6} {backend:<7} {ms:10.3f} ms   {ms / mlp_ms:6.2f}x MLP{extra}",
-                  flush=True)
-            rows.append(dict(shape=name, batch=batch, full_batch=batch in full, device=device.type, method=method,
-                             backend=backend,
-                             step_ms=round(ms, 4), ratio_to_mlp=round(ms / mlp_ms, 4), **extra_cols))
+            line = f"  {label:<6} {method:<6} {backend:<7}"
+            for n, medians in by_threads.items():
+                ms, mlp_ms = medians[key], medians["mlp/-"]
+                line += f" | {n}t {ms:10.3f} ms {ms / mlp_ms:6.2f}x MLP"
+                rows.append(dict(shape=name, batch=batch, full_batch=batch in full, device=device.type, threads=n,
+                                 method=method, backend=backend, step_ms=round(ms, 4),
+                                 ratio_to_mlp=round(ms / mlp_ms, 4), **extra_cols))
+            if method == "sparse" and "dense/einsum" in by_threads[threads[0]]:
+                line += f"  ({by_threads[threads[0]]['dense/einsum'] / by_threads[threads[0]][key]:.1f}x faster than dense)"
+            if method == "sparse" and backend == auto:
+                line += "  <- auto"
+            print(line, flush=True)
     return rows
 
 
@@ -274,8 +285,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps per method first")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                         choices=["cpu", "cuda"])
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch.set_num_threads for every method")
+    parser.add_argument("--threads", default="1,2",
+                        help="comma list of intra-op thread counts (torch.set_num_threads), each timed for every "
+                        "method alike: one column each")
     parser.add_argument("--dense-budget", type=float, default=20.0,
                         help="seconds after which a slow method (dense reference, large shapes) stops at 3 "
                         "samples (per shape x batch)")
@@ -290,7 +302,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.convert_only:
         # child process of convert_in_child: one conversion, its peak memory above the post-import baseline
-        torch.set_num_threads(args.threads)
+        torch.set_num_threads(int(args.threads))
         baseline = _maxrss_bytes()
         result = convert_shape(SHAPES[args.convert_only])
         peak = _maxrss_bytes()
@@ -309,16 +321,18 @@ def main(argv: list[str] | None = None) -> None:
     if args.clock == "cpu" and args.device != "cpu":
         parser.error("--clock cpu measures host CPU time: use it with --device cpu")
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
-    torch.set_num_threads(args.threads)
+    threads = [int(n) for n in args.threads.split(",")]
+    if any(n < 1 for n in threads):
+        parser.error(f"--threads must be positive counts, got {args.threads!r}")
     # as in the runner: denormal floats (saturated softmax gradients) would cost 10-100x per CPU op
     flush = torch.set_flush_denormal(True)
     device = torch.device(args.device)
-    print(f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}, "
+    print(f"torch {torch.__version__}, device {device}, threads {threads} (of {os.cpu_count()} CPUs), "
           f"clock {args.clock}, repeats {repeats}, warm-up {warmup}, flush denormals {flush}")
 
     rows = []
     for name in shapes:
-        rows += bench_shape(name, batches, device, repeats, warmup, args.dense_budget, clock)
+        rows += bench_shape(name, batches, device, repeats, warmup, args.dense_budget, clock, threads)
     out = args.out or ROOT / "results" / "bench" / f"estimator-{device.type}.csv"
     write_csv_atomic(rows, out)
     print(f"\nwrote {out}")

@@ -41,7 +41,10 @@ TILES_PER_GROUP = 2
 #: Paths per chunk: a chunk's values, indices and gradients stay in the L2 cache while every tile group walks
 #: them. 65,536 was 2-8% faster than 32,768 and 5-12% faster than 16,384 at batch 1024 (same measurement).
 CHUNK_PATHS = 65536
-CFLAGS = ("-O3", "-march=native")
+# -fopenmp: ATen's parallel_for is inline code whose OpenMP pragmas a build without it ignores; without the flag
+# the kernels ran on one thread at any torch.set_num_threads (the 2-thread column of the benchmark, issue 21).
+CFLAGS = ("-O3", "-march=native", "-fopenmp")
+LDFLAGS = ("-fopenmp",)
 _NAMESPACE = "glai_estimator_cpu"
 
 
@@ -64,7 +67,7 @@ def extensions_dir() -> Path:
 def extension_name() -> str:
     """``glai_estimator_cpu_<hash12>``: the hash of the source, flags, torch and Python versions and the CPU."""
     digest = hashlib.sha256()
-    for part in (SOURCE.read_bytes(), " ".join(CFLAGS).encode(), torch.__version__.encode(),
+    for part in (SOURCE.read_bytes(), " ".join(CFLAGS + LDFLAGS).encode(), torch.__version__.encode(),
                  sys.version.encode(), _cpu_signature().encode()):
         digest.update(part)
         digest.update(b"\0")
@@ -113,6 +116,7 @@ def build(verbose: bool = False) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
             cpp_extension.load(name=extension_name(), sources=[str(SOURCE)], extra_cflags=list(CFLAGS),
+                               extra_ldflags=list(LDFLAGS),
                                build_directory=str(path.parent), is_python_module=False, verbose=verbose)
         except Exception as err:  # compiler errors arrive as RuntimeError, subprocess or OS errors
             raise RuntimeError(f"could not build the compiled CPU estimator ({type(err).__name__}: {err}); the "

@@ -83,9 +83,10 @@ void check(const at::Tensor& t, at::ScalarType dtype, int64_t dim, const char* n
 template <typename In>
 at::Tensor to_tiles(const In* src, int64_t batch, int64_t n) {
   const int64_t tiles = num_tiles(batch);
-  // padded samples are zeros; otherwise every entry is written below
-  at::Tensor out = batch % kT ? at::zeros({tiles, n, kT}, at::kFloat) : at::empty({tiles, n, kT}, at::kFloat);
+  at::Tensor out = at::empty({tiles, n, kT}, at::kFloat);
   float* dst = out.data_ptr<float>();
+  // every entry is written below but the padded samples of the last tile: zeros
+  if (batch % kT) std::memset(dst + (tiles - 1) * n * kT, 0, n * kT * sizeof(float));
   at::parallel_for(0, tiles, std::max<int64_t>(1, 16384 / std::max<int64_t>(n, 1)), [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) {
       float* d = dst + t * n * kT;
@@ -346,7 +347,9 @@ std::tuple<at::Tensor, at::Tensor> estimator_bwd(
                    path_row.data_ptr<int32_t>(), row_out.data_ptr<int64_t>(), row_gate.data_ptr<int64_t>(),
                    grad_values.data_ptr<float>(), xt.size(1), gt.size(1), n_out, num_paths};
   const int64_t blocks = (num_paths + kT - 1) / kT;
-  const int64_t chunk_blocks = std::max<int64_t>(1, chunk_paths / kT);
+  // At least a chunk per thread (the chunks split no sum: dvalues do not depend on them).
+  const int64_t threads = at::get_num_threads();
+  const int64_t chunk_blocks = std::max<int64_t>(1, std::min(chunk_paths / kT, (blocks + threads - 1) / threads));
   const int64_t chunks = (blocks + chunk_blocks - 1) / chunk_blocks;
   at::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
     std::vector<float> coef;
