@@ -123,7 +123,17 @@ def train_head(cfg, train: EmbeddingSplit, val: EmbeddingSplit, seed: int) -> di
                        "trainable": count_parameters(glai.head.estimator, trainable_only=True),
                        "hidden_layers": len(arch) - 2, "gate_columns": glai.head.conversion.gate_columns,
                        "gate_columns_used": glai.head.estimator.n_gates}}
+    ran = getattr(glai.head.estimator, "backends_ran", None)  # the sparse estimator's; the dense one has none
+    if ran:
+        cost["estimator_backends"] = {str(batch): backend for batch, backend in sorted(ran.items())}
     return {"metrics": metrics, "cost": cost}
+
+
+def _union_backends(out: dict[str, Any], results: list[dict[str, Any]]) -> None:
+    """``cost.estimator_backends`` of several heads (episodes, folds): every batch size any of them ran."""
+    ran = {k: v for r in results for k, v in r["cost"].get("estimator_backends", {}).items()}
+    if ran:
+        out["cost"]["estimator_backends"] = dict(sorted(ran.items(), key=lambda kv: int(kv[0])))
 
 
 def run_study(cfg: DictConfig, train: EmbeddingSplit, val: EmbeddingSplit) -> dict[str, Any]:
@@ -188,6 +198,7 @@ def _episodes(cfg, pool: EmbeddingSplit, device) -> dict[str, Any]:
     for key in out["cost"]["time_s"]:
         out["cost"]["time_s"][key] = sum(r["cost"]["time_s"][key] for r in results) / n
     out["cost"]["total_s"] = sum(r["cost"]["total_s"] for r in results) / n
+    _union_backends(out, results)
     return out
 
 
@@ -206,6 +217,7 @@ def _folds(cfg, splits: dict[str, EmbeddingSplit]) -> dict[str, Any]:
     for key in out["cost"]["time_s"]:
         out["cost"]["time_s"][key] = sum(r["cost"]["time_s"][key] for r in results)
     out["cost"]["total_s"] = sum(r["cost"]["total_s"] for r in results)
+    _union_backends(out, results)
     return out
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from glai.kernels.estimator import BACKENDS, PathLayout, glai_estimator
+from glai.kernels.estimator import BACKENDS, PathLayout, glai_estimator, resolve_backend
 
 __all__ = ["SparseEstimator"]
 
@@ -69,6 +69,9 @@ class SparseEstimator(nn.Module):
         self.bias = nn.Parameter(bias.clone().float())
         self.layout.to(values.device)
         self.backend = backend
+        #: {batch size: backend that ran} over this module's forward calls (``auto`` resolved per call); the run
+        #: record stores it (``cost.estimator_backends``), so the record names what ran at every batch size.
+        self.backends_ran: dict[int, str] = {}
 
     @classmethod
     def from_paths(
@@ -105,7 +108,9 @@ class SparseEstimator(nn.Module):
 
     def forward(self, x_tilde: torch.Tensor, gates: torch.Tensor) -> torch.Tensor:
         """x_tilde float32 [B, n_in], gates uint8 {0,1} [B, n_gates] -> float32 [B, n_out]."""
-        return glai_estimator(x_tilde, gates, self.layout, self.values, self.bias, self.backend)
+        batch = x_tilde.shape[0]
+        self.backends_ran[batch] = resolve_backend(self.backend, x_tilde.device, batch, self.layout)
+        return glai_estimator(x_tilde, gates, self.layout, self.values, self.bias, self.backends_ran[batch])
 
     @torch.no_grad()
     def kept_paths(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:

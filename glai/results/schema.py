@@ -49,7 +49,7 @@ METRICS_FIELDS = frozenset({
 })
 
 #: Keys of ``cost``.
-COST_FIELDS = frozenset({"time_s", "total_s", "params"})
+COST_FIELDS = frozenset({"time_s", "total_s", "params", "estimator_backends"})
 
 
 def new_record(**fields: Any) -> dict[str, Any]:

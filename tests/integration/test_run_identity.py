@@ -251,12 +251,16 @@ def test_a_glai_run_trains_with_the_backend_its_record_names(tmp_path, monkeypat
     original = sparse_module.glai_estimator
 
     def spy(*args, **kwargs):
-        seen.append(args[5] if len(args) > 5 else kwargs.get("backend"))
+        seen.append((args[0].shape[0], args[5] if len(args) > 5 else kwargs.get("backend")))
         return original(*args, **kwargs)
 
     monkeypatch.setattr(sparse_module, "glai_estimator", spy)
     record = run(_cfg(tmp_path, "head=glai", "device=cpu"))
-    assert record["config"]["head"]["backend"] == "torch" and set(seen) == {"torch"}
+    assert record["config"]["head"]["backend"] == "torch" and {b for _, b in seen} == {"torch"}
+    # cost.estimator_backends names what ran at every batch size the estimator saw (training and evaluation)
+    ran = record["cost"]["estimator_backends"]
+    assert ran == {str(batch): backend for batch, backend in sorted(set(seen))}
+    assert len(ran) >= 2 and str(record["config"]["experiment"]["batch_size"]) in ran
 
 
 def _stand_in_root(root: Path, content: bytes = b"x") -> Path:

@@ -345,6 +345,8 @@ def test_auto_backend_resolution(monkeypatch):
     # On the CPU, "auto" is the compiled estimator once it is built for this machine, else the torch backend.
     monkeypatch.setattr(function_module, "cpp_available", lambda: True)
     assert resolve_backend("auto", "cpu") == "cpp"
+    # measured per batch size: the compiled kernels won at every batch from 1 to a full batch (issue 21)
+    assert {resolve_backend("auto", "cpu", batch) for batch in (1, 16, 17, 63, 1024, 5000)} == {"cpp"}
     monkeypatch.setattr(function_module, "cpp_available", lambda: False)
     assert resolve_backend("auto", "cpu") == "torch"
     assert resolve_backend("torch", "cpu") == "torch"

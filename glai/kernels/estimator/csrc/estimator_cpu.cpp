@@ -35,7 +35,6 @@
 namespace {
 
 constexpr int64_t kT = 16;  // samples per vector, and paths per transpose-reduction block
-constexpr int64_t kPrefetch = 64;  // paths ahead whose input rows the backward prefetches
 typedef float v16f __attribute__((vector_size(64)));
 
 inline v16f load16(const float* p) {
@@ -272,11 +271,6 @@ void backward_group(const Backward& w, int64_t t0, int64_t k0, int64_t k1, bool 
     const int64_t n = std::min(kT, w.num_paths - p0);
     v16f m[kT];
     if (n == kT) {  // a full block (straight-line code)
-      if (p0 + kPrefetch + kT <= w.num_paths) {  // x rows of a block ahead (scattered: the prefetcher misses them)
-#pragma GCC unroll 16
-        for (int64_t j = 0; j < kT; ++j)
-          for (int t = 0; t < NT; ++t) __builtin_prefetch(x[t] + static_cast<int64_t>(w.cp[p0 + kPrefetch + j]) * kT);
-      }
       if (w.pr[p0] == w.pr[p0 + kT - 1]) {  // one row (most blocks): its coefficients stay in registers
         const int64_t r = static_cast<int64_t>(w.pr[p0]) * kT;
         v16f cr[NT];
