@@ -257,8 +257,9 @@ def bench_shape(name: str, batches: list, device: torch.device, repeats: int, wa
                 rows.append(dict(shape=name, batch=batch, full_batch=batch in full, device=device.type, threads=n,
                                  method=method, backend=backend, step_ms=round(ms, 4),
                                  ratio_to_mlp=round(ms / mlp_ms, 4), **extra_cols))
-            if method == "sparse" and "dense/einsum" in by_threads[threads[0]]:
-                line += f"  ({by_threads[threads[0]]['dense/einsum'] / by_threads[threads[0]][key]:.1f}x faster than dense)"
+            first = by_threads[threads[0]]
+            if method == "sparse" and "dense/einsum" in first:
+                line += f"  ({first['dense/einsum'] / first[key]:.1f}x faster than dense)"
             if method == "sparse" and backend == auto:
                 line += "  <- auto"
             print(line, flush=True)
