@@ -41,6 +41,13 @@ TILES_PER_GROUP = 2
 #: Paths per chunk: a chunk's values, indices and gradients stay in the L2 cache while every tile group walks
 #: them. 65,536 was 2-8% faster than 32,768 and 5-12% faster than 16,384 at batch 1024 (same measurement).
 CHUNK_PATHS = 65536
+#: Input segments of the forward (batch > 16): when a tile group's inputs (tiles x n_in x 64 bytes) exceed this
+#: many bytes, each row is summed one segment of inputs at a time, so that less of x is in use at once, with the
+#: partial sums of the rows in a scratch buffer ...
+SEGMENT_BYTES = 65536
+#: ... provided the rows keep at least this many paths per segment on average: a segment costs each row a partial
+#: sum written and read, which short rows do not repay (see :func:`forward_segments`).
+MIN_SEGMENT_PATHS = 50
 # -fopenmp: ATen's parallel_for is inline code whose OpenMP pragmas a build without it ignores; without the flag
 # the kernels ran on one thread at any torch.set_num_threads (the 2-thread column of the benchmark, issue 21).
 CFLAGS = ("-O3", "-march=native", "-fopenmp")
@@ -127,6 +134,34 @@ def build(verbose: bool = False) -> Path:
     return path
 
 
+def forward_segments(layout: PathLayout, batch: int) -> tuple[torch.Tensor, int]:
+    """``(seg_ptr int32 [R * S + 1], S)``: the forward's input segments at this batch (S = 1: none, an empty
+    seg_ptr). Row r's paths with inputs in segment k are ``seg_ptr[r*S + k] : seg_ptr[r*S + k + 1]`` (inputs are
+    sorted within a row, :class:`PathLayout`); segments split the inputs evenly. Cached on the layout per S.
+
+    S = ceil(TILES_PER_GROUP * n_in * 64 / SEGMENT_BYTES) when batch > 16 and the rows average at least
+    ``MIN_SEGMENT_PATHS`` paths per segment, else 1. Measured (one thread, forward at batch 1024, ms, S = 1 / 2 /
+    4 segments): C2 (305 paths per row, n_in 769) 6.52 / 5.42 / 5.64, C1 (194) 2.28 / 2.14 / 2.20, A2 (145) 2.11 /
+    2.00 / 2.06; but B2 (41) 11.3 / 13.4 / 21.4 and B1 (65, 3 and 6 segments) 15.7 / 18.1 / 28.2: so 2 segments
+    (64 KiB) where rows keep 50 paths per segment, none elsewhere (A1, B1, B2 run unsegmented).
+    """
+    rows = max(layout.num_rows, 1)
+    segments = -(-TILES_PER_GROUP * layout.n_in * 64 // SEGMENT_BYTES)
+    if batch <= 16 or segments <= 1 or layout.num_paths / rows / segments < MIN_SEGMENT_PATHS:
+        return _NO_SEGMENTS, 1
+    cache = layout.__dict__.setdefault("_cpp_segments", {})
+    if segments not in cache:
+        width = -(-layout.n_in // segments)  # inputs per segment
+        key = layout.path_row.long() * segments + layout.col.long() // width  # nondecreasing in layout order
+        ptr = torch.zeros(layout.num_rows * segments + 1, dtype=torch.int64)
+        ptr[1:] = torch.cumsum(torch.bincount(key, minlength=layout.num_rows * segments), 0)
+        cache[segments] = ptr.to(torch.int32)
+    return cache[segments], segments
+
+
+_NO_SEGMENTS = torch.zeros(0, dtype=torch.int32)
+
+
 def _gates_u8(gates: torch.Tensor) -> torch.Tensor:
     if gates.dtype == torch.uint8:
         return gates.contiguous()
@@ -160,9 +195,10 @@ def estimator_fwd_cpp(
     if not cpp_available():
         raise RuntimeError("backend='cpp' needs the compiled CPU estimator: build it with "
                            "`python -m glai.kernels.estimator` (make install does), or use backend='torch'")
+    seg_ptr, segments = forward_segments(layout, x_tilde.shape[0])
     return _ops().fwd(x_tilde.contiguous(), _gates_u8(gates), layout.row_ptr, layout.col, layout.row_out,
-                      layout.row_gate, values.detach().contiguous(), bias.detach().contiguous(), TILES_PER_GROUP,
-                      CHUNK_PATHS)
+                      layout.row_gate, values.detach().contiguous(), bias.detach().contiguous(), seg_ptr, segments,
+                      TILES_PER_GROUP, CHUNK_PATHS)
 
 
 def estimator_bwd_cpp(

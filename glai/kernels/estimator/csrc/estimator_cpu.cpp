@@ -121,42 +121,71 @@ struct Forward {
   const int64_t* rg;    // [R]
   const int64_t* out_row;  // [n_out + 1]
   float* yp;            // [T, n_out, 16]
-  int64_t n_in, n_gates, n_out;
+  const int32_t* seg_ptr;  // [R * segments + 1]: row r's paths with inputs in segment k: [r*S + k]..[r*S + k + 1]
+  int64_t n_in, n_gates, n_out, segments;
 };
 
-// Outputs o0..o1 on tiles t0..t0+NT-1.
+// h[t] = sum over paths start..end of values[p] * x[t][i_p] (tile t0 + t): four accumulators per tile.
 template <int NT>
-void forward_group(const Forward& f, int64_t t0, int64_t o0, int64_t o1) {
+inline void row_sums(const Forward& f, const float* const* x, int32_t start, int32_t end, v16f* h) {
+  v16f a[NT][4];
+  for (int t = 0; t < NT; ++t) a[t][0] = a[t][1] = a[t][2] = a[t][3] = v16f{0};
+  int32_t p = start;
+  for (; p + 4 <= end; p += 4) {
+#pragma GCC unroll 4
+    for (int q = 0; q < 4; ++q) {
+      const float v = f.vp[p + q];
+      const int64_t i = static_cast<int64_t>(f.cp[p + q]) * kT;
+#pragma GCC unroll 4
+      for (int t = 0; t < NT; ++t) a[t][q] += v * load16(x[t] + i);
+    }
+  }
+  for (; p < end; ++p) {
+    const float v = f.vp[p];
+    const int64_t i = static_cast<int64_t>(f.cp[p]) * kT;
+    for (int t = 0; t < NT; ++t) a[t][0] += v * load16(x[t] + i);
+  }
+  for (int t = 0; t < NT; ++t) h[t] = (a[t][0] + a[t][1]) + (a[t][2] + a[t][3]);
+}
+
+inline bool group_active(const Forward& f, int64_t t0, int nt, int64_t s) {
+  uint8_t on = 0;
+  for (int t = 0; t < nt; ++t) on |= f.act[(t0 + t) * f.n_gates + s];
+  return on;
+}
+
+// Outputs o0..o1 on tiles t0..t0+NT-1. With input segments (f.segments > 1) the rows are summed one segment of
+// inputs at a time (so that segment's x rows stay in the L1 cache) into `scratch` (NT x 16 floats per row).
+template <int NT>
+void forward_group(const Forward& f, int64_t t0, int64_t o0, int64_t o1, float* scratch) {
   const float* x[NT];
   for (int t = 0; t < NT; ++t) x[t] = f.xp + (t0 + t) * f.n_in * kT;
+  const int64_t segments = f.segments, r_lo = f.out_row[o0], r_hi = f.out_row[o1];
+  v16f h[NT];
+  for (int64_t k = 0; segments > 1 && k < segments; ++k) {
+    for (int64_t r = r_lo; r < r_hi; ++r) {
+      if (!group_active(f, t0, NT, f.rg[r])) continue;
+      const int32_t* seg = f.seg_ptr + r * segments + k;
+      row_sums<NT>(f, x, seg[0], seg[1], h);
+      float* acc = scratch + (r - r_lo) * NT * kT;
+      for (int t = 0; t < NT; ++t) {
+        const v16f sum = k ? load16(acc + t * kT) + h[t] : h[t];
+        std::memcpy(acc + t * kT, &sum, sizeof sum);
+      }
+    }
+  }
   for (int64_t o = o0; o < o1; ++o) {
     v16f y[NT];
     for (int t = 0; t < NT; ++t) y[t] = v16f{0};
     for (int64_t r = f.out_row[o]; r < f.out_row[o + 1]; ++r) {
       const int64_t s = f.rg[r];
-      uint8_t on = 0;
-      for (int t = 0; t < NT; ++t) on |= f.act[(t0 + t) * f.n_gates + s];
-      if (!on) continue;  // the gate is off for every sample of the group: the row adds nothing
-      const int32_t start = f.rp[r], end = f.rp[r + 1];
-      v16f a[NT][4];
-      for (int t = 0; t < NT; ++t) a[t][0] = a[t][1] = a[t][2] = a[t][3] = v16f{0};
-      int32_t p = start;
-      for (; p + 4 <= end; p += 4) {
-#pragma GCC unroll 4
-        for (int q = 0; q < 4; ++q) {
-          const float v = f.vp[p + q];
-          const int64_t i = static_cast<int64_t>(f.cp[p + q]) * kT;
-#pragma GCC unroll 4
-          for (int t = 0; t < NT; ++t) a[t][q] += v * load16(x[t] + i);
-        }
+      if (!group_active(f, t0, NT, s)) continue;  // the gate is off for every sample of the group: no term
+      if (segments > 1) {
+        for (int t = 0; t < NT; ++t) h[t] = load16(scratch + ((r - r_lo) * NT + t) * kT);
+      } else {
+        row_sums<NT>(f, x, f.rp[r], f.rp[r + 1], h);
       }
-      for (; p < end; ++p) {
-        const float v = f.vp[p];
-        const int64_t i = static_cast<int64_t>(f.cp[p]) * kT;
-        for (int t = 0; t < NT; ++t) a[t][0] += v * load16(x[t] + i);
-      }
-      for (int t = 0; t < NT; ++t)
-        y[t] += load16(f.gp + ((t0 + t) * f.n_gates + s) * kT) * ((a[t][0] + a[t][1]) + (a[t][2] + a[t][3]));
+      for (int t = 0; t < NT; ++t) y[t] += load16(f.gp + ((t0 + t) * f.n_gates + s) * kT) * h[t];
     }
     for (int t = 0; t < NT; ++t) std::memcpy(f.yp + ((t0 + t) * f.n_out + o) * kT, &y[t], sizeof(v16f));
   }
@@ -165,7 +194,7 @@ void forward_group(const Forward& f, int64_t t0, int64_t o0, int64_t o1) {
 std::tuple<at::Tensor, at::Tensor, at::Tensor> estimator_fwd(
     const at::Tensor& x_tilde, const at::Tensor& gates, const at::Tensor& row_ptr, const at::Tensor& col,
     const at::Tensor& row_out, const at::Tensor& row_gate, const at::Tensor& values, const at::Tensor& bias,
-    int64_t tiles_per_group, int64_t chunk_paths) {
+    const at::Tensor& seg_ptr, int64_t segments, int64_t tiles_per_group, int64_t chunk_paths) {
   check(x_tilde, at::kFloat, 2, "x_tilde");
   check(gates, at::kByte, 2, "gates");
   check(row_ptr, at::kInt, 1, "row_ptr");
@@ -182,6 +211,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> estimator_fwd(
   TORCH_CHECK(gates.size(0) == batch, "gates must have ", batch, " rows");
   TORCH_CHECK(row_ptr.size(0) == num_rows + 1 && row_gate.size(0) == num_rows, "row_ptr/row_gate length");
   TORCH_CHECK(col.size(0) == values.size(0), "col and values must have one entry per path");
+  TORCH_CHECK(segments >= 1, "segments must be >= 1, got ", segments);
+  if (segments > 1) {
+    check(seg_ptr, at::kInt, 1, "seg_ptr");
+    TORCH_CHECK(seg_ptr.size(0) == num_rows * segments + 1, "seg_ptr must have R * segments + 1 entries");
+  }
 
   at::Tensor xt = to_tiles(x_tilde.data_ptr<float>(), batch, n_in);      // [T, n_in, 16]
   at::Tensor gt = to_tiles(gates.data_ptr<uint8_t>(), batch, n_gates);  // [T, n_gates, 16]
@@ -203,21 +237,24 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> estimator_fwd(
   const int64_t chunks = static_cast<int64_t>(chunk_out.size()) - 1;
   const int64_t groups = (tiles + tiles_per_group - 1) / tiles_per_group;
 
+  int64_t max_rows = 0;
+  for (int64_t c = 0; c < chunks; ++c) max_rows = std::max(max_rows, out_row[chunk_out[c + 1]] - out_row[chunk_out[c]]);
   const Forward f{xt.data_ptr<float>(), gt.data_ptr<float>(), act.data(), values.data_ptr<float>(), rp,
                   col.data_ptr<int32_t>(), row_gate.data_ptr<int64_t>(), out_row.data(), yt.data_ptr<float>(),
-                  n_in, n_gates, n_out};
+                  segments > 1 ? seg_ptr.data_ptr<int32_t>() : nullptr, n_in, n_gates, n_out, segments};
   at::parallel_for(0, chunks * groups, 1, [&](int64_t k0, int64_t k1) {
+    std::vector<float> scratch(segments > 1 ? max_rows * tiles_per_group * kT : 0);  // per-row sums of segments
     for (int64_t k = k0; k < k1; ++k) {
-      const int64_t c = k / groups, t0 = (k % groups) * tiles_per_group;
+      const int64_t c = k / groups, t0 = (k % groups) * tiles_per_group, o0 = chunk_out[c], o1 = chunk_out[c + 1];
       for (int64_t t = t0; t < std::min(tiles, t0 + tiles_per_group);) {  // a short last group: tile by tile
         if (t + 4 <= tiles && tiles_per_group == 4) {
-          forward_group<4>(f, t, chunk_out[c], chunk_out[c + 1]);
+          forward_group<4>(f, t, o0, o1, scratch.data());
           t += 4;
         } else if (t + 2 <= tiles && tiles_per_group >= 2) {
-          forward_group<2>(f, t, chunk_out[c], chunk_out[c + 1]);
+          forward_group<2>(f, t, o0, o1, scratch.data());
           t += 2;
         } else {
-          forward_group<1>(f, t, chunk_out[c], chunk_out[c + 1]);
+          forward_group<1>(f, t, o0, o1, scratch.data());
           t += 1;
         }
       }
@@ -341,10 +378,13 @@ std::tuple<at::Tensor, at::Tensor> estimator_bwd(
                    path_row.data_ptr<int32_t>(), row_out.data_ptr<int64_t>(), row_gate.data_ptr<int64_t>(),
                    grad_values.data_ptr<float>(), xt.size(1), gt.size(1), n_out, num_paths};
   const int64_t blocks = (num_paths + kT - 1) / kT;
-  // At least a chunk per thread (the chunks split no sum: dvalues do not depend on them).
+  // Chunks of at most chunk_paths paths, as many as a multiple of the threads, of equal size (they split no sum:
+  // dvalues do not depend on them).
   const int64_t threads = at::get_num_threads();
-  const int64_t chunk_blocks = std::max<int64_t>(1, std::min(chunk_paths / kT, (blocks + threads - 1) / threads));
-  const int64_t chunks = (blocks + chunk_blocks - 1) / chunk_blocks;
+  int64_t chunks = (blocks + std::max<int64_t>(1, chunk_paths / kT) - 1) / std::max<int64_t>(1, chunk_paths / kT);
+  chunks = std::min(blocks, (chunks + threads - 1) / threads * threads);
+  const int64_t chunk_blocks = chunks ? (blocks + chunks - 1) / chunks : 1;
+  chunks = chunks ? (blocks + chunk_blocks - 1) / chunk_blocks : 0;
   at::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
     std::vector<float> coef;
     for (int64_t c = c0; c < c1; ++c) {
@@ -372,7 +412,7 @@ std::tuple<at::Tensor, at::Tensor> estimator_bwd(
 
 TORCH_LIBRARY(glai_estimator_cpu, m) {
   m.def("fwd(Tensor x_tilde, Tensor gates, Tensor row_ptr, Tensor col, Tensor row_out, Tensor row_gate, "
-        "Tensor values, Tensor bias, int tiles, int chunk_paths) -> (Tensor, Tensor, Tensor)");
+        "Tensor values, Tensor bias, Tensor seg_ptr, int segments, int tiles, int chunk_paths) -> (Tensor, Tensor, Tensor)");
   m.def("bwd(Tensor grad_y, Tensor xt, Tensor gt, Tensor row_ptr, Tensor col, Tensor row_out, Tensor row_gate, "
         "Tensor path_row, int tiles, int chunk_paths) -> (Tensor, Tensor)");
 }
