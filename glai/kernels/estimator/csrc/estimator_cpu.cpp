@@ -78,7 +78,38 @@ void check(const at::Tensor& t, at::ScalarType dtype, int64_t dim, const char* n
   TORCH_CHECK(t.is_contiguous(), name, " must be contiguous");
 }
 
-// [B, n] row-major -> tile-major [T, n, 16] (zero-padded samples B..16T).
+// 16 x 16 transpose in registers (lane c of m[r] -> lane r of m[c]): four stages that swap the off-diagonal
+// blocks of width 8, 4, 2, 1 (the fold shuffles' lane patterns, without the sum).
+__attribute__((always_inline)) inline void transpose16(v16f* m) {
+  v16f a, b;
+#define GLAI_SWAP(r, s, LO, HI) (a = LO(m[r], m[s]), b = HI(m[r], m[s]), m[r] = a, m[s] = b)
+#define GLAI_LO8(x, y) __builtin_shufflevector(x, y, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23)
+#define GLAI_HI8(x, y) __builtin_shufflevector(x, y, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31)
+#define GLAI_LO4(x, y) __builtin_shufflevector(x, y, 0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27)
+#define GLAI_HI4(x, y) __builtin_shufflevector(x, y, 4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31)
+#define GLAI_LO2(x, y) __builtin_shufflevector(x, y, 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29)
+#define GLAI_HI2(x, y) __builtin_shufflevector(x, y, 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31)
+#define GLAI_LO1(x, y) __builtin_shufflevector(x, y, 0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30)
+#define GLAI_HI1(x, y) __builtin_shufflevector(x, y, 1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31)
+#pragma GCC unroll 16
+  for (int r = 0; r < 16; ++r) if (!(r & 8)) GLAI_SWAP(r, r + 8, GLAI_LO8, GLAI_HI8);
+#pragma GCC unroll 16
+  for (int r = 0; r < 16; ++r) if (!(r & 4)) GLAI_SWAP(r, r + 4, GLAI_LO4, GLAI_HI4);
+#pragma GCC unroll 16
+  for (int r = 0; r < 16; ++r) if (!(r & 2)) GLAI_SWAP(r, r + 2, GLAI_LO2, GLAI_HI2);
+#pragma GCC unroll 16
+  for (int r = 0; r < 16; ++r) if (!(r & 1)) GLAI_SWAP(r, r + 1, GLAI_LO1, GLAI_HI1);
+}
+
+typedef uint8_t v16u8 __attribute__((vector_size(16)));
+typedef int32_t v16i __attribute__((vector_size(64)));
+inline v16f load16(const uint8_t* p) {  // 16 bytes as 16 floats (widened to int32 first: GCC scalarises u8 -> f32)
+  v16u8 v;
+  std::memcpy(&v, p, sizeof v);
+  return __builtin_convertvector(__builtin_convertvector(v, v16i), v16f);
+}
+
+// [B, n] row-major -> tile-major [T, n, 16] (zero-padded samples B..16T): 16 x 16 blocks transposed in registers.
 template <typename In>
 at::Tensor to_tiles(const In* src, int64_t batch, int64_t n) {
   const int64_t tiles = num_tiles(batch);
@@ -89,24 +120,32 @@ at::Tensor to_tiles(const In* src, int64_t batch, int64_t n) {
   at::parallel_for(0, tiles, std::max<int64_t>(1, 16384 / std::max<int64_t>(n, 1)), [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) {
       float* d = dst + t * n * kT;
+      const In* rows = src + t * kT * n;
       const int64_t lanes = std::min(kT, batch - t * kT);
-      for (int64_t l = 0; l < lanes; ++l) {
-        const In* row = src + (t * kT + l) * n;
-        for (int64_t j = 0; j < n; ++j) d[j * kT + l] = static_cast<float>(row[j]);
+      int64_t j0 = 0;
+      if (lanes == kT) {
+        for (; j0 + kT <= n; j0 += kT) {
+          v16f m[kT];
+          for (int64_t l = 0; l < kT; ++l) m[l] = load16(rows + l * n + j0);
+          transpose16(m);
+          for (int64_t j = 0; j < kT; ++j) std::memcpy(d + (j0 + j) * kT, &m[j], sizeof(v16f));
+        }
       }
+      for (int64_t l = 0; l < lanes; ++l)  // the last columns, and a partial tile
+        for (int64_t j = j0; j < n; ++j) d[j * kT + l] = static_cast<float>(rows[l * n + j]);
     }
   });
   return out;
 }
 
-// Whether gate s is on for any sample of tile t: [T, n_gates] from the tile-major gates.
-std::vector<uint8_t> any_active(const float* gt, int64_t tiles, int64_t n_gates) {
-  std::vector<uint8_t> act(tiles * n_gates);
-  for (int64_t k = 0; k < tiles * n_gates; ++k) {
-    const v16f g = load16(gt + k * kT);
-    uint8_t on = 0;
-    for (int l = 0; l < kT; ++l) on |= g[l] != 0.0f;
-    act[k] = on;
+// Whether gate s is on for any sample of tile t: [T, n_gates], from the [B, n_gates] gates (an OR over rows).
+std::vector<uint8_t> any_active(const uint8_t* gates, int64_t batch, int64_t n_gates) {
+  const int64_t tiles = num_tiles(batch);
+  std::vector<uint8_t> act(tiles * n_gates, 0);
+  for (int64_t b = 0; b < batch; ++b) {
+    uint8_t* a = act.data() + (b / kT) * n_gates;
+    const uint8_t* g = gates + b * n_gates;
+    for (int64_t s = 0; s < n_gates; ++s) a[s] |= g[s];
   }
   return act;
 }
@@ -220,7 +259,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> estimator_fwd(
   at::Tensor xt = to_tiles(x_tilde.data_ptr<float>(), batch, n_in);      // [T, n_in, 16]
   at::Tensor gt = to_tiles(gates.data_ptr<uint8_t>(), batch, n_gates);  // [T, n_gates, 16]
   at::Tensor yt = at::empty({tiles, n_out, kT}, at::kFloat);            // [T, n_out, 16], all written
-  const std::vector<uint8_t> act = any_active(gt.data_ptr<float>(), tiles, n_gates);
+  const std::vector<uint8_t> act = any_active(gates.data_ptr<uint8_t>(), batch, n_gates);
   const int32_t* rp = row_ptr.data_ptr<int32_t>();
   const int64_t* ro = row_out.data_ptr<int64_t>();
 
@@ -265,9 +304,25 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> estimator_fwd(
   float* out = y.data_ptr<float>();
   const float* yp = yt.data_ptr<float>();
   const float* beta = bias.data_ptr<float>();
-  for (int64_t b = 0; b < batch; ++b) {
-    const float* tile = yp + (b / kT) * n_out * kT + b % kT;
-    for (int64_t o = 0; o < n_out; ++o) out[b * n_out + o] = tile[o * kT] + beta[o];
+  for (int64_t t = 0; t < tiles; ++t) {  // [T, n_out, 16] -> [B, n_out], + beta
+    const float* tile = yp + t * n_out * kT;
+    float* rows = out + t * kT * n_out;
+    const int64_t lanes = std::min(kT, batch - t * kT);
+    int64_t o0 = 0;
+    if (lanes == kT) {
+      for (; o0 + kT <= n_out; o0 += kT) {
+        v16f m[kT];
+        for (int64_t j = 0; j < kT; ++j) m[j] = load16(tile + (o0 + j) * kT);
+        transpose16(m);
+        const v16f b = load16(beta + o0);
+        for (int64_t l = 0; l < kT; ++l) {
+          const v16f v = m[l] + b;
+          std::memcpy(rows + l * n_out + o0, &v, sizeof v);
+        }
+      }
+    }
+    for (int64_t l = 0; l < lanes; ++l)
+      for (int64_t o = o0; o < n_out; ++o) rows[l * n_out + o] = tile[o * kT + l] + beta[o];
   }
   return {y, xt, gt};
 }
