@@ -262,6 +262,35 @@ def test_cpp_forward_input_segments_match_reference(segment_bytes, segments, bat
 
 
 @needs_cpp
+@pytest.mark.parametrize("batch", [17, 40, 200])
+def test_cpp_gate_major_forward_matches_reference(batch, monkeypatch):
+    """The gate-major forward (compiled.gate_major; forced here) with every tile grouping and with many chunks
+    (partial outputs summed in chunk order): the reference's numbers; bitwise the same for every tile grouping and
+    thread count at a given chunking."""
+    monkeypatch.setattr(compiled, "GATE_MAJOR_MIN_ROWS_PER_GATE", 0)
+    p = make_problem(batch, 65, 9, 40, 0.1, seed=batch + 1)
+    p["gates"][:16, :3] = 0
+    layout = PathLayout(p["out_idx"], p["in_idx"], p["gate_idx"], 65, 9, 40)
+    assert compiled.gate_major(layout, batch) and not compiled.gate_major(layout, 16)
+    grad_y = torch.randn(batch, 40, generator=torch.Generator().manual_seed(5))
+    y_ref, gv_ref, gb_ref = reference_and_grads(p, grad_y)
+    threads = torch.get_num_threads()
+    for chunk in (16, 1 << 20):
+        monkeypatch.setattr(compiled, "CHUNK_PATHS", chunk)
+        forwards = []
+        for tiles, n_threads in ((1, 1), (2, 2), (4, 1), (4, 2)):
+            monkeypatch.setattr(compiled, "GATE_MAJOR_TILES", tiles)
+            try:
+                torch.set_num_threads(n_threads)
+                y, gv, gb = backend_and_grads(p, grad_y, "cpp")
+            finally:
+                torch.set_num_threads(threads)
+            assert rel_err(y, y_ref) < TOL and rel_err(gv, gv_ref) < TOL and rel_err(gb, gb_ref) < TOL
+            forwards.append(y)
+        assert all(torch.equal(forwards[0], y) for y in forwards[1:])
+
+
+@needs_cpp
 def test_cpp_refuses_a_bad_blocking(monkeypatch):
     p = make_problem(17, 33, 7, 4, 0.3, seed=1)
     monkeypatch.setattr(compiled, "TILES_PER_GROUP", 3)

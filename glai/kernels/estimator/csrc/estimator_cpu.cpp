@@ -230,39 +230,37 @@ void forward_group(const Forward& f, int64_t t0, int64_t o0, int64_t o1, float* 
   }
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> estimator_fwd(
-    const at::Tensor& x_tilde, const at::Tensor& gates, const at::Tensor& row_ptr, const at::Tensor& col,
-    const at::Tensor& row_out, const at::Tensor& row_gate, const at::Tensor& values, const at::Tensor& bias,
-    const at::Tensor& seg_ptr, int64_t segments, int64_t tiles_per_group, int64_t chunk_paths) {
-  check(x_tilde, at::kFloat, 2, "x_tilde");
-  check(gates, at::kByte, 2, "gates");
-  check(row_ptr, at::kInt, 1, "row_ptr");
-  check(col, at::kInt, 1, "col");
-  check(row_out, at::kLong, 1, "row_out");
-  check(row_gate, at::kLong, 1, "row_gate");
-  check(values, at::kFloat, 1, "values");
-  check(bias, at::kFloat, 1, "bias");
-  TORCH_CHECK(tiles_per_group == 1 || tiles_per_group == 2 || tiles_per_group == 4, "tiles must be 1, 2 or 4, got ",
-              tiles_per_group);
-  TORCH_CHECK(chunk_paths >= 1, "chunk_paths must be >= 1, got ", chunk_paths);
-  const int64_t batch = x_tilde.size(0), n_in = x_tilde.size(1), n_gates = gates.size(1);
-  const int64_t n_out = bias.size(0), num_rows = row_out.size(0), tiles = num_tiles(batch);
-  TORCH_CHECK(gates.size(0) == batch, "gates must have ", batch, " rows");
-  TORCH_CHECK(row_ptr.size(0) == num_rows + 1 && row_gate.size(0) == num_rows, "row_ptr/row_gate length");
-  TORCH_CHECK(col.size(0) == values.size(0), "col and values must have one entry per path");
-  TORCH_CHECK(segments >= 1, "segments must be >= 1, got ", segments);
-  if (segments > 1) {
-    check(seg_ptr, at::kInt, 1, "seg_ptr");
-    TORCH_CHECK(seg_ptr.size(0) == num_rows * segments + 1, "seg_ptr must have R * segments + 1 entries");
+// Gate-major order: rows order[k0..k1) (sorted by gate, then output) on tiles t0..t0+NT-1, each row's term added
+// to its output in ybuf ([n_out, NT, 16], zeroed here). Consecutive rows of one gate share most of their inputs
+// (pruning ranks a gate's inputs alike for every output), so their x rows are still cached.
+template <int NT>
+void forward_group_by_gate(const Forward& f, int64_t t0, const int32_t* order, int64_t k0, int64_t k1,
+                           const int64_t* ro, float* ybuf) {
+  const float* x[NT];
+  for (int t = 0; t < NT; ++t) x[t] = f.xp + (t0 + t) * f.n_in * kT;
+  std::memset(ybuf, 0, f.n_out * NT * kT * sizeof(float));
+  v16f h[NT];
+  for (int64_t k = k0; k < k1; ++k) {
+    const int64_t r = order[k], s = f.rg[r];
+    if (!group_active(f, t0, NT, s)) continue;
+    row_sums<NT>(f, x, f.rp[r], f.rp[r + 1], h);
+    float* y = ybuf + ro[r] * NT * kT;
+    for (int t = 0; t < NT; ++t) {
+      const v16f v = load16(y + t * kT) + load16(f.gp + ((t0 + t) * f.n_gates + s) * kT) * h[t];
+      std::memcpy(y + t * kT, &v, sizeof v);
+    }
   }
+}
 
-  at::Tensor xt = to_tiles(x_tilde.data_ptr<float>(), batch, n_in);      // [T, n_in, 16]
-  at::Tensor gt = to_tiles(gates.data_ptr<uint8_t>(), batch, n_gates);  // [T, n_gates, 16]
-  at::Tensor yt = at::empty({tiles, n_out, kT}, at::kFloat);            // [T, n_out, 16], all written
-  const std::vector<uint8_t> act = any_active(gates.data_ptr<uint8_t>(), batch, n_gates);
+// Output-major order (rows as stored): chunks of whole outputs, each item (chunk, tile group) writes its outputs.
+void forward_by_output(const at::Tensor& xt, const at::Tensor& gt, const std::vector<uint8_t>& act,
+                       const at::Tensor& row_ptr, const at::Tensor& col, const at::Tensor& row_out,
+                       const at::Tensor& row_gate, const at::Tensor& values, const at::Tensor& seg_ptr,
+                       int64_t segments, int64_t tiles_per_group, int64_t chunk_paths, at::Tensor& yt) {
+  const int64_t tiles = xt.size(0), n_in = xt.size(1), n_gates = gt.size(1), n_out = yt.size(1);
+  const int64_t num_rows = row_out.size(0);
   const int32_t* rp = row_ptr.data_ptr<int32_t>();
   const int64_t* ro = row_out.data_ptr<int64_t>();
-
   // Rows are sorted by output: out_row[o]..out_row[o+1] are output o's rows.
   std::vector<int64_t> out_row(n_out + 1, 0);
   for (int64_t r = 0; r < num_rows; ++r) out_row[ro[r] + 1] += 1;
@@ -299,12 +297,72 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> estimator_fwd(
       }
     }
   });
+}
 
+// Gate-major order: chunks of consecutive rows of row_order (about chunk_paths paths each); each item (chunk, tile
+// group) sums its rows into a partial output, and the partials add up in chunk order (the result depends on the
+// chunks, which depend on chunk_paths only, not on the threads).
+void forward_by_gate(const at::Tensor& xt, const at::Tensor& gt, const std::vector<uint8_t>& act,
+                     const at::Tensor& row_ptr, const at::Tensor& col, const at::Tensor& row_out,
+                     const at::Tensor& row_gate, const at::Tensor& values, const at::Tensor& row_order,
+                     int64_t tiles_per_group, int64_t chunk_paths, at::Tensor& yt) {
+  const int64_t tiles = xt.size(0), n_in = xt.size(1), n_gates = gt.size(1), n_out = yt.size(1);
+  const int64_t num_rows = row_out.size(0);
+  const int32_t* rp = row_ptr.data_ptr<int32_t>();
+  const int32_t* order = row_order.data_ptr<int32_t>();
+  std::vector<int64_t> chunk_k{0};
+  for (int64_t k = 0, paths = 0; k < num_rows; ++k) {
+    paths += rp[order[k] + 1] - rp[order[k]];
+    if (paths >= chunk_paths || k + 1 == num_rows) chunk_k.push_back(k + 1), paths = 0;
+  }
+  const int64_t chunks = std::max<int64_t>(1, static_cast<int64_t>(chunk_k.size()) - 1);
+  if (chunk_k.size() == 1) chunk_k.push_back(0);  // no rows: one empty chunk (outputs 0)
+  const int64_t groups = (tiles + tiles_per_group - 1) / tiles_per_group;
+  // one chunk writes yt itself; several write partials [chunks, T, n_out, 16], summed below
+  at::Tensor part = chunks == 1 ? yt : at::empty({chunks, tiles, n_out, kT}, at::kFloat);
+  float* pp = part.data_ptr<float>();
+  std::vector<int64_t> no_out_row(1, 0);
+  const Forward f{xt.data_ptr<float>(), gt.data_ptr<float>(), act.data(), values.data_ptr<float>(), rp,
+                  col.data_ptr<int32_t>(), row_gate.data_ptr<int64_t>(), no_out_row.data(), nullptr, nullptr,
+                  n_in, n_gates, n_out, 1};
+  const int64_t* ro = row_out.data_ptr<int64_t>();
+  at::parallel_for(0, chunks * groups, 1, [&](int64_t i0, int64_t i1) {
+    std::vector<float> ybuf(n_out * tiles_per_group * kT);
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t c = i / groups, g0 = (i % groups) * tiles_per_group;
+      for (int64_t t = g0; t < std::min(tiles, g0 + tiles_per_group);) {  // a short last group: smaller groups
+        const int nt = (t + 4 <= tiles && tiles_per_group == 4) ? 4 : (t + 2 <= tiles && tiles_per_group >= 2) ? 2 : 1;
+        if (nt == 4) forward_group_by_gate<4>(f, t, order, chunk_k[c], chunk_k[c + 1], ro, ybuf.data());
+        else if (nt == 2) forward_group_by_gate<2>(f, t, order, chunk_k[c], chunk_k[c + 1], ro, ybuf.data());
+        else forward_group_by_gate<1>(f, t, order, chunk_k[c], chunk_k[c + 1], ro, ybuf.data());
+        for (int q = 0; q < nt; ++q)  // ybuf [n_out, nt, 16] -> part[c, t + q, :, :]
+          for (int64_t o = 0; o < n_out; ++o)
+            std::memcpy(pp + ((c * tiles + t + q) * n_out + o) * kT, ybuf.data() + (o * nt + q) * kT, sizeof(v16f));
+        t += nt;
+      }
+    }
+  });
+  if (chunks > 1) {
+    float* yp = yt.data_ptr<float>();
+    const int64_t per_chunk = tiles * n_out * kT;
+    at::parallel_for(0, tiles, 1, [&](int64_t t0, int64_t t1) {
+      for (int64_t j = t0 * n_out * kT; j < t1 * n_out * kT; ++j) {
+        float sum = pp[j];
+        for (int64_t c = 1; c < chunks; ++c) sum += pp[c * per_chunk + j];
+        yp[j] = sum;
+      }
+    });
+  }
+}
+
+// [T, n_out, 16] -> [B, n_out], + beta.
+at::Tensor tiles_to_rows(const at::Tensor& yt, const at::Tensor& bias, int64_t batch) {
+  const int64_t tiles = yt.size(0), n_out = yt.size(1);
   at::Tensor y = at::empty({batch, n_out}, at::kFloat);  // [B, n_out]
   float* out = y.data_ptr<float>();
   const float* yp = yt.data_ptr<float>();
   const float* beta = bias.data_ptr<float>();
-  for (int64_t t = 0; t < tiles; ++t) {  // [T, n_out, 16] -> [B, n_out], + beta
+  for (int64_t t = 0; t < tiles; ++t) {
     const float* tile = yp + t * n_out * kT;
     float* rows = out + t * kT * n_out;
     const int64_t lanes = std::min(kT, batch - t * kT);
@@ -324,8 +382,55 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> estimator_fwd(
     for (int64_t l = 0; l < lanes; ++l)
       for (int64_t o = o0; o < n_out; ++o) rows[l * n_out + o] = tile[o * kT + l] + beta[o];
   }
-  return {y, xt, gt};
+  return y;
 }
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> estimator_fwd(
+    const at::Tensor& x_tilde, const at::Tensor& gates, const at::Tensor& row_ptr, const at::Tensor& col,
+    const at::Tensor& row_out, const at::Tensor& row_gate, const at::Tensor& values, const at::Tensor& bias,
+    const at::Tensor& row_order, const at::Tensor& seg_ptr, int64_t segments, int64_t tiles_per_group,
+    int64_t chunk_paths) {
+  check(x_tilde, at::kFloat, 2, "x_tilde");
+  check(gates, at::kByte, 2, "gates");
+  check(row_ptr, at::kInt, 1, "row_ptr");
+  check(col, at::kInt, 1, "col");
+  check(row_out, at::kLong, 1, "row_out");
+  check(row_gate, at::kLong, 1, "row_gate");
+  check(values, at::kFloat, 1, "values");
+  check(bias, at::kFloat, 1, "bias");
+  TORCH_CHECK(tiles_per_group == 1 || tiles_per_group == 2 || tiles_per_group == 4, "tiles must be 1, 2 or 4, got ",
+              tiles_per_group);
+  TORCH_CHECK(chunk_paths >= 1, "chunk_paths must be >= 1, got ", chunk_paths);
+  const int64_t batch = x_tilde.size(0), n_in = x_tilde.size(1), n_gates = gates.size(1);
+  const int64_t n_out = bias.size(0), num_rows = row_out.size(0), tiles = num_tiles(batch);
+  TORCH_CHECK(gates.size(0) == batch, "gates must have ", batch, " rows");
+  TORCH_CHECK(row_ptr.size(0) == num_rows + 1 && row_gate.size(0) == num_rows, "row_ptr/row_gate length");
+  TORCH_CHECK(col.size(0) == values.size(0), "col and values must have one entry per path");
+  TORCH_CHECK(segments >= 1, "segments must be >= 1, got ", segments);
+  if (segments > 1) {
+    check(seg_ptr, at::kInt, 1, "seg_ptr");
+    TORCH_CHECK(seg_ptr.size(0) == num_rows * segments + 1, "seg_ptr must have R * segments + 1 entries");
+  }
+  const bool by_gate = row_order.numel() > 0;
+  if (by_gate) {
+    check(row_order, at::kInt, 1, "row_order");
+    TORCH_CHECK(row_order.size(0) == num_rows, "row_order must hold every row once, got ", row_order.size(0));
+    TORCH_CHECK(segments == 1, "the gate-major order takes no input segments");
+  }
+
+  at::Tensor xt = to_tiles(x_tilde.data_ptr<float>(), batch, n_in);      // [T, n_in, 16]
+  at::Tensor gt = to_tiles(gates.data_ptr<uint8_t>(), batch, n_gates);  // [T, n_gates, 16]
+  at::Tensor yt = at::empty({tiles, n_out, kT}, at::kFloat);            // [T, n_out, 16], all written
+  const std::vector<uint8_t> act = any_active(gates.data_ptr<uint8_t>(), batch, n_gates);
+  if (by_gate) {
+    forward_by_gate(xt, gt, act, row_ptr, col, row_out, row_gate, values, row_order, tiles_per_group, chunk_paths, yt);
+  } else {
+    forward_by_output(xt, gt, act, row_ptr, col, row_out, row_gate, values, seg_ptr, segments, tiles_per_group,
+                      chunk_paths, yt);
+  }
+  return {tiles_to_rows(yt, bias, batch), xt, gt};
+}
+
 
 struct Backward {
   const float* xp;     // [T, n_in, 16]
@@ -467,7 +572,8 @@ std::tuple<at::Tensor, at::Tensor> estimator_bwd(
 
 TORCH_LIBRARY(glai_estimator_cpu, m) {
   m.def("fwd(Tensor x_tilde, Tensor gates, Tensor row_ptr, Tensor col, Tensor row_out, Tensor row_gate, "
-        "Tensor values, Tensor bias, Tensor seg_ptr, int segments, int tiles, int chunk_paths) -> (Tensor, Tensor, Tensor)");
+        "Tensor values, Tensor bias, Tensor row_order, Tensor seg_ptr, int segments, int tiles, int chunk_paths) -> "
+        "(Tensor, Tensor, Tensor)");
   m.def("bwd(Tensor grad_y, Tensor xt, Tensor gt, Tensor row_ptr, Tensor col, Tensor row_out, Tensor row_gate, "
         "Tensor path_row, int tiles, int chunk_paths) -> (Tensor, Tensor)");
 }
