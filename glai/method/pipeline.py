@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import copy
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 
@@ -25,7 +24,7 @@ from glai.method.dense_estimator import DenseEstimator
 from glai.method.heads import GLAIHead, MLPHead, reduced_arch
 from glai.method.pruning import KeptPaths, prune_streaming
 from glai.method.sparse_estimator import SparseEstimator
-from glai.training.loop import History, LoopOptions, OptimizerOptions, fit
+from glai.training.loop import History, LoopOptions, OptimizerOptions, fit, wall_clock
 from glai.training.penalty import ActivationPenaltyTask
 from glai.training.tasks import SupervisedTask, Task
 
@@ -177,7 +176,7 @@ def build_glai_head(selector: MLPHead, x_train: torch.Tensor, keep: int, estimat
     for x in (x_train, *cache):
         if x.dim() != 2 or x.shape[1] != selector.arch[0]:
             raise ValueError(f"inputs must be float32 [N, n0={selector.arch[0]}], got {tuple(x.shape)}")
-    t0 = time.perf_counter()
+    t0 = wall_clock(x_train.device)
     selector.eval()
     x_train = x_train.float()
     expansion = path_structure(selector)
@@ -202,7 +201,7 @@ def build_glai_head(selector: MLPHead, x_train: torch.Tensor, keep: int, estimat
                                          backend=backend, **dims)
     head = GLAIHead(selector, est.to(x_train.device), gate_fn)
     head.conversion = Conversion(kept=kept, num_paths=expansion.num_paths, gates=tuple(gates),
-                                 seconds=time.perf_counter() - t0, gate_columns=expansion.n_gates)
+                                 seconds=wall_clock(x_train.device) - t0, gate_columns=expansion.n_gates)
     return head
 
 
@@ -420,10 +419,10 @@ def train_glai(
                       tracker=tracker, structure_threshold=options.structure_threshold)
     else:
         raise ValueError(f"selector={options.selector!r}: choose trained or random")
-    t0 = time.perf_counter()
+    t0 = wall_clock(x.device)
     budget = parameter_budget(arch, options.rho)
     head = build_glai_head(selector, x, budget.kept_paths, options.estimator, options.backend, cache=(vx,))
-    conversion_s = time.perf_counter() - t0
+    conversion_s = wall_clock(x.device) - t0
     initial = copy.deepcopy(head.estimator) if keep_initial else None
     train_gates, val_gates = head.conversion.gates
     est = fit(head, (x, y, train_gates), (vx, vy, val_gates), task=task, **options.estimator_optimizer.kwargs(),

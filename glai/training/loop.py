@@ -18,7 +18,17 @@ from glai.training.early_stopping import EarlyStopping
 from glai.training.optimizers import FullBatchLBFGS, build_optimizer
 from glai.training.tasks import MONITORS, SupervisedTask, Task
 
-__all__ = ["History", "LoopOptions", "NonFiniteLossError", "OptimizerOptions", "fit", "run_epochs"]
+__all__ = ["History", "LoopOptions", "NonFiniteLossError", "OptimizerOptions", "fit", "run_epochs",
+           "wall_clock"]
+
+
+def wall_clock(device: torch.device | str | None = None) -> float:
+    """``time.perf_counter()`` (seconds) once the work queued on ``device`` is done: on CUDA it synchronises first,
+    because kernels run asynchronously and the clock alone would time their launch, not their work (issue 21).
+    Every timer of the loop and the conversion reads it, for every head alike; on the CPU it is the plain clock."""
+    if device is not None and torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
 
 
 @dataclass(frozen=True)
@@ -141,17 +151,18 @@ def run_epochs(
     x, y, g = train
     vx, vy, vg = val
     n = x.shape[0]
+    device = x.device
     hist = History()
     best = -math.inf if mode == "max" else math.inf
-    start = time.perf_counter()
+    start = wall_clock(device)
     if tracker is not None:
-        t0 = time.perf_counter()
+        t0 = wall_clock(device)
         tracker.update(model)
-        hist.instrumentation_s += time.perf_counter() - t0
+        hist.instrumentation_s += wall_clock(device) - t0
     for epoch in range(1, max_epochs + 1):
-        t_epoch = time.perf_counter()
+        t_epoch = wall_clock(device)
         model.train()
-        t_steps = time.perf_counter()
+        t_steps = wall_clock(device)
         if isinstance(optimizer, FullBatchLBFGS):
             # one L-BFGS iteration over every training row (its line-search passes included)
             train_loss = optimizer.full_batch_epoch(lambda: task.loss(model, x, y, g))
@@ -168,7 +179,7 @@ def run_epochs(
                 loss_sum += loss.detach() * idx.numel()
             train_loss = float(loss_sum) / n  # float() waits for the device: the steps are done
             hist.steps += -(-n // batch_size)
-        hist.step_s += time.perf_counter() - t_steps
+        hist.step_s += wall_clock(device) - t_steps
         if not math.isfinite(train_loss):
             raise NonFiniteLossError(f"training loss is {train_loss} at epoch {epoch}")
         model.eval()
@@ -183,12 +194,12 @@ def run_epochs(
         if value is not None and (value > best if mode == "max" else value < best):
             best, hist.best_epoch = value, epoch
         stop = stopper.step(value) if stopper is not None else False
-        hist.curves["epoch_time_s"].append(time.perf_counter() - t_epoch)
+        hist.curves["epoch_time_s"].append(wall_clock(device) - t_epoch)
         if tracker is not None:
-            t0 = time.perf_counter()
+            t0 = wall_clock(device)
             info = tracker.update(model)
             if structure_threshold <= 0:
-                hist.instrumentation_s += time.perf_counter() - t0
+                hist.instrumentation_s += wall_clock(device) - t0
             hist.structure["path_distance"].append(info.get("path_distance"))
             hist.structure["weight_change"].append(info.get("weight_change"))
             m_t = info.get("path_distance")
@@ -201,7 +212,7 @@ def run_epochs(
             hist.stopped_by = hist.stopped_by or "early_stopping"
             break
     hist.stopped_by = hist.stopped_by or ("max_epochs" if stopper is not None else "fixed_epochs")
-    hist.time_s = time.perf_counter() - start - hist.instrumentation_s
+    hist.time_s = wall_clock(device) - start - hist.instrumentation_s
     hist.bvs = best if math.isfinite(best) else math.nan
     return hist
 
@@ -266,11 +277,11 @@ def fit(
     mode = MONITORS[task.monitor]
     (x, y, g), (vx, vy, vg) = _split(train, "train"), _split(val, "val")
     generator = generator if generator is not None else torch.Generator().manual_seed(seed)
-    t0 = time.perf_counter()
+    t0 = wall_clock(x.device)
     if getattr(model, "needs_gates", False) and (g is None or vg is None):
         g = model.gates(x) if g is None else g
         vg = model.gates(vx) if vg is None else vg
-    gate_s = time.perf_counter() - t0
+    gate_s = wall_clock(x.device) - t0
     if optimizer == "lbfgs":
         opt = FullBatchLBFGS([(k, p) for k, p in model.named_parameters() if p.requires_grad], lr, weight_decay)
     else:
