@@ -178,8 +178,10 @@ def gate_major(layout: PathLayout, batch: int) -> bool:
     """
     if batch <= 16 or layout.num_rows == 0:
         return False
-    gates_used = int(torch.unique(layout.row_gate).numel())
-    return layout.num_rows / gates_used >= GATE_MAJOR_MIN_ROWS_PER_GATE
+    cache = layout.__dict__.setdefault("_cpp_gates_used", [])
+    if not cache:
+        cache.append(int(torch.unique(layout.row_gate).numel()))
+    return layout.num_rows / cache[0] >= GATE_MAJOR_MIN_ROWS_PER_GATE
 
 
 def _gate_order(layout: PathLayout) -> torch.Tensor:
