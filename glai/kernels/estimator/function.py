@@ -33,10 +33,10 @@ def resolve_backend(backend: str, device: torch.device | str, batch: int | None 
 
     On the CPU: ``"cpp"`` at every batch size when the compiled estimator is built for this machine
     (:mod:`glai.kernels.estimator.compiled`), else ``"torch"``. Measured per batch size (issue 21,
-    ``scripts/bench_estimator.py --batches 1,4,16,64,256,1024,full --threads 1,2`` on the six paper shapes: 84
-    cells, ``--quick``): the compiled kernels' full step was faster than the torch backend's in every cell, by
-    1.11-5.8x at batch 1-16, 1.18-1.85x at 64 and 1.32-5.1x at 256 to a full batch, so no batch size goes to
-    ``"torch"``. On CUDA with Triton: ``"triton"`` when
+    ``scripts/bench_estimator.py --batches 1,4,16,64,256,1024,full --threads 1,2 --quick`` on the six paper
+    shapes, 84 cells; ``docs/bench/estimator-cpu-auto-sweep.csv``): the compiled kernels' full step was faster
+    than the torch backend's in every cell, by 1.30-6.8x at batch 1-16, 1.59-1.98x at 64 and 1.66-6.2x at 256 to
+    a full batch, so no batch size goes to ``"torch"``. On CUDA with Triton: ``"triton"`` when
     ``batch <= AUTO_TRITON_MAX_BATCH`` (or ``batch`` is None), or when ``batch >= BATCH_MAJOR_MIN_BATCH`` and
     each forward program (one output, a block of 64 samples) walks at most
     ``AUTO_TRITON_MAX_PATHS_PER_PROGRAM`` paths on average; ``"torch"`` otherwise (see the measurements above).
