@@ -63,3 +63,22 @@ def test_path_row_is_derived_not_saved():
     assert layout.path_row.tolist() == [0, 1, 2, 2]
     assert layout.path_row.dtype == torch.int32
     assert "path_row" not in layout.state_dict()
+
+
+def test_loading_a_layout_rederives_path_row_and_the_kernel_caches(monkeypatch):
+    """A layout's derived state (path_row, not in state_dict; the compiled kernels' cached gate order, gate count
+    and segment pointers) follows buffers loaded into it: nothing stale survives load_state_dict."""
+    monkeypatch.setattr(compiled, "MIN_SEGMENT_PATHS", 0)
+    monkeypatch.setattr(compiled, "SEGMENT_BYTES", 256)  # 4 segments of 2 inputs
+    a = PathLayout(torch.tensor([0, 0, 1, 1]), torch.tensor([0, 5, 1, 2]), torch.tensor([0, 0, 1, 1]), 8, 2, 2)
+    b = PathLayout(torch.tensor([0, 0, 1, 1]), torch.tensor([7, 3, 6, 0]), torch.tensor([1, 1, 0, 0]), 8, 2, 2)
+    assert a.num_rows == b.num_rows and a.num_paths == b.num_paths
+    stale, segments = compiled.forward_segments(a, 64)
+    assert segments == 4
+    compiled.gate_major(a, 64)
+    assert any(k.startswith("_cpp_") for k in a.__dict__)
+    a.load_state_dict(b.state_dict())
+    assert not any(k.startswith("_cpp_") for k in a.__dict__)
+    assert torch.equal(a.path_row, b.path_row) and a.path_row.dtype == torch.int32
+    fresh = compiled.forward_segments(b, 64)[0]
+    assert torch.equal(compiled.forward_segments(a, 64)[0], fresh) and not torch.equal(stale, fresh)

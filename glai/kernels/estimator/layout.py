@@ -136,6 +136,16 @@ class PathLayout(nn.Module):
         # the row of every path (the compiled backward's blocks of 16 paths cross rows); derived, not saved
         self.register_buffer("path_row", path_row.to(torch.int32), persistent=False)
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        """Loading buffers also re-derives what follows from them: ``path_row`` and the compiled kernels' caches
+        (``_cpp_*``: gate order, used-gate count, input segments; :mod:`glai.kernels.estimator.compiled`)."""
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        counts = (self.row_ptr[1:] - self.row_ptr[:-1]).long()
+        rows = torch.arange(counts.numel(), device=counts.device)
+        self.path_row = torch.repeat_interleave(rows, counts).to(torch.int32)
+        for key in [k for k in self.__dict__ if k.startswith("_cpp_")]:
+            del self.__dict__[key]
+
     @property
     def num_paths(self) -> int:
         """P, the number of kept paths."""
