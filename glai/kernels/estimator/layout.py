@@ -53,7 +53,9 @@ trains on 16-32 samples). A plain gather (``x~[:, in_idx] * gates[:, gate_idx]``
 in the forward and was 4x slower in the per-sample-weight backward, and ``torch.compile`` of the gather
 formulation did not beat them. The Triton kernels use the same order: one program per (output, batch
 block) walks ``out_ptr``; the backward is one program per block of paths, so both are deterministic
-without atomics.
+without atomics. The compiled CPU kernels (``compiled.py``, the CPU default) walk the same rows too, in tiles of
+16 samples, in output order or gate by gate; their large-batch measurements are there and in docs/FINDINGS.md
+(issue 21).
 """
 
 from __future__ import annotations

@@ -7,19 +7,22 @@
 //
 // The batch is the vector dimension, in tiles of 16 samples: x~ [B, n_in] is stored tile-major as
 // xt [T, n_in, 16] (T = ceil(B / 16), zero-padded), so one path costs one 16-float load and one fused
-// multiply-add per tile, and a tile's inputs (n_in x 64 bytes: 24 KiB at n_in = 385) stay in the L1 cache
-// while every path reads them. Loop order, both directions: chunks of about `chunk_paths` paths (their
-// values, indices and gradients stay in the L2 cache), then groups of `tiles` tiles (1 or 2: the input rows
-// of a group stay cached), then the chunk's paths. The earlier order (each path over the whole batch) read
-// a fresh cache line of x~ per multiply-add and ran at 1/3 of this speed at batch 1024 (issue 21).
-// - Forward: four independent accumulators per row and tile break the multiply-add latency chain; a row
-//   whose gate is off for every sample of the group is skipped.
+// multiply-add per tile, and a tile's inputs (n_in x 64 bytes: 24 KiB at n_in = 385) stay cached while every
+// path reads them. Loop order, both directions: chunks of about `chunk_paths` paths (their values, indices and
+// gradients stay in the L2 cache), then groups of `tiles` tiles (1, 2 or 4), then the chunk's paths. The earlier
+// order (each path over the whole batch) read a fresh cache line of x~ per multiply-add and ran at 1/2 to 1/5 of
+// this speed at batch 1024 (issue 21; compiled.py holds the measured choices).
+// - Forward: four independent accumulators per row and tile break the multiply-add latency chain; a row whose
+//   gate is off for every sample of the group is skipped. Rows run output by output (long rows optionally one
+//   segment of inputs at a time), or gate by gate (`row_order`), where rows of one gate share their inputs:
+//   then each chunk sums into a partial output and the partials add up in chunk order.
 // - Backward: 16 consecutive paths at a time, each a 16-lane product summed over the group's tiles, then a
 //   transpose-reduction (4 levels of two-vector shuffles) that leaves path j's sum in lane j: no per-path
 //   horizontal sum; the group sums add into dvalues in tile order.
-// Both are deterministic and the same on any number of threads: every sum runs in a fixed order, the forward's
-// does not depend on `tiles` either; the forward is parallel over (output chunk, tile group), the backward
-// over path chunks, and each writes its own entries.
+// Both are deterministic and the same on any number of threads: every sum runs in a fixed order that depends
+// on the layout, the batch and the blocking arguments only; the forward is parallel over (chunk, tile group),
+// the backward over path chunks, and each writes its own entries. Built with -fopenmp: ATen's parallel_for is
+// inline OpenMP code.
 // Written with GCC/Clang vector extensions (GCC >= 12 or Clang for __builtin_shufflevector), which the compiler
 // lowers to AVX-512, AVX2 or NEON as the build machine allows.
 
