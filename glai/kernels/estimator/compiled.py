@@ -151,19 +151,29 @@ def forward_segments(layout: PathLayout, batch: int) -> tuple[torch.Tensor, int]
     rows = max(layout.num_rows, 1)
     segments = -(-TILES_PER_GROUP * layout.n_in * 64 // SEGMENT_BYTES)
     if batch <= 16 or segments <= 1 or layout.num_paths / rows / segments < MIN_SEGMENT_PATHS:
-        return _NO_SEGMENTS, 1
-    cache = layout.__dict__.setdefault("_cpp_segments", {})
-    if segments not in cache:
+        return _NONE, 1
+
+    def pointers() -> torch.Tensor:
         width = -(-layout.n_in // segments)  # inputs per segment
         key = layout.path_row.long() * segments + layout.col.long() // width  # nondecreasing in layout order
         ptr = torch.zeros(layout.num_rows * segments + 1, dtype=torch.int64)
         ptr[1:] = torch.cumsum(torch.bincount(key, minlength=layout.num_rows * segments), 0)
-        cache[segments] = ptr.to(torch.int32)
-    return cache[segments], segments
+        return ptr.to(torch.int32)
+
+    return _cached(layout, ("segments", segments), pointers), segments
 
 
-_NO_SEGMENTS = torch.zeros(0, dtype=torch.int32)
-_OUTPUT_MAJOR = torch.zeros(0, dtype=torch.int32)
+#: An empty int32 tensor: no input segments, or no row order (output-major), in the ops' arguments.
+_NONE = torch.zeros(0, dtype=torch.int32)
+
+
+def _cached(layout: PathLayout, key, make):
+    """``make()`` computed once per layout and key, kept in ``layout._cpp_cache`` (not in ``state_dict``;
+    :class:`PathLayout` drops it when buffers are loaded)."""
+    cache = layout.__dict__.setdefault("_cpp_cache", {})
+    if key not in cache:
+        cache[key] = make()
+    return cache[key]
 
 
 def gate_major(layout: PathLayout, batch: int) -> bool:
@@ -178,18 +188,14 @@ def gate_major(layout: PathLayout, batch: int) -> bool:
     """
     if batch <= 16 or layout.num_rows == 0:
         return False
-    cache = layout.__dict__.setdefault("_cpp_gates_used", [])
-    if not cache:
-        cache.append(int(torch.unique(layout.row_gate).numel()))
-    return layout.num_rows / cache[0] >= GATE_MAJOR_MIN_ROWS_PER_GATE
+    gates_used = _cached(layout, "gates_used", lambda: int(torch.unique(layout.row_gate).numel()))
+    return layout.num_rows / gates_used >= GATE_MAJOR_MIN_ROWS_PER_GATE
 
 
 def _gate_order(layout: PathLayout) -> torch.Tensor:
     """int32 [R]: the rows sorted by (gate, output), cached on the layout."""
-    cache = layout.__dict__.setdefault("_cpp_gate_order", [])
-    if not cache:
-        cache.append(torch.argsort(layout.row_gate * layout.n_out + layout.row_out, stable=True).to(torch.int32))
-    return cache[0]
+    return _cached(layout, "gate_order",
+                   lambda: torch.argsort(layout.row_gate * layout.n_out + layout.row_out, stable=True).to(torch.int32))
 
 
 def _gates_u8(gates: torch.Tensor) -> torch.Tensor:
@@ -227,9 +233,9 @@ def estimator_fwd_cpp(
                            "`python -m glai.kernels.estimator` (make install does), or use backend='torch'")
     batch = x_tilde.shape[0]
     if gate_major(layout, batch):
-        order, (seg_ptr, segments), tiles = _gate_order(layout), (_NO_SEGMENTS, 1), GATE_MAJOR_TILES
+        order, (seg_ptr, segments), tiles = _gate_order(layout), (_NONE, 1), GATE_MAJOR_TILES
     else:
-        order, (seg_ptr, segments), tiles = _OUTPUT_MAJOR, forward_segments(layout, batch), TILES_PER_GROUP
+        order, (seg_ptr, segments), tiles = _NONE, forward_segments(layout, batch), TILES_PER_GROUP
     return _ops().fwd(x_tilde.contiguous(), _gates_u8(gates), layout.row_ptr, layout.col, layout.row_out,
                       layout.row_gate, values.detach().contiguous(), bias.detach().contiguous(), order, seg_ptr,
                       segments, tiles, CHUNK_PATHS)

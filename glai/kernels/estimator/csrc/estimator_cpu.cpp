@@ -33,6 +33,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 namespace {
@@ -151,6 +152,24 @@ std::vector<uint8_t> any_active(const uint8_t* gates, int64_t batch, int64_t n_g
     for (int64_t s = 0; s < n_gates; ++s) a[s] |= g[s];
   }
   return act;
+}
+
+// f(std::integral_constant<int, NT>{}, t) for the tile groups of tiles t_begin..t_end: groups of tiles_per_group
+// (1, 2 or 4) tiles, the last tiles (a short group) in smaller ones.
+template <class F>
+inline void for_each_group(int64_t t_begin, int64_t t_end, int64_t tiles_per_group, F&& f) {
+  for (int64_t t = t_begin; t < t_end;) {
+    if (t + 4 <= t_end && tiles_per_group == 4) {
+      f(std::integral_constant<int, 4>{}, t);
+      t += 4;
+    } else if (t + 2 <= t_end && tiles_per_group >= 2) {
+      f(std::integral_constant<int, 2>{}, t);
+      t += 2;
+    } else {
+      f(std::integral_constant<int, 1>{}, t);
+      t += 1;
+    }
+  }
 }
 
 struct Forward {
@@ -286,18 +305,9 @@ void forward_by_output(const at::Tensor& xt, const at::Tensor& gt, const std::ve
     std::vector<float> scratch(segments > 1 ? max_rows * tiles_per_group * kT : 0);  // per-row sums of segments
     for (int64_t k = k0; k < k1; ++k) {
       const int64_t c = k / groups, t0 = (k % groups) * tiles_per_group, o0 = chunk_out[c], o1 = chunk_out[c + 1];
-      for (int64_t t = t0; t < std::min(tiles, t0 + tiles_per_group);) {  // a short last group: tile by tile
-        if (t + 4 <= tiles && tiles_per_group == 4) {
-          forward_group<4>(f, t, o0, o1, scratch.data());
-          t += 4;
-        } else if (t + 2 <= tiles && tiles_per_group >= 2) {
-          forward_group<2>(f, t, o0, o1, scratch.data());
-          t += 2;
-        } else {
-          forward_group<1>(f, t, o0, o1, scratch.data());
-          t += 1;
-        }
-      }
+      for_each_group(t0, std::min(tiles, t0 + tiles_per_group), tiles_per_group, [&](auto nt, int64_t t) {
+        forward_group<decltype(nt)::value>(f, t, o0, o1, scratch.data());
+      });
     }
   });
 }
@@ -333,16 +343,13 @@ void forward_by_gate(const at::Tensor& xt, const at::Tensor& gt, const std::vect
     std::vector<float> ybuf(n_out * tiles_per_group * kT);
     for (int64_t i = i0; i < i1; ++i) {
       const int64_t c = i / groups, g0 = (i % groups) * tiles_per_group;
-      for (int64_t t = g0; t < std::min(tiles, g0 + tiles_per_group);) {  // a short last group: smaller groups
-        const int nt = (t + 4 <= tiles && tiles_per_group == 4) ? 4 : (t + 2 <= tiles && tiles_per_group >= 2) ? 2 : 1;
-        if (nt == 4) forward_group_by_gate<4>(f, t, order, chunk_k[c], chunk_k[c + 1], ro, ybuf.data());
-        else if (nt == 2) forward_group_by_gate<2>(f, t, order, chunk_k[c], chunk_k[c + 1], ro, ybuf.data());
-        else forward_group_by_gate<1>(f, t, order, chunk_k[c], chunk_k[c + 1], ro, ybuf.data());
+      for_each_group(g0, std::min(tiles, g0 + tiles_per_group), tiles_per_group, [&](auto group, int64_t t) {
+        constexpr int nt = decltype(group)::value;
+        forward_group_by_gate<nt>(f, t, order, chunk_k[c], chunk_k[c + 1], ro, ybuf.data());
         for (int q = 0; q < nt; ++q)  // ybuf [n_out, nt, 16] -> part[c, t + q, :, :]
           for (int64_t o = 0; o < n_out; ++o)
             std::memcpy(pp + ((c * tiles + t + q) * n_out + o) * kT, ybuf.data() + (o * nt + q) * kT, sizeof(v16f));
-        t += nt;
-      }
+      });
     }
   });
   if (chunks > 1) {
@@ -554,18 +561,9 @@ std::tuple<at::Tensor, at::Tensor> estimator_bwd(
       const int64_t k0 = c * chunk_blocks, k1 = std::min(blocks, k0 + chunk_blocks);
       const int64_t rows = w.pr[std::min(k1 * kT, num_paths) - 1] - w.pr[k0 * kT] + 1;
       coef.resize(tiles_per_group * rows * kT);
-      for (int64_t t = 0; t < tiles;) {  // the last tiles in smaller groups
-        if (t + 4 <= tiles && tiles_per_group == 4) {
-          backward_group<4>(w, t, k0, k1, t == 0, coef.data());
-          t += 4;
-        } else if (t + 2 <= tiles && tiles_per_group >= 2) {
-          backward_group<2>(w, t, k0, k1, t == 0, coef.data());
-          t += 2;
-        } else {
-          backward_group<1>(w, t, k0, k1, t == 0, coef.data());
-          t += 1;
-        }
-      }
+      for_each_group(0, tiles, tiles_per_group, [&](auto nt, int64_t t) {
+        backward_group<decltype(nt)::value>(w, t, k0, k1, t == 0, coef.data());
+      });
     }
   });
   return {grad_values, grad_y.sum(0)};
