@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 from glai.cluster import use_squeue_without_accounting
 from glai.config import register_configs
 from glai.errors import ConfigError, DataError
-from glai.runner import objective, run
+from glai.runner import run, search_result
 
 register_configs()
 # hydra/launcher=slurm on a cluster without accounting: job states from squeue (glai.cluster)
@@ -21,7 +21,7 @@ use_squeue_without_accounting()
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
-def main(cfg: DictConfig) -> float | None:
+def main(cfg: DictConfig) -> dict | None:
     try:
         record = run(cfg)
     except (ConfigError, DataError) as err:
@@ -29,8 +29,9 @@ def main(cfg: DictConfig) -> float | None:
             raise
         print(f"[glai] {type(err).__name__}: {err}", file=sys.stderr)
         raise SystemExit(2) from None
-    # a hyperparameter search (tuning=search, the Optuna sweeper) maximises the tuning split's score
-    return objective(record) if cfg.tuning.role == "search" else None
+    # a hyperparameter search (tuning=search, hydra/sweeper=glai_optuna) maximises the tuning split's score; the
+    # sweeper keeps its standard error and the record's path beside it
+    return search_result(record) if cfg.tuning.role == "search" else None
 
 
 if __name__ == "__main__":

@@ -175,10 +175,16 @@ class TuningConfig:
     # fraction of the training rows (family C: of the pool's classes) held out as the tuning split
     fraction: float = 0.2
     seed: int = 0
-    # families A and B: how a search trial is scored. 1: on the one tuning split; k >= 2: k-fold over the training
-    # rows (stratified, folds by tuning.seed; the trial trains k times and scores the mean); 0 = auto: 5-fold when
-    # the tuning split would hold fewer than 500 rows (too few for a stable score), else the one split
+    # families A and B: how a search trial is scored. 1: on the one tuning split (no standard error); k >= 2: k-fold
+    # over the training rows (stratified, folds by tuning.seed; the trial trains k times and scores the mean and its
+    # standard error); 0 = auto: 5-fold when the tuning split would hold fewer than 500 rows, else `repeats`
+    # repeated tuning splits (seeds tuning.seed, +1, ...): every score then has a standard error (issue 27)
     folds: int = 0
+    # the repeated splits of folds=0 on a large training split (>= 2)
+    repeats: int = 3
+    # a GLAI search's longest reduced phase (epochs; glai.search_space.max_reduced_epochs): null = half the epoch
+    # cap; experiments/tune.sh sets half the protocol MLP's epochs on the tuning rows
+    max_reduced_epochs: Optional[int] = None
     # tuning=best: where no file of the run's group is in tuned_dir, fall back to the shipped settings
     # (conf/tuned/best, the committed study's). false: tuned_dir only, so a study reads its own searches and
     # nothing else (a group without one stops with the search to run)
@@ -243,6 +249,13 @@ def _validate_tuning(cfg) -> None:
         _fail("tuning.fraction", tuning.fraction, "must lie in (0, 1)", "tuning.fraction=0.2")
     if tuning.folds < 0:
         _fail("tuning.folds", tuning.folds, "0 (auto), 1 (one tuning split) or k >= 2 folds", "tuning.folds=0")
+    if tuning.get("repeats", 3) < 2:
+        _fail("tuning.repeats", tuning.repeats, "repeated tuning splits give a score its standard error: at least 2 "
+              "(tuning.folds=1 scores on the one split)", "tuning.repeats=3")
+    high = tuning.get("max_reduced_epochs")
+    if high is not None and high < 1:
+        _fail("tuning.max_reduced_epochs", high, "the longest reduced phase a GLAI search tries, in epochs: >= 1, or "
+              "null for half of experiment.max_epochs", "tuning.max_reduced_epochs=null")
     if tuning.folds > 1 and cfg.experiment.family == "C":
         _fail("tuning.folds", tuning.folds, "a family C search draws episodes from a part of the pool's classes, "
               "it has no training rows to fold", "tuning.folds=0")
@@ -283,8 +296,13 @@ def _validate_study(cfg) -> None:
 
 
 def register_configs() -> None:
-    """Register the schemas with Hydra's ConfigStore (called by ``run.py`` and the scripts)."""
+    """Register the schemas with Hydra's ConfigStore (called by ``run.py`` and the scripts), and have Hydra
+    discover its plugins (``hydra/sweeper=glai_optuna`` registers its config on discovery), as ``@hydra.main`` does
+    before it composes."""
+    from hydra.core.plugins import Plugins
+
     ConfigStore.instance().store(name="config_schema", node=Config)
+    Plugins.instance()
 
 
 def compose_config(overrides: list[str] | None = None, conf_dir: str | Path = CONF_DIR) -> DictConfig:

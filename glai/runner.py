@@ -20,7 +20,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from glai.config import CONF_DIR, REDUCED_FRACTION, ConfigError, HeadConfig, StudyConfig, validate
-from glai.data.loading import data_identity, load_data, resolved_paths
+from glai.data.loading import data_identity, load_data, resolved_paths, search_folds
 from glai.data.splits import EmbeddingSplit
 from glai.errors import RecordWriteError
 from glai.kernels.estimator import cpp_available, resolve_backend
@@ -183,7 +183,7 @@ def _episodes(cfg, pool: EmbeddingSplit, device) -> dict[str, Any]:
     mean = sum(bvs) / n
     sem = stats.sem(bvs) if n > 1 else math.nan
     out = results[0]
-    out["metrics"] = {**out["metrics"], "bvs": mean,
+    out["metrics"] = {**out["metrics"], "bvs": mean, "bvs_se": standard_error(bvs),
                       "epochs": sum(r["metrics"]["epochs"] for r in results) / n,
                       "episodes": {"n": n, "bvs": bvs, "mean": mean,
                                    "ci95": float(stats.t.ppf(0.975, n - 1) * sem) if n > 1 else math.nan,
@@ -209,10 +209,13 @@ def _folds(cfg, splits: dict[str, EmbeddingSplit]) -> dict[str, Any]:
     k = sum(1 for name in splits if name.endswith("/train"))
     results = [train_head(cfg, splits[f"fold{j}/train"], splits[f"fold{j}/val"], cfg.seed) for j in range(k)]
     bvs = [r["metrics"]["bvs"] for r in results]
+    n_train = len(splits["fold0/train"]) + len(splits["fold0/val"])
+    kind = "repeats" if search_folds(n_train, cfg.tuning.fraction, cfg.tuning.folds, cfg.tuning.repeats) < 0 \
+        else "kfold"
     out = results[0]
-    out["metrics"] = {**out["metrics"], "bvs": sum(bvs) / k,
+    out["metrics"] = {**out["metrics"], "bvs": sum(bvs) / k, "bvs_se": standard_error(bvs),
                       "epochs": sum(r["metrics"]["epochs"] for r in results) / k,
-                      "folds": {"k": k, "bvs": bvs, "epochs": [r["metrics"]["epochs"] for r in results],
+                      "folds": {"k": k, "kind": kind, "bvs": bvs, "epochs": [r["metrics"]["epochs"] for r in results],
                                 "rows": [len(splits[f"fold{j}/val"]) for j in range(k)]}}
     for key in out["cost"]["time_s"]:
         out["cost"]["time_s"][key] = sum(r["cost"]["time_s"][key] for r in results)
@@ -273,8 +276,9 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, Any]:
             holder = existing.get("process") or {}
             print(f"[glai] {path} says 'running' (pid {holder.get('pid')} on {holder.get('host')}, started "
                   f"{holder.get('start_utc')}) but no process holds its lock: a stale run; running it again")
-        return _train_and_record(cfg, path, config, fp, device, splits, data_s,
-                                 _overrides() if overrides is None else overrides)
+        record = _train_and_record(cfg, path, config, fp, device, splits, data_s,
+                                   _overrides() if overrides is None else overrides)
+        return {**record, "_path": str(path)}
     finally:
         lock.release()
 
@@ -423,32 +427,22 @@ def mlp_partner_config(cfg: DictConfig) -> DictConfig:
     - ``study``: ``standard`` (a study trains its own MLP arms; its partner is the protocol MLP on the same
       data, whose epochs set the reduced phase; ``retrain/*`` and ``combine/*`` default to ``auto``).
     - ``tag``: cleared (a tag names the GLAI variant, ``tag=sgd``, ``tag=fixed``; the partner is the untagged
-      MLP of the same data) -- except in the tuned view: a tuned GLAI (``tag=tuned``) reads the tuned MLP of its
-      group (``tuning=best`` applied to ``head=mlp``, tag ``tuned``).
+      MLP of the same data). A tuned GLAI has no partner: its tuned file fixes the reduced phase as the epoch
+      count its search trial ran (issue 27), so the auto rule never runs in the tuned view.
     - ``overwrite``: false (a done partner is reused).
 
     ``tuning`` is kept: its role decides which rows train and score (a search's partner trains on the same
-    tuning split). Data, backbone, experiment, seed and environment are the GLAI run's.
+    tuning split, so a GLAI default trial's auto count is the rule's on those rows). Data, backbone, experiment,
+    seed and environment are the GLAI run's.
     """
     partner = copy.deepcopy(cfg)
     head = OmegaConf.merge(OmegaConf.structured(HeadConfig), OmegaConf.load(CONF_DIR / "head" / "mlp.yaml"))
     study = OmegaConf.structured(StudyConfig)
-    tuned = cfg.tag == "tuned" and cfg.tuning.role in ("none", "held_out")
     with open_dict(partner):
         partner.head = head
         partner.study = study
         partner.overwrite = False
         partner.tag = ""
-        if tuned:
-            partner.tuning.role = "requested"
-    if tuned:
-        # the tuned view compares equally tuned heads: the tuned GLAI's reduced phase lasts a fraction of the
-        # tuned MLP's epochs (issue 20: it read the SGD protocol MLP's 60 capped epochs against a tuned MLP's 12)
-        try:
-            partner = apply_tuned(partner)
-        except ConfigError as err:
-            raise ConfigError(f"the tuned GLAI's auto reduced epochs read the tuned MLP of its group, which has "
-                              f"none: {err}") from err
     return partner
 
 
@@ -478,8 +472,6 @@ def _resolve_reduced_epochs(cfg: DictConfig) -> tuple[DictConfig, dict[str, Any]
     # (tuning=best selects GLAI's tuned settings: the partner is the protocol MLP, tuned or not)
     overrides = [o for o in _overrides()
                  if not (o.lstrip("+~").startswith(("head", "tag", "study")) or o == "tuning=best")] + ["head=mlp"]
-    if partner.tag == "tuned":
-        overrides.append("tuning=best")
     mlp = run(partner, overrides)
     if mlp.get("status") == "running":
         # another job of a parallel sweep trains the same partner right now: wait for it, then read its record
@@ -496,6 +488,24 @@ def _resolve_reduced_epochs(cfg: DictConfig) -> tuple[DictConfig, dict[str, Any]
     cfg.experiment.reduced_epochs = resolved
     return cfg, {"mode": "auto", "fraction": fraction, "mlp_epochs": epochs_mlp, "reduced_epochs": resolved,
                  "mlp_record": str(path), "mlp_fingerprint": mlp.get("fingerprint")}
+
+
+def standard_error(values: list[float]) -> float | None:
+    """The standard error of the mean of ``values`` (sample standard deviation over sqrt(n)); None for fewer
+    than two (a score on one split has none)."""
+    n = len(values)
+    if n < 2:
+        return None
+    mean = sum(values) / n
+    return math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1) / n)
+
+
+def search_result(record: dict[str, Any]) -> dict[str, Any]:
+    """What a search trial returns to the sweeper (``hydra/sweeper=glai_optuna``): ``{"value": objective,
+    "se": the score's standard error over folds, repeats or episodes (None on one split), "record": its path}``."""
+    se = (record.get("metrics") or {}).get("bvs_se")
+    return {"value": objective(record), "se": None if se is None or record.get("status") != "done" else float(se),
+            "record": record.get("_path")}
 
 
 def objective(record: dict[str, Any]) -> float:

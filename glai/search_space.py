@@ -12,15 +12,25 @@ flat ``params`` cannot say that the learning rate means something else for each 
 
 The L2 strength (``head.weight_decay``, the convex problem's one hyperparameter for GLAI's estimator and the linear
 head) stays in ``params``, shared by every optimiser.
+
+GLAI's whole pipeline is searched (:func:`glai_space`): the selector (trained or random gates) and, for a trained
+one, the reduced phase's optimiser, learning rate and **length as an absolute epoch count**
+(``experiment.reduced_epochs`` in ``fixed`` mode, 1 .. ``tuning.max_reduced_epochs``). An absolute count is what
+makes the search the application (SPEC 12 "Tuned choice", issue 27): the ``auto`` rule's count is a fraction of a
+partner MLP's epochs, and the partner of a search (the protocol MLP on the tuning folds) is not the partner of a
+tuned run, so a fraction searched on one would run another length on the other. :func:`default_trials` names the
+head's default trials, which every search runs first as trials of its budget.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from omegaconf import DictConfig
 
-__all__ = ["FIRST_ORDER", "FIRST_ORDER_LR", "LBFGS_STEP", "optimizer_choices", "optimizer_space"]
+__all__ = ["FIRST_ORDER", "FIRST_ORDER_LR", "LBFGS_STEP", "default_trials", "glai_space", "head_space",
+           "max_reduced_epochs", "optimizer_choices", "optimizer_space"]
 
 #: The first-order optimisers every search offers.
 FIRST_ORDER = ("sgd", "adam", "adamw")
@@ -47,3 +57,52 @@ def optimizer_space(cfg: DictConfig, trial: Any) -> None:
         trial.suggest_float("head.lr", LBFGS_STEP, LBFGS_STEP, log=True)
     else:
         trial.suggest_float("head.lr", *FIRST_ORDER_LR, log=True)
+
+
+#: The reduced MLP's learning rate range (log scale) in a GLAI search.
+REDUCED_LR = (1e-4, 3e-1)
+
+
+def max_reduced_epochs(cfg: DictConfig) -> int:
+    """The longest reduced phase a GLAI search tries: ``tuning.max_reduced_epochs``, else half the epoch cap
+    (``experiment.max_epochs``), at least 1 (epochs)."""
+    high = cfg.tuning.get("max_reduced_epochs")
+    return max(1, int(high) if high else math.ceil(0.5 * int(cfg.experiment.max_epochs)))
+
+
+def glai_space(cfg: DictConfig, trial: Any) -> dict[str, Any]:
+    """Suggest GLAI's pipeline for one trial: ``head.selector`` (trained, random) and, for a trained selector,
+    ``head.reduced_optimizer`` (sgd, adam), ``head.reduced_lr`` (log :data:`REDUCED_LR`) and
+    ``experiment.reduced_epochs`` (1 .. :func:`max_reduced_epochs`).
+
+    Returns:
+        the overrides the suggestions imply: ``experiment.reduced_epochs_mode=fixed`` for a trained selector (its
+        length is the count searched), nothing for random gates (no reduced phase).
+    """
+    if trial.suggest_categorical("head.selector", ["trained", "random"]) == "random":
+        return {}
+    trial.suggest_categorical("head.reduced_optimizer", ["sgd", "adam"])
+    trial.suggest_float("head.reduced_lr", *REDUCED_LR, log=True)
+    trial.suggest_int("experiment.reduced_epochs", 1, max_reduced_epochs(cfg))
+    return {"experiment.reduced_epochs_mode": "fixed"}
+
+
+def head_space(cfg: DictConfig, trial: Any) -> dict[str, Any]:
+    """The search space of ``cfg.head.name`` (``conf/tuning/search.yaml``'s ``custom_search_space``): the optimiser
+    part (:func:`optimizer_space`) for every head, and GLAI's pipeline (:func:`glai_space`) for ``glai``.
+
+    Returns:
+        the fixed overrides the trial's suggestions imply (the sweeper adds them to the trial's).
+    """
+    optimizer_space(cfg, trial)
+    return glai_space(cfg, trial) if str(cfg.head.name) == "glai" else {}
+
+
+def default_trials(cfg: DictConfig) -> list[tuple[str, list[str]]]:
+    """The head's defaults, run as the first trials of every search's budget: ``protocol`` (the config as it
+    is) and ``adam`` (the same head on Adam; GLAI, whose estimator is on Adam already: its reduced phase on Adam).
+    The protocol default is the one the one-standard-error rule keeps unless a trial beats it
+    (:func:`glai.search.choose`). A GLAI default in ``auto`` mode runs the rule's count on the search's own
+    partner MLP (the protocol MLP on the same tuning rows); a tuned file stores the count it ran."""
+    adam = ["head.reduced_optimizer=adam"] if str(cfg.head.name) == "glai" else ["head.optimizer=adam"]
+    return [("protocol", []), ("adam", adam)]

@@ -13,7 +13,12 @@ arch or another ``data_root`` is another group. A search's best settings are sav
 
 ``tuning=best`` (:func:`apply_tuned`) finds the file of the run's own group (``tuned_dir`` first), checks that
 its stored group equals the run's, and applies its settings and ``tag: tuned``; without one it stops before any
-work and names the search to run on this data. ``tuning.shipped=false`` reads ``tuned_dir`` only: a study that
+work and names the search to run on this data. A file is checked against the schema when it is saved and when it
+is loaded (:func:`check_settings`: known, tunable keys; values of the right type and range; a GLAI file's reduced
+phase a fixed epoch count), and every error names the file. A head key given on the command line beside
+``tuning=best`` with another value than the file's is refused before any work, naming both values: a tuned run
+is the search's setting, and a variant of it is a run of its own (drop ``tuning=best`` and give every key).
+``tuning.shipped=false`` reads ``tuned_dir`` only: a study that
 must apply its own searches and nothing else (``experiments/tune.sh`` with ``SHIPPED=0``). Group keys are a hash
 of the group, so a search never overwrites another group's settings.
 """
@@ -29,12 +34,17 @@ from typing import Any
 import yaml
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from glai.config import CONF_DIR, reference_configs
+from glai.config import CONF_DIR, compose_config, reference_configs, validate
 from glai.data.loading import resolved_paths
 from glai.errors import ConfigError
 from glai.results.identity import differences, is_variant_key
 
-__all__ = ["SHIPPED", "apply_tuned", "find_tuned", "group_key", "group_of", "search_command", "tuned_path"]
+__all__ = ["FORMAT", "SHIPPED", "apply_tuned", "check_settings", "find_tuned", "group_key", "group_of",
+           "search_command", "tuned_path"]
+
+#: The tuned files' format: 2 = search = application (issue 27: settings read from the chosen trial's record, the
+#: reduced phase as the count it ran, the one-standard-error choice). Format 1 files are refused.
+FORMAT = 2
 
 #: Settings of a search run that say how its trials are scored, not which runs its settings belong to.
 SEARCH_SCORING = ("episodes",)
@@ -86,7 +96,62 @@ def _load(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict) or not isinstance(data.get("settings"), dict) or "group" not in data:
         raise ConfigError(f"tuned settings {path} lack 'group' and 'settings' (written by scripts/save_tuned.py). "
                           "Fix: delete it and search again")
+    if data.get("format") != FORMAT:
+        raise ConfigError(f"tuned settings {path} are of format {data.get('format', 1)}, written before a search's "
+                          "settings were read from the trial that ran (issue 27: the reduced phase the search scored "
+                          "was not the one tuning=best ran). Fix: search again (experiments/tune.sh) and save with "
+                          "scripts/save_tuned.py")
     return data
+
+
+def check_settings(path: str | Path, head: str, settings: dict[str, Any], cfg: DictConfig | None = None,
+                   group_overrides: list[str] | None = None, conf_dir: str | Path = CONF_DIR) -> DictConfig:
+    """Check tuned ``settings`` against the schema: every key a tunable one (the head's, GLAI's reduced-phase
+    rule) of the config, every value of the key's type and range (:func:`glai.config.validate`), and a GLAI file
+    with a trained selector fixing its reduced phase as an epoch count (search = application, issue 27).
+
+    Args:
+        path: the file (named in every error).
+        head: the head the settings are for.
+        settings: ``{dotted key: value}``.
+        cfg: the run's config to apply them to; None composes ``group_overrides`` with ``head=<head>``.
+
+    Returns:
+        the config with the settings applied.
+
+    Raises:
+        ConfigError: naming the file, the key and the fix.
+    """
+    if cfg is None:
+        overrides = [o for o in group_overrides or [] if not o.startswith(("tuning=", "head="))]
+        cfg = compose_config([*overrides, f"head={head}"], conf_dir)
+    out = copy.deepcopy(cfg)
+    for key, value in settings.items():
+        if not is_variant_key(key) or key.startswith("tuning."):
+            raise ConfigError(f"tuned settings {path} set {key}, which would change the run's group (only the "
+                              "head's settings and GLAI's reduced-phase rule are tuned). Fix: delete the file and "
+                              "search again")
+        if OmegaConf.select(out, key, default="<missing>") == "<missing>":
+            raise ConfigError(f"tuned settings {path} set {key}, which is not a key of the config. Fix: delete the "
+                              "file and search again")
+        try:
+            OmegaConf.update(out, key, value, merge=False)
+        except Exception as err:  # omegaconf's ValidationError and friends: a value of the wrong type
+            raise ConfigError(f"tuned settings {path} set {key}={value!r}, which the schema refuses "
+                              f"({type(err).__name__}: {str(err).splitlines()[0]}). Fix: delete the file and search "
+                              "again") from None
+    if out.tuning.role == "requested":
+        with open_dict(out):
+            out.tuning.role = "none"  # validated as the run it becomes (the file's tuning role is applied after)
+    try:
+        validate(out)
+    except ConfigError as err:
+        raise ConfigError(f"tuned settings {path}: {err}") from None
+    if head == "glai" and out.head.selector != "random" and out.experiment.reduced_epochs_mode == "auto":
+        raise ConfigError(f"tuned settings {path} leave GLAI's reduced phase to the auto rule, whose count depends on "
+                          "the partner MLP of each run, so tuning=best would not run what the search scored. Fix: "
+                          "save the search again with scripts/save_tuned.py (it stores the count the trial ran)")
+    return out
 
 
 def find_tuned(cfg: DictConfig, conf_dir: str | Path = CONF_DIR) -> tuple[Path | None, dict[str, Any]]:
@@ -113,13 +178,31 @@ def search_command(cfg: DictConfig, overrides: list[str]) -> str:
     return " ".join(parts) + "; python scripts/save_tuned.py <its sweep folder>"
 
 
+def _refuse_conflicts(path: Path, settings: dict[str, Any], overrides: list[str]) -> None:
+    """A command-line override of a key the tuned file sets, with another value, is refused (issue 27)."""
+    for line in overrides:
+        key, sep, text = line.partition("=")
+        key = key.lstrip("+~")
+        if not sep or key not in settings:
+            continue
+        given = yaml.safe_load(text) if text else None
+        tuned = settings[key]
+        same = given == tuned or (isinstance(given, (int, float)) and isinstance(tuned, (int, float))
+                                  and float(given) == float(tuned))
+        if not same:
+            raise ConfigError(f"tuning=best sets {key}={tuned!r} (from {path}), and the command line gives "
+                              f"{key}={text}: a tuned run is what its search scored. Fix: drop {key}={text}, or drop "
+                              "tuning=best to run that setting as a run of its own")
+
+
 def apply_tuned(cfg: DictConfig, overrides: list[str] | None = None, conf_dir: str | Path = CONF_DIR) -> DictConfig:
     """``tuning=best`` (``tuning.role: requested``): ``cfg`` with the settings saved for its group applied,
     ``tag: tuned`` and the file's tuning role (``none``; family C ``held_out``); any other role: ``cfg`` as is.
 
     Raises:
-        ConfigError: no settings were saved for this group (the message names the search command), or a file
-            is unreadable; raised before any work.
+        ConfigError: no settings were saved for this group (the message names the search command), a file is
+            unreadable, of an old format or against the schema, or a command-line override (``overrides``) gives a
+            key of the file another value; raised before any work.
     """
     if cfg.get("tuning") is None or cfg.tuning.role != "requested":
         return cfg
@@ -133,13 +216,9 @@ def apply_tuned(cfg: DictConfig, overrides: list[str] | None = None, conf_dir: s
             " Settings searched on other data are never applied. Fix: "
             f"{search_command(cfg, overrides or [])}, or drop tuning=best")
     data = _load(path)
-    out = copy.deepcopy(cfg)
+    _refuse_conflicts(path, data["settings"], overrides or [])
+    out = check_settings(path, str(cfg.head.name), data["settings"], cfg)
     with open_dict(out):
-        for key, value in data["settings"].items():
-            if not is_variant_key(key) or key.startswith("tuning."):
-                raise ConfigError(f"tuned settings {path} set {key}, which would change the run's group (only the "
-                                  "head's settings and GLAI's reduced-phase rule are tuned). Fix: delete the file")
-            OmegaConf.update(out, key, value, merge=False)
         tuning = data.get("tuning") or {"role": "none"}
         for key, value in tuning.items():
             OmegaConf.update(out, f"tuning.{key}", value, merge=False)

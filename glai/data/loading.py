@@ -120,9 +120,14 @@ def load_data(cfg) -> dict[str, EmbeddingSplit]:
             tuning_part = tuning_pool_split(splits["pool"], tuning.fraction, tuning.seed, cfg.experiment.n_way)
             splits = {"pool": tuning_part["tuning" if tuning.role == "search" else "held_out"]}
         elif tuning.role == "search":
-            k = search_folds(len(splits["train"]), tuning.fraction, tuning.get("folds", 1))
+            k = search_folds(len(splits["train"]), tuning.fraction, tuning.get("folds", 1),
+                             tuning.get("repeats", 1))
             if k == 1:
                 splits = tuning_splits(splits["train"], tuning.fraction, tuning.seed)
+            elif k < 0:
+                # repeated tuning splits (a large training split: k-fold would train on 80 % anyway, at 5x the cost)
+                splits = {f"fold{j}/{part}": s for j in range(-k)
+                          for part, s in tuning_splits(splits["train"], tuning.fraction, tuning.seed + j).items()}
             else:
                 splits = {f"fold{j}/{part}": s for j, fold in enumerate(tuning_folds(splits["train"], k, tuning.seed))
                           for part, s in fold.items()}
@@ -134,12 +139,16 @@ MIN_TUNING_ROWS = 500
 AUTO_FOLDS = 5
 
 
-def search_folds(n_train: int, fraction: float, folds: int) -> int:
-    """How a search trial is scored: ``folds`` when set (1 = the one tuning split), else (0, auto) ``AUTO_FOLDS``
-    folds when the tuning split would hold fewer than ``MIN_TUNING_ROWS`` rows, else 1."""
+def search_folds(n_train: int, fraction: float, folds: int, repeats: int = 1) -> int:
+    """How a search trial is scored: ``folds`` when set (1 = the one tuning split, k = k-fold), else (0, auto)
+    ``AUTO_FOLDS`` folds when the tuning split would hold fewer than ``MIN_TUNING_ROWS`` rows, else ``-repeats``
+    (``repeats`` repeated tuning splits, seeds ``tuning.seed + j``; 1 when ``repeats`` is 1). Either way a trial's
+    score is a mean with a standard error (issue 27)."""
     if folds:
         return int(folds)
-    return AUTO_FOLDS if round(fraction * n_train) < MIN_TUNING_ROWS else 1
+    if round(fraction * n_train) < MIN_TUNING_ROWS:
+        return AUTO_FOLDS
+    return -int(repeats) if repeats > 1 else 1
 
 
 def tuning_folds(train: EmbeddingSplit, k: int, seed: int) -> list[dict[str, EmbeddingSplit]]:

@@ -100,7 +100,9 @@ IDENTITY: dict[str, str] = {
     "wandb.mode": "excluded",
     **{f"study.{k}": "setting" for k in ("name", "split", "new_classes", "new_fraction", "shards", "shard_split")},
     # a search run trains and scores on other rows than the run without it
-    **{f"tuning.{k}": "setting" for k in ("role", "fraction", "seed", "folds")},
+    **{f"tuning.{k}": "setting" for k in ("role", "fraction", "seed", "folds", "repeats")},
+    # the range of a search's space: what a trial runs is in its own keys (experiment.reduced_epochs)
+    "tuning.max_reduced_epochs": "excluded",
     # where tuning=best looked for the settings it applied: the applied settings are the run's own keys
     "tuning.shipped": "excluded",
 }
@@ -140,7 +142,7 @@ def is_variant_key(key: str) -> bool:
 
 
 #: Settings read by a search only (``tuning.role: search``): a tuned run's identity never holds them.
-SEARCH_ONLY = frozenset({"tuning.folds"})
+SEARCH_ONLY = frozenset({"tuning.folds", "tuning.repeats"})
 
 
 #: Settings that, at the value that switches them off, leave the fingerprint: a run without them is the run it

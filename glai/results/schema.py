@@ -41,6 +41,8 @@ RECORD_FIELDS: dict[str, tuple[tuple[type, ...], bool]] = {
 METRICS_FIELDS = frozenset({
     "monitor", "mode", "bvs", "best_epoch", "epochs", "curves", "stopped_by", "step_ms", "structure",
     "firing_ratio", "episodes", "folds",
+    # the standard error of bvs over folds, repeated splits or episodes (a search trial's; issue 27)
+    "bvs_se",
     # GLAI
     "reduced_epochs", "total_epochs", "reduced_curves", "reduced_bvs", "reduced_stopped_by", "reduced_step_ms",
     "theorem2_bound", "active_paths_per_sample", "reduced_epochs_rule",

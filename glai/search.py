@@ -1,0 +1,303 @@
+"""A search's Optuna study: storage, identity, distinct proposals, resumption, the one-standard-error choice
+(SPEC 12 "Tuned choice", issue 27).
+
+The project's Hydra sweeper (``hydra_plugins/glai_optuna_sweeper``) maps Hydra's overrides and launcher to the
+trials of a :class:`SearchStudy`; everything about the study itself lives here, so ``scripts/save_tuned.py`` and
+the tests read studies through the same code:
+
+- **Storage** (:func:`open_storage`): by default Optuna's ``JournalStorage`` over a ``JournalFileBackend``
+  (``<sweep dir>/optuna.journal``). It appends each change to one log file under a lock that Optuna designed for
+  shared network disks (a symlink lock: atomic on NFS), so a search whose sweeper and trials run on different
+  cluster nodes keeps one consistent study. SQLite's own locking is unreliable over NFS (its documentation says
+  so), so an ``sqlite:///`` URL is accepted for a local disk only; any other SQLAlchemy URL (a database server)
+  works too.
+- **Identity** (:func:`study_name`): a study is named by the search's fixed overrides, its ranges and the code of
+  its search space, so the same command resumes the same study and any other search gets its own.
+- **Budget**: ``n_trials`` counts every trial the study holds that finished or is running (the head's default
+  trials included), so a resumed search, or two sweepers on one study at once, run the budget once between them.
+- **Distinct proposals** (:meth:`SearchStudy.propose`): under a file lock, each proposal is sampled on an
+  in-memory copy of the study by a sampler seeded from the study's state (the number of trials it holds), so a
+  restarted process never replays the sequence it proposed before; a parameter set the study already holds is
+  drawn again (another seed), and only a distinct one is enqueued into the real study and asked for. No
+  parameter set is ever run twice, however the search is cut off and resumed.
+- **Resumption**: a trial left running by a sweeper that no longer exists on this host (a killed search) is
+  adopted by the next one and run again under its own trial number, so its parameters are neither lost nor
+  duplicated. A trial owned by a sweeper on another host is taken as live.
+- **The one-standard-error rule** (:func:`choose`): a trial's score is a mean over folds (or repeated splits, or
+  episodes) with its standard error; the best trial replaces the head's protocol default only when it beats it
+  by more than the best trial's standard error (Hastie, Tibshirani & Friedman, The Elements of Statistical
+  Learning, 2nd ed., section 7.10: the simplest model within one standard error of the best), so noise never
+  decides.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import socket
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+from filelock import FileLock
+
+__all__ = ["Proposal", "SearchStudy", "choose", "open_storage", "params_key", "study_name", "trial_score"]
+
+#: The study's file under the sweep folder when ``hydra.sweeper.storage`` is null.
+JOURNAL_FILE = "optuna.journal"
+#: How many reseeded draws :meth:`SearchStudy.propose` tries before it says the space holds no new set.
+MAX_DRAWS = 64
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def open_storage(storage: str | Path) -> optuna.storages.BaseStorage | str:
+    """The Optuna storage of ``storage``: a journal file path (``*.journal``, or any path without ``://``) ->
+    ``JournalStorage(JournalFileBackend(path))``; an SQLAlchemy URL (``sqlite:///...``, ``postgresql://...``)
+    -> the URL itself (Optuna's RDB storage).
+
+    Raises:
+        ValueError: an empty ``storage``.
+    """
+    text = str(storage)
+    if not text:
+        raise ValueError("hydra.sweeper.storage is empty: give a journal file path, an SQLAlchemy URL, or null "
+                         f"(<sweep dir>/{JOURNAL_FILE})")
+    if "://" in text:
+        return text
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    Path(text).parent.mkdir(parents=True, exist_ok=True)
+    return JournalStorage(JournalFileBackend(text))
+
+
+def _lock_path(storage: str | Path, name: str) -> Path:
+    """The proposals' lock: beside a journal file, else in the working folder (RDB storages)."""
+    text = str(storage)
+    if "://" not in text:
+        return Path(text + ".propose.lock")  # <journal>.lock is the journal backend's own
+    if text.startswith("sqlite:///"):
+        return Path(text[len("sqlite:///"):] + ".propose.lock")
+    return Path(f".glai-study-{hashlib.sha1(f'{text}|{name}'.encode()).hexdigest()[:12]}.lock")
+
+
+def study_name(fixed: Sequence[str], space: Sequence[str], code: str) -> str:
+    """``search-<12 hex>``: the SHA-1 of the search's fixed overrides (sorted), its ranges (sorted) and the
+    source of its search space -- the search's identity (a resumed search finds its study by it)."""
+    text = "\n".join([*sorted(fixed), "--", *sorted(space), "--", code])
+    return "search-" + hashlib.sha1(text.encode()).hexdigest()[:12]
+
+
+def params_key(params: dict[str, Any], implied: dict[str, Any] | None = None, default: str | None = None) -> str:
+    """A parameter set's identity (what "the same trial" means): its sampled values, the overrides its space
+    implied, and the name of the default it is, as sorted text."""
+    items = sorted({**params, **(implied or {})}.items())
+    return f"{default or ''}|" + "|".join(f"{k}={v!r}" for k, v in items)
+
+
+def _key_of(trial: optuna.trial.FrozenTrial) -> str:
+    attrs = trial.user_attrs
+    return params_key(trial.params, attrs.get("implied"), attrs.get("default"))
+
+
+def _owner() -> dict[str, Any]:
+    return {"host": socket.gethostname(), "pid": os.getpid(), "start": _start_time(os.getpid())}
+
+
+def _start_time(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (Linux ``/proc``), to tell a reused pid apart."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _alive(owner: dict[str, Any] | None) -> bool:
+    """Whether the sweeper that owns a running trial still runs (always True for another host's)."""
+    if not owner or owner.get("host") != socket.gethostname():
+        return True
+    pid = int(owner.get("pid", -1))
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return owner.get("start") is None or _start_time(pid) == owner.get("start")
+
+
+@dataclass
+class Proposal:
+    """One trial to run: its number in the study and the overrides that make it (beside the search's fixed ones)."""
+
+    number: int
+    overrides: list[str]
+    trial: optuna.trial.Trial = field(repr=False)
+    default: str | None = None
+    adopted: bool = False
+
+
+def _override(key: str, value: Any) -> str:
+    if value is None:
+        return f"{key}=null"
+    if isinstance(value, bool):
+        return f"{key}={str(value).lower()}"
+    return f"{key}={value}"
+
+
+def trial_score(result: Any) -> tuple[float, float | None, str | None]:
+    """``(value, standard error, record path)`` of a trial's return value: a number, or the mapping
+    ``run.py`` returns for a search (``{"value", "se", "record"}``); NaN for a run that did not finish."""
+    if isinstance(result, dict):
+        value = result.get("value")
+        se = result.get("se")
+        return (math.nan if value is None else float(value), None if se is None else float(se),
+                result.get("record"))
+    return (math.nan if result is None else float(result)), None, None
+
+
+class SearchStudy:
+    """The study of one search, with its budget and its lock.
+
+    Args:
+        storage: a journal file path or an SQLAlchemy URL (:func:`open_storage`).
+        name: the study's name (:func:`study_name`).
+        direction: ``maximize`` or ``minimize``.
+        sampler: ``seed -> optuna.samplers.BaseSampler``: a fresh sampler per draw, seeded from the study's state.
+        n_trials: the budget: trials of the study, default trials included.
+        suggest: ``trial -> implied overrides``: makes one trial's suggestions (the distributions of the
+            search's ranges and its custom space) and returns the fixed overrides they imply.
+        defaults: ``[(name, overrides)]``: the head's default trials, run first and once (e.g.
+            ``[("protocol", []), ("adam", ["head.optimizer=adam"])]``).
+        seed: the sampler's base seed.
+    """
+
+    def __init__(self, storage: str | Path, name: str, direction: str, sampler: Callable[[int], Any], n_trials: int,
+                 suggest: Callable[[Any], dict[str, Any]], defaults: Sequence[tuple[str, list[str]]] = (),
+                 seed: int = 0):
+        self.storage_text, self.name, self.direction = str(storage), name, direction
+        self.sampler, self.n_trials, self.suggest, self.seed = sampler, int(n_trials), suggest, int(seed)
+        self.defaults = [(str(n), list(o)) for n, o in defaults]
+        self.lock = FileLock(str(_lock_path(storage, name)))
+        self.study = optuna.create_study(study_name=name, storage=open_storage(storage), direction=direction,
+                                         sampler=sampler(seed), load_if_exists=True)
+
+    def trials(self, states: Sequence[optuna.trial.TrialState] | None = None) -> list[optuna.trial.FrozenTrial]:
+        return self.study.get_trials(deepcopy=False, states=None if states is None else tuple(states))
+
+    def _counted(self) -> int:
+        """Trials that spend the budget: finished (complete or failed) or running."""
+        live = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL, optuna.trial.TrialState.RUNNING)
+        return len(self.trials(live))
+
+    def _ask(self, user_attrs: dict[str, Any], params: dict[str, Any] | None = None) -> optuna.trial.Trial:
+        if params is not None:
+            self.study.enqueue_trial(params, user_attrs={"enqueued": True})
+        trial = self.study.ask()
+        for key, value in {**user_attrs, "owner": _owner()}.items():
+            trial.set_user_attr(key, value)
+        return trial
+
+    def _draw(self, held: set[str]) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        """A parameter set the study does not hold, drawn on an in-memory copy of the study by a sampler seeded
+        from the study's state; None when :data:`MAX_DRAWS` draws all repeat a held set."""
+        existing = self.trials((optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL,
+                                optuna.trial.TrialState.RUNNING))
+        for attempt in range(MAX_DRAWS):
+            seed = int.from_bytes(hashlib.sha1(f"{self.seed}|{len(self.trials())}|{attempt}".encode()).digest()[:4],
+                                  "little")
+            copy = optuna.create_study(direction=self.direction, sampler=self.sampler(seed))
+            copy.add_trials(existing)
+            trial = copy.ask()
+            implied = self.suggest(trial) or {}
+            if params_key(trial.params, implied) not in held:
+                return dict(trial.params), implied
+        return None
+
+    def propose(self, n: int) -> list[Proposal]:
+        """Up to ``n`` trials to run now: first the running trials of a sweeper of this host that is gone
+        (adopted), then the head's defaults the study lacks, then distinct sampled sets, within the budget.
+        Empty when the budget is spent (or the space holds no set the study has not run)."""
+        out: list[Proposal] = []
+        with self.lock:
+            for frozen in self.trials((optuna.trial.TrialState.RUNNING,)):
+                if len(out) < n and not _alive(frozen.user_attrs.get("owner")):
+                    # Trial(study, id) is Optuna's own handle for a trial of another process (ask-and-tell)
+                    trial = optuna.trial.Trial(self.study, frozen._trial_id)
+                    trial.set_user_attr("owner", _owner())
+                    trial.set_user_attr("adopted", True)
+                    out.append(Proposal(frozen.number, list(frozen.user_attrs.get("overrides", [])), trial,
+                                        frozen.user_attrs.get("default"), adopted=True))
+            have = {t.user_attrs.get("default") for t in self.trials()}
+            for name, overrides in self.defaults:
+                if len(out) < n and self._counted() < self.n_trials and name not in have:
+                    trial = self._ask({"default": name, "overrides": overrides, "implied": {}})
+                    out.append(Proposal(trial.number, overrides, trial, name))
+            held = {_key_of(t) for t in self.trials()}
+            while len(out) < n and self._counted() < self.n_trials:
+                drawn = self._draw(held)
+                if drawn is None:
+                    print(f"[glai] search {self.name}: the space holds no parameter set the study has not run "
+                          f"({MAX_DRAWS} draws); stopping before the budget")
+                    break
+                params, implied = drawn
+                trial = self._ask({"implied": implied}, params)
+                got = self.suggest(trial) or {}  # the enqueued values: the same suggestions, recorded
+                overrides = [_override(k, v) for k, v in {**trial.params, **got}.items()]
+                trial.set_user_attr("overrides", overrides)
+                held.add(params_key(trial.params, got))
+                out.append(Proposal(trial.number, overrides, trial))
+        return out
+
+    def tell(self, proposal: Proposal, result: Any, error: str | None = None) -> None:
+        """Record a trial's result (:func:`trial_score`); NaN, None or an error -> a failed trial."""
+        value, se, record = trial_score(result)
+        trial = proposal.trial
+        if se is not None:
+            trial.set_user_attr("se", se)
+        if record is not None:
+            trial.set_user_attr("record", record)
+        if error is not None or not math.isfinite(value):
+            if error:
+                trial.set_user_attr("error", error[-500:])
+            self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        else:
+            self.study.tell(trial, value)
+
+
+def choose(trials: Sequence[optuna.trial.FrozenTrial], direction: str = "maximize",
+           default: str = "protocol") -> dict[str, Any]:
+    """The one-standard-error choice over a study's complete trials (ESL 7.10; SPEC 12 "Tuned choice").
+
+    The best trial (highest mean score; lowest when ``direction`` is ``minimize``) replaces the trial whose user
+    attribute ``default`` is ``default`` only when it is better by more than its own standard error (user
+    attribute ``se``; 0 where the trial was scored on one split); otherwise the default is kept.
+
+    Returns:
+        ``{"chosen": trial, "best": trial, "default": trial or None, "margin": best minus default (signed so that
+        positive is better), "se": the best trial's SE, "rule": text}``.
+
+    Raises:
+        ValueError: no trial completed.
+    """
+    done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE and t.value is not None
+            and math.isfinite(t.value)]
+    if not done:
+        raise ValueError("no trial of the search completed: nothing to choose (see the sweep's logs)")
+    sign = 1.0 if direction == "maximize" else -1.0
+    best = max(done, key=lambda t: (sign * t.value, -t.number))
+    base = next((t for t in done if t.user_attrs.get("default") == default), None)
+    se = float(best.user_attrs.get("se") or 0.0)
+    if base is None:
+        return {"chosen": best, "best": best, "default": None, "margin": None, "se": se,
+                "rule": f"no complete '{default}' default trial: the best trial"}
+    margin = sign * (best.value - base.value)
+    chosen = best if margin > se else base
+    rule = (f"the best trial beats the {default} default by {margin:.4g} > its standard error {se:.4g}"
+            if chosen is best and best is not base else
+            f"the best trial is within one standard error ({se:.4g}) of the {default} default (margin "
+            f"{margin:.4g}): the default is kept" if best is not base else f"the {default} default is the best trial")
+    return {"chosen": chosen, "best": best, "default": base, "margin": margin, "se": se, "rule": rule}
