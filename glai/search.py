@@ -203,13 +203,17 @@ class SearchStudy:
 
     def _draw(self, held: set[str]) -> tuple[dict[str, Any], dict[str, Any]] | None:
         """A parameter set the study does not hold, drawn on an in-memory copy of the study by a sampler seeded
-        from the study's state; None when :data:`MAX_DRAWS` draws all repeat a held set."""
+        from the study's state (the search's, then uniform); None when :data:`MAX_DRAWS` draws all repeat a held
+        set."""
         existing = self.trials((optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL,
                                 optuna.trial.TrialState.RUNNING))
         for attempt in range(MAX_DRAWS):
             seed = int.from_bytes(hashlib.sha1(f"{self.seed}|{len(self.trials())}|{attempt}".encode()).digest()[:4],
                                   "little")
-            copy = optuna.create_study(direction=self.direction, sampler=self.sampler(seed))
+            # the search's sampler first; past a quarter of the draws, uniform ones (TPE keeps to its good region,
+            # so in a small discrete space the sets it has not run may lie where it no longer looks)
+            sampler = self.sampler(seed) if attempt < MAX_DRAWS // 4 else optuna.samplers.RandomSampler(seed=seed)
+            copy = optuna.create_study(direction=self.direction, sampler=sampler)
             copy.add_trials(existing)
             trial = copy.ask()
             implied = self.suggest(trial) or {}

@@ -72,6 +72,48 @@ def _searched_keys(trials: list[optuna.trial.FrozenTrial], fixed: list[str]) -> 
     return list(keys)
 
 
+def trial_record(trial: optuna.trial.FrozenTrial) -> dict:
+    """The done record of a search trial (its user attribute ``record``).
+
+    Raises:
+        FileNotFoundError: the trial has none (its record was deleted, or it did not finish).
+    """
+    path = trial.user_attrs.get("record")
+    record = read_record(Path(path)) if path else None
+    if record is None or record.get("status") != "done":
+        raise FileNotFoundError(f"trial {trial.number} has no done record ({path}): tuned settings are read from the "
+                                "config that ran; keep the search's results_dir")
+    return record
+
+
+def trial_settings(record: dict, keys: list[str]) -> dict[str, Any]:
+    """What a trial ran, as tuned settings: the value of every key in ``keys`` in the trial record's config, and a
+    GLAI trial's reduced phase as the epoch count it ran (``fixed``; its record's ``reduced_epochs_rule``).
+
+    Raises:
+        ValueError: a key that would change the run's group.
+    """
+    changed = [k for k in keys if not is_variant_key(k)]
+    if changed:
+        raise ValueError(f"the search changed {changed}: a tuned setting may not change the run's group (data, "
+                         "backbone, arch, protocol); search the head's settings only")
+    config = record["config"]
+    settings: dict[str, Any] = {}
+    for key in keys:
+        try:
+            settings[key] = _select(config, key)
+        except KeyError:
+            continue  # a key of another head's config
+    rule = (record.get("metrics") or {}).get("reduced_epochs_rule") or {}
+    if record["head"] == "glai" and config["head"].get("selector") != "random" and rule.get("mode") in ("auto",
+                                                                                                         "fixed"):
+        # the reduced phase as the count the trial ran (search = application)
+        settings.update({"experiment.reduced_epochs_mode": "fixed",
+                         "experiment.reduced_epochs": int(rule["reduced_epochs"]),
+                         "experiment.reduced_fraction": None})
+    return settings
+
+
 def load_search(sweep_dir: Path) -> tuple[dict, optuna.Study]:
     """``(search.yaml, study)`` of a sweep folder.
 
@@ -113,30 +155,8 @@ def tuned_settings(sweep_dir: Path, conf_dir: Path = CONF_DIR) -> tuple[str, str
     trials = study.get_trials(deepcopy=False)
     pick = choose(trials, direction)
     chosen = pick["chosen"]
-    record_path = chosen.user_attrs.get("record")
-    record = read_record(Path(record_path)) if record_path else None
-    if record is None or record.get("status") != "done":
-        raise FileNotFoundError(f"the chosen trial {chosen.number} has no done record ({record_path}): its settings "
-                                "are read from the config that ran; keep the search's results_dir")
-    config = record["config"]
-    keys = _searched_keys(trials, list(info.get("fixed") or []))
-    changed = [k for k in keys if not is_variant_key(k)]
-    if changed:
-        raise ValueError(f"the search changed {changed}: a tuned setting may not change the run's group (data, "
-                         "backbone, arch, protocol); search the head's settings only")
-    settings: dict[str, Any] = {}
-    for key in keys:
-        try:
-            settings[key] = _select(config, key)
-        except KeyError:
-            continue  # a key another head's trial set (not this head's config)
-    rule = (record.get("metrics") or {}).get("reduced_epochs_rule") or {}
-    if record["head"] == "glai" and config["head"].get("selector") != "random" and rule.get("mode") in ("auto",
-                                                                                                         "fixed"):
-        # the reduced phase as the count the chosen trial ran (search = application)
-        settings.update({"experiment.reduced_epochs_mode": "fixed",
-                         "experiment.reduced_epochs": int(rule["reduced_epochs"]),
-                         "experiment.reduced_fraction": None})
+    record = trial_record(chosen)
+    settings = trial_settings(record, _searched_keys(trials, list(info.get("fixed") or [])))
     group = group_of(compose_config(list(info.get("fixed") or []), conf_dir), conf_dir)
     finished = [t for t in trials if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL)]
 
@@ -146,6 +166,7 @@ def tuned_settings(sweep_dir: Path, conf_dir: Path = CONF_DIR) -> tuple[str, str
         return {"trial": t.number, "value": t.value, "se": t.user_attrs.get("se"),
                 "default": t.user_attrs.get("default"), "record": t.user_attrs.get("record")}
 
+    config = record["config"]
     tuning = config.get("tuning") or {}
     search = {"chosen": f"default: {chosen.user_attrs['default']}" if chosen.user_attrs.get("default")
               else f"trial {chosen.number}", "rule": pick["rule"], "chosen_score": score(chosen),

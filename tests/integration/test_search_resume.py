@@ -1,4 +1,6 @@
-"""A search persisted in SQLite (experiments/tune.sh's storage) survives being cut off (issue 22)."""
+"""A search through Hydra (hydra/sweeper=glai_optuna) cut off by SIGKILL and started again with the same command:
+its study keeps every trial, adopts the one in flight, never runs a parameter set twice and ends with the full
+budget of distinct trials (issues 22 and 27)."""
 
 from __future__ import annotations
 
@@ -13,68 +15,84 @@ import optuna
 import pytest
 import yaml
 
+from glai.search import open_storage, params_key
+
 ROOT = Path(__file__).resolve().parents[2]
 SAVE = [sys.executable, str(ROOT / "scripts" / "save_tuned.py")]
 
 pytestmark = pytest.mark.slow
 
 
-def _search(tmp: Path, storage: str, n_trials: int, **popen):
+def _search(tmp: Path, n_trials: int, **popen):
     cmd = [sys.executable, str(ROOT / "run.py"), "-m", "tuning=search", "head=linear", "experiment.max_epochs=2",
            "structure_samples=0", "verbose=false", f"results_dir={tmp}/runs", f"hydra.sweep.dir={tmp}/sweep",
-           "hydra.sweeper.n_jobs=1", f"hydra.sweeper.n_trials={n_trials}", f"hydra.sweeper.storage={storage}",
-           "hydra.sweeper.study_name=search-test"]
+           "hydra.sweeper.n_jobs=1", f"hydra.sweeper.n_trials={n_trials}"]
     if popen:
         return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                                 start_new_session=True)
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
 
 
-def _finished(storage: str) -> int:
-    out = subprocess.run([*SAVE, "--finished", storage, "search-test"], cwd=ROOT, capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
-    return int(out.stdout)
+def _study(tmp: Path) -> optuna.Study:
+    info = yaml.safe_load((tmp / "sweep" / "search.yaml").read_text())
+    return optuna.load_study(study_name=info["study_name"], storage=open_storage(info["storage"]))
 
 
-def test_a_search_cut_off_keeps_its_finished_trials_and_runs_the_rest(tmp_path):
-    db = tmp_path / "optuna.db"
-    storage = f"sqlite:///{db}"
-    assert _finished(storage) == 0  # no study yet
-    proc = _search(tmp_path, storage, 10, popen=True)
-    try:  # cut it off once two trials have finished (as a time limit or a lost login node would)
+def _keys(study) -> list[str]:
+    return [params_key(t.params, t.user_attrs.get("implied"), t.user_attrs.get("default")) for t in study.trials]
+
+
+def test_a_search_cut_off_resumes_without_repeats_and_runs_the_full_budget(tmp_path):
+    journal = tmp_path / "sweep" / "optuna.journal"
+    proc = _search(tmp_path, 6, popen=True)
+    try:  # cut it off once three trials have finished (as a time limit or a lost login node would)
         end = time.monotonic() + 300
         while time.monotonic() < end and proc.poll() is None:
-            if db.exists():
+            if journal.exists() and (tmp_path / "sweep" / "search.yaml").exists():
                 try:
-                    study = optuna.load_study(study_name="search-test", storage=storage)
-                    if sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials) >= 2:
+                    if sum(t.state == optuna.trial.TrialState.COMPLETE for t in _study(tmp_path).trials) >= 3:
                         break
-                except Exception:  # the sweeper is creating the database
+                except Exception:  # the sweeper is writing the study
                     pass
-            time.sleep(0.2)
+            time.sleep(0.1)
         assert proc.poll() is None, f"the search ended before it was cut off: {proc.stderr.read()[-3000:]}"
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-    kept = _finished(storage)
-    assert 2 <= kept < 10
-    first = {t.number: t.params for t in optuna.load_study(study_name="search-test", storage=storage).trials
-             if t.state == optuna.trial.TrialState.COMPLETE}
-    out = _search(tmp_path, storage, 10 - kept)  # what tune.sh schedules: the rest of the budget
+    first = {t.number: t.params for t in _study(tmp_path).trials if t.state == optuna.trial.TrialState.COMPLETE}
+    assert 3 <= len(first) < 6
+    out = _search(tmp_path, 6)  # the same command again
     assert out.returncode == 0, out.stderr[-3000:]
-    study = optuna.load_study(study_name="search-test", storage=storage)
-    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    assert len(complete) == 10 and {t.number: t.params for t in complete if t.number in first} == first
+    study = _study(tmp_path)
+    assert len(study.trials) == 6 and all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+    assert len(set(_keys(study))) == 6  # no parameter set twice: the full budget of distinct trials
+    assert {t.number: t.params for t in study.trials if t.number in first} == first
+    assert [t.user_attrs.get("default") for t in study.trials[:2]] == ["protocol", "adam"]
     best = yaml.safe_load((tmp_path / "sweep" / "optimization_results.yaml").read_text())
-    assert best["best_value"] == max(t.value for t in complete)  # the best over both attempts
-    # a search whose budget is spent schedules nothing and still writes its result
-    out = _search(tmp_path, storage, 0)
+    assert best["best_value"] == max(t.value for t in study.trials)  # the best over both attempts
+    # a search whose budget is spent runs nothing and still writes its result
+    out = _search(tmp_path, 6)
     assert out.returncode == 0, out.stderr[-3000:]
-    assert _finished(storage) == 10 and len(optuna.load_study(study_name="search-test", storage=storage).trials) \
-        == len(study.trials)
+    assert len(_study(tmp_path).trials) == 6
     saved = subprocess.run([*SAVE, str(tmp_path / "sweep"), "--out", str(tmp_path / "tuned")], cwd=ROOT,
                            capture_output=True, text=True, timeout=120)
     assert saved.returncode == 0, saved.stderr
     (path,) = (tmp_path / "tuned").rglob("*.yaml")
-    assert yaml.safe_load(path.read_text())["search"]["n_trials"] == 10  # every attempt's trials, not the last's
+    data = yaml.safe_load(path.read_text())
+    assert data["search"]["n_trials"] == 6 and data["format"] == 2  # every attempt's trials, not the last's
+
+
+def test_a_budget_of_the_defaults_alone_saves_the_best_default(tmp_path):
+    """HYDRA_TRIALS=2 failed after the two default trials (a sweep of 0 trials: optuna "Record does not exist")."""
+    out = _search(tmp_path, 2)
+    assert out.returncode == 0, out.stderr[-3000:]
+    study = _study(tmp_path)
+    assert [t.user_attrs.get("default") for t in study.trials] == ["protocol", "adam"]
+    saved = subprocess.run([*SAVE, str(tmp_path / "sweep"), "--out", str(tmp_path / "tuned")], cwd=ROOT,
+                           capture_output=True, text=True, timeout=120)
+    assert saved.returncode == 0, saved.stderr
+    (path,) = (tmp_path / "tuned").rglob("*.yaml")
+    data = yaml.safe_load(path.read_text())
+    assert data["search"]["chosen"] in ("default: protocol", "default: adam")
+    assert data["search"]["default_score"]["se"] > 0  # digits' small tuning split: 5 folds, a standard error

@@ -133,89 +133,164 @@ def test_a_search_run_is_scored_on_the_tuning_split(tmp_path):
     assert objective(rec) == rec["metrics"]["bvs"]
 
 
-@pytest.mark.slow
-def test_search_saves_tuned_settings_that_tuning_best_runs(tmp_path):
-    """Optuna through Hydra (two trials) and the head's default trial, scripts/save_tuned.py, then tuning=best
-    applies the saved file to runs of the searched group only; the shipped settings are never touched."""
+def _write_tuned(root: Path, head: str, settings: dict, overrides: list[str] | None = None, **extra) -> Path:
+    """A tuned file of the group of ``overrides`` (format 2, as scripts/save_tuned.py writes it)."""
     import yaml
 
+    from glai.tuned import FORMAT, group_of, tuned_path
+
+    cfg = compose_config([f"head={head}", *(overrides or [])])
+    group = group_of(cfg)
+    path = tuned_path(root, str(cfg.experiment.name), head, group)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    body = {"format": FORMAT, "experiment": str(cfg.experiment.name), "head": head, "group": group,
+            "settings": settings, "tuning": {"role": "none"}, **extra}
+    path.write_text(yaml.safe_dump(body))
+    return path
+
+
+#: What a tuned run may differ in from the trial it applies: the data roles (tuning.*) and, where the trial ran
+#: the auto rule, how its reduced phase is written (the count is compared instead).
+REDUCED_RULE = ("reduced_epochs_mode", "reduced_fraction")
+
+
+@pytest.mark.slow
+def test_search_is_what_tuning_best_runs(tmp_path):
+    """A GLAI search through Hydra (hydra/sweeper=glai_optuna), scripts/save_tuned.py, then tuning=best: the applied
+    config equals the chosen trial's record in every key the head reads (data roles aside), every trial's settings
+    would apply as they ran, and the protocol default trial (auto rule) rerun from its saved settings on the same
+    split runs the same reduced epochs and scores the same (issue 27: the search measured 9 reduced epochs, the tuned
+    runs ran 3-4)."""
+    import yaml
+
+    from tests.conftest import load_script
+
+    save = load_script("save_tuned")
     shipped = {p: p.read_bytes() for p in (ROOT / "conf" / "tuned").rglob("*.yaml")}
     sweep, tuned = tmp_path / "sweep", tmp_path / "tuned"
     # another group than digits' own: a user's arch, and a protocol change (both count in the group)
-    own = ["experiment.arch=[64,96,10]", "experiment.max_epochs=2", "structure_samples=0"]
+    own = ["experiment.arch=[64,96,10]", "experiment.max_epochs=3", "structure_samples=0"]
     cmd = [sys.executable, str(ROOT / "run.py"), "-m", "tuning=search", "head=glai", *own,
-           "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=1", f"hydra.sweep.dir={sweep}",
-           f"results_dir={tmp_path}/runs", "verbose=false",
-           "experiment.reduced_epochs_mode=auto", "experiment.reduced_fraction=interval(0.1, 0.5)"]
+           "hydra.sweeper.n_trials=5", "hydra.sweeper.n_jobs=1", f"hydra.sweep.dir={sweep}",
+           f"results_dir={tmp_path}/runs", "verbose=false"]
     out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
-    assert (sweep / "optimization_results.yaml").is_file()
-    save = [sys.executable, str(ROOT / "scripts" / "save_tuned.py"), str(sweep), "--out", str(tuned), "--default", ""]
-    out = subprocess.run(save, cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 1 and "has no done record" in out.stderr  # the default trial has not run yet
-    # the head's default is a trial of the same budget on the same tuning split: run it, then save the best of all
-    default = run(compose_config(["tuning=search", "head=glai", *own, f"results_dir={tmp_path}/runs", "verbose=false",
-                                  "experiment.reduced_epochs_mode=auto"]))
-    out = subprocess.run(save, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert (sweep / "optimization_results.yaml").is_file() and (sweep / "optuna.journal").is_file()
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "save_tuned.py"), str(sweep), "--out", str(tuned)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     (saved,) = (tuned / "digits" / "glai").glob("*.yaml")
     data = yaml.safe_load(saved.read_text())
-    assert saved.stem != "protocol" and "experiment.arch" in data["group"]
-    assert data["search"]["defaults"][0]["value"] == default["metrics"]["bvs"] and data["search"]["n_trials"] == 3
-    assert data["search"]["best_value"] == max(data["search"]["search_best_value"], default["metrics"]["bvs"])
+    assert saved.stem != "protocol" and "experiment.arch" in data["group"] and data["format"] == 2
+    info, study = save.load_search(sweep)
+    trials = study.get_trials()
+    assert len(trials) == 5 and data["search"]["n_trials"] == 5
+    chosen = next(t for t in trials if t.number == data["search"]["chosen_score"]["trial"])
+    default = next(t for t in trials if t.user_attrs.get("default") == "protocol")
+    assert data["search"]["default_score"]["value"] == default.value and default.user_attrs["se"] > 0
     assert {p: p.read_bytes() for p in (ROOT / "conf" / "tuned").rglob("*.yaml")} == shipped
-    from glai.tuned import apply_tuned, tuned_path
+
+    from glai.tuned import apply_tuned, check_settings
+
+    def same_as_trial(cfg, trial):
+        ran = json.loads(Path(trial.user_attrs["record"]).read_text())
+        applied = run_identity(cfg)[0]
+        auto = (ran["metrics"].get("reduced_epochs_rule") or {}).get("mode") == "auto"
+        assert applied["head"] == ran["config"]["head"]
+        for key, value in ran["config"]["experiment"].items():
+            if key == "reduced_epochs" and auto:
+                assert applied["experiment"][key] == ran["metrics"]["reduced_epochs_rule"]["reduced_epochs"]
+            elif not (auto and key in REDUCED_RULE):
+                assert applied["experiment"][key] == value, key
+        return ran
 
     cfg = apply_tuned(compose_config(["tuning=best", "head=glai", *own, f"tuned_dir={tuned}"]))
-    assert cfg.tag == "tuned" and cfg.tuning.role == "none" and cfg.experiment.reduced_epochs_mode == "auto"
-    assert cfg.head.optimizer in ("sgd", "adam", "adamw", "lbfgs")
-    # a search trial's fraction, or the default trial's (the auto rule's own) when it won
-    assert cfg.experiment.reduced_fraction is None or 0.1 <= cfg.experiment.reduced_fraction <= 0.5
-    assert (cfg.head.lr == 1.0) if cfg.head.optimizer == "lbfgs" else (1e-4 <= cfg.head.lr <= 0.3)
-    find = [sys.executable, str(ROOT / "scripts" / "save_tuned.py"), "--out", str(tuned), "--find", "head=glai"]
-    assert subprocess.run([*find, *own], cwd=ROOT, capture_output=True).returncode == 0
-    # as a sweep job (Hydra is running: the group's reference config is composed beside it); the tuned GLAI's
-    # auto rule reads the tuned MLP of its group, saved here by hand
-    from glai.tuned import group_of
-
-    mlp_group = group_of(compose_config(["head=mlp", *own]))
-    mlp_file = tuned_path(tuned, "digits", "mlp", mlp_group)
-    mlp_file.parent.mkdir(parents=True)
-    mlp_file.write_text(yaml.safe_dump({"experiment": "digits", "head": "mlp", "group": mlp_group,
-                                        "settings": {"head.optimizer": "adam"}, "tuning": {"role": "none"}}))
+    assert cfg.tag == "tuned" and cfg.tuning.role == "none"
+    same_as_trial(cfg, chosen)
+    keys = save._searched_keys(trials, info["fixed"])
+    for trial in trials:  # whichever trial won, its settings are the run it was
+        ran = save.trial_record(trial)
+        settings = save.trial_settings(ran, keys)
+        same_as_trial(check_settings(saved, "glai", settings, compose_config(["head=glai", *own])), trial)
+    # the default trial ran the auto rule on its partner (the protocol MLP on the same folds): its saved count, rerun
+    # on the same split, trains the same reduced phase and scores the same
+    ran = save.trial_record(default)
+    settings = save.trial_settings(ran, keys)
+    assert settings["experiment.reduced_epochs_mode"] == "fixed"
+    again = run(check_settings(saved, "glai", settings, compose_config(info["fixed"])))
+    assert again["fingerprint"] != ran["fingerprint"]  # a run of its own, not the trial's record read back
+    assert again["metrics"]["reduced_epochs"] == ran["metrics"]["reduced_epochs"] == settings[
+        "experiment.reduced_epochs"]
+    assert again["metrics"]["bvs"] == pytest.approx(ran["metrics"]["bvs"], abs=1e-9)
+    # as a sweep job (Hydra is running: the group's reference config is composed beside it); no partner MLP is read
     out = subprocess.run([sys.executable, str(ROOT / "run.py"), "-m", "tuning=best", "head=glai", "seed=0", *own,
                           f"tuned_dir={tuned}", f"results_dir={tmp_path}/runs3", f"hydra.sweep.dir={tmp_path}/s3",
                           "verbose=false"], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
-    assert len(list((tmp_path / "runs3" / "digits" / "glai-tuned").glob("*.json"))) == 1
-    # digits' own group keeps the shipped settings, not the user's search
-    assert apply_tuned(compose_config(["tuning=best", "head=glai", f"tuned_dir={tuned}"])).head.lr == 0.00785
-    # ... unless the shipped settings are switched off: a study that applies its own searches only
-    with pytest.raises(ConfigError, match=r"only \(tuning.shipped=false\).*Fix: python run.py -m tuning=search "
-                                          r"experiment=digits head=glai;"):
-        apply_tuned(compose_config(["tuning=best", "head=glai", f"tuned_dir={tuned}", "tuning.shipped=false"]),
-                    ["tuning=best", "tuning.shipped=false"])
-    assert subprocess.run([*find, "tuning.shipped=false"], cwd=ROOT, capture_output=True).returncode == 1
-    assert subprocess.run(find, cwd=ROOT, capture_output=True).returncode == 0  # digits' shipped file
-    shipped_off = apply_tuned(compose_config(["tuning=best", "head=glai", *own, f"tuned_dir={tuned}",
-                                              "tuning.shipped=false"]))
-    assert shipped_off.head.optimizer == cfg.head.optimizer  # the group's own search is still found
+    assert [p.parent.name for p in (tmp_path / "runs3").rglob("*.json")] == ["glai-tuned"]
+    find = [sys.executable, str(ROOT / "scripts" / "save_tuned.py"), "--out", str(tuned), "--find", "head=glai"]
+    assert subprocess.run([*find, *own], cwd=ROOT, capture_output=True).returncode == 0
+    assert subprocess.run([*find, *own, "tuning.shipped=false"], cwd=ROOT, capture_output=True).returncode == 0
     # a group never searched is refused before any work, naming the search for that data
     with pytest.raises(ConfigError, match=r"no tuned settings .*experiment.arch=\[64, 80, 10\].*Fix: python run.py "
                                           r"-m tuning=search experiment=digits head=glai experiment.arch=\[64,80,10\]"):
         run(compose_config(["tuning=best", "head=glai", "experiment.arch=[64,80,10]", f"tuned_dir={tuned}",
-                            f"results_dir={tmp_path}/runs2"]), ["tuning=best", "experiment.arch=[64,80,10]"])
+                            f"results_dir={tmp_path}/runs2", "tuning.shipped=false"]),
+            ["tuning=best", "experiment.arch=[64,80,10]"])
     assert not (tmp_path / "runs2").exists()
-    # the linear head has no saved settings for this group: tuning=best stops instead of running the protocol one
-    with pytest.raises(ConfigError, match="no tuned settings"):
-        run(compose_config(["tuning=best", "head=linear", *own, f"tuned_dir={tuned}",
-                            f"results_dir={tmp_path}/runs2"]))
     # the search's trials never become table rows
     from glai.results.tables import write_all
 
     lines = []
     write_all(tmp_path / "runs", tmp_path / "tables", figures=False, references={}, echo=lines.append)
-    assert "search trials (tuning=search) left out" in lines[0] and "0 done protocol runs" in lines[0]
+    assert "search trials (tuning=search) left out" in lines[0]
+
+
+def test_tuning_best_refuses_a_command_line_key_it_would_replace(tmp_path):
+    """tuning=best head.lr=0.5 ran with the tuned lr and the plain tuned run's fingerprint, exit 0 (issue 27)."""
+    common = [f"results_dir={tmp_path}/runs", f"tuned_dir={tmp_path}/tuned", "tuning.shipped=false"]
+    _write_tuned(tmp_path / "tuned", "mlp", {"head.optimizer": "adam", "head.lr": 0.0102})
+    with pytest.raises(ConfigError, match=r"tuning=best sets head.lr=0.0102 \(from .*\), and the command line gives "
+                                          r"head.lr=0.5.*Fix: drop head.lr=0.5"):
+        run(compose_config(["tuning=best", "head=mlp", "head.lr=0.5", *common]), ["tuning=best", "head.lr=0.5"])
+    assert not (tmp_path / "runs").exists()
+    from glai.tuned import apply_tuned
+
+    # the same value, or a key the file does not set (an environment variant), is applied and fingerprinted
+    cfg = apply_tuned(compose_config(["tuning=best", "head=mlp", "head.lr=0.0102", "num_threads=2", *common]),
+                      ["tuning=best", "head.lr=0.0102", "num_threads=2"])
+    assert cfg.head.lr == 0.0102 and cfg.num_threads == 2 and cfg.tag == "tuned"
+
+
+@pytest.mark.parametrize("settings, match", [
+    ({"head.lr": "abc"}, r"set head.lr='abc', which the schema refuses"),
+    ({"head.lrr": 0.1}, r"set head.lrr, which is not a key of the config"),
+    ({"head.lr": -1.0}, r"head.lr"),
+    ({"dataset.path": "/x"}, r"would change the run's group"),
+])
+def test_tuned_files_are_checked_against_the_schema_naming_the_file(tmp_path, settings, match):
+    path = _write_tuned(tmp_path / "tuned", "mlp", settings)
+    with pytest.raises(ConfigError, match=rf"tuned settings {path}.*" + match):
+        run(compose_config(["tuning=best", "head=mlp", f"tuned_dir={tmp_path}/tuned", f"results_dir={tmp_path}/r",
+                            "tuning.shipped=false"]))
+    assert not (tmp_path / "r").exists()
+
+
+def test_old_tuned_files_and_auto_reduced_phases_are_refused(tmp_path):
+    """Format 1 files could run another reduced phase than their search scored; a GLAI file must fix its count."""
+    import yaml
+
+    path = _write_tuned(tmp_path / "tuned", "mlp", {"head.optimizer": "adam"})
+    body = yaml.safe_load(path.read_text())
+    body.pop("format")
+    path.write_text(yaml.safe_dump(body))
+    common = [f"tuned_dir={tmp_path}/tuned", f"results_dir={tmp_path}/r", "tuning.shipped=false"]
+    with pytest.raises(ConfigError, match=r"format 1, written before .*Fix: search again"):
+        run(compose_config(["tuning=best", "head=mlp", *common]))
+    _write_tuned(tmp_path / "tuned", "glai", {"head.optimizer": "adam", "experiment.reduced_epochs_mode": "auto"})
+    with pytest.raises(ConfigError, match="leave GLAI's reduced phase to the auto rule"):
+        run(compose_config(["tuning=best", "head=glai", *common]))
+    assert not (tmp_path / "r").exists()
 
 
 def test_tuned_partner_of_auto_glai_is_the_protocol_mlp(tmp_path):
@@ -229,29 +304,18 @@ def test_tuned_partner_of_auto_glai_is_the_protocol_mlp(tmp_path):
     assert np.isclose(rule["mlp_epochs"], mlp["metrics"]["epochs"])
 
 
-def test_a_tuned_glai_reads_the_tuned_mlps_epochs(tmp_path):
-    """The tuned view compares equally tuned heads: a tuned GLAI's auto rule reads the tuned MLP of its group
-    (trained first when missing), not the SGD protocol MLP (issue 20)."""
-    import yaml
-
-    from glai.tuned import group_of, tuned_path
-
+def test_a_tuned_glai_runs_its_files_reduced_epochs_without_a_partner(tmp_path):
+    """A tuned GLAI's reduced phase is the epoch count its search trial ran (issue 27): no MLP partner is read or
+    trained (before, the tuned MLP of its group set it, another length than the search had scored)."""
     common = [f"results_dir={tmp_path}/runs", "experiment.max_epochs=6", "structure_samples=0", "verbose=false",
-              f"tuned_dir={tmp_path}/tuned"]
-    for head, settings in (("mlp", {"head.optimizer": "adam", "head.lr": 0.01}),
-                           ("glai", {"head.optimizer": "adam", "head.lr": 0.005})):
-        cfg = compose_config([f"head={head}", *common])
-        group = group_of(cfg)
-        path = tuned_path(tmp_path / "tuned", "digits", head, group)
-        path.parent.mkdir(parents=True)
-        path.write_text(yaml.safe_dump({"experiment": "digits", "head": head, "group": group, "settings": settings,
-                                        "tuning": {"role": "none"}}))
+              f"tuned_dir={tmp_path}/tuned", "tuning.shipped=false"]
+    _write_tuned(tmp_path / "tuned", "glai", {"head.optimizer": "adam", "head.lr": 0.005,
+                                              "experiment.reduced_epochs_mode": "fixed", "experiment.reduced_epochs": 3,
+                                              "experiment.reduced_fraction": None}, common)
     rec = run(compose_config(["head=glai", "tuning=best", *common]))
-    rule = rec["metrics"]["reduced_epochs_rule"]
-    assert rec["tag"] == "tuned" and rule["mode"] == "auto" and "/mlp-tuned/" in rule["mlp_record"]
-    mlp = json.loads(Path(rule["mlp_record"]).read_text())
-    assert mlp["config"]["head"]["optimizer"] == "adam" and mlp["config"]["head"]["lr"] == 0.01
-    assert not (tmp_path / "runs" / "digits" / "mlp").exists()  # the protocol MLP was not needed
+    assert rec["tag"] == "tuned" and rec["metrics"]["reduced_epochs"] == 3
+    assert rec["metrics"]["reduced_epochs_rule"] == {"mode": "fixed", "reduced_epochs": 3}
+    assert [p.parent.name for p in (tmp_path / "runs").rglob("*.json")] == ["glai-tuned"]
 
 
 def test_the_structural_stop_is_chosen_on_the_tuning_split(tmp_path):
@@ -281,6 +345,8 @@ def test_folds_partition_train_stratified_and_seeded():
     assert all(not (_rows(f["train"]) & _rows(f["val"])) and len(f["train"].x) == 32 for f in folds)
     assert [_rows(f["val"]) for f in tuning_folds(EmbeddingSplit(x, y), 5, seed=2)] == vals
     assert search_folds(1437, 0.2, 0) == 5 and search_folds(5000, 0.2, 0) == 1 and search_folds(5000, 0.2, 3) == 3
+    # a large training split: repeated tuning splits (issue 27: every score with a standard error)
+    assert search_folds(5000, 0.2, 0, repeats=3) == -3 and search_folds(5000, 0.2, 1, repeats=3) == 1
     with pytest.raises(ValueError, match="tuning.folds=50"):
         tuning_folds(EmbeddingSplit(x, y), 50, seed=0)
 
@@ -304,3 +370,22 @@ def test_a_family_c_search_scored_on_more_episodes_keeps_the_tuned_runs_group():
     c = ["experiment=offline/C1", "head=mlp"]
     assert group_of(compose_config([*c, "tuning=search", "episodes=5"])) == group_of(compose_config([*c])) == {}
     assert group_of(compose_config([*c, "episodes=5"])) == {"episodes": 5}  # a run of 5 episodes is another group
+
+
+def test_a_large_tuning_split_is_scored_by_repeated_splits_with_a_standard_error(tmp_path):
+    """Above 500 tuning rows a trial scores the mean of tuning.repeats stratified splits (seeds tuning.seed + j),
+    so its score has a standard error (issue 27: a one-split score had none, and noise chose the tuned setting)."""
+    from glai.runner import search_result, standard_error
+
+    rec = run(compose_config(["tuning=search", "tuning.fraction=0.35", "tuning.repeats=2", "head=mlp",
+                              f"results_dir={tmp_path}", *FAST]))
+    folds = rec["metrics"]["folds"]
+    assert folds["kind"] == "repeats" and folds["k"] == 2 and folds["rows"] == [504, 504]
+    assert rec["metrics"]["bvs_se"] == pytest.approx(np.std(folds["bvs"], ddof=1) / np.sqrt(2))
+    assert search_result(rec) == {"value": rec["metrics"]["bvs"], "se": rec["metrics"]["bvs_se"],
+                                  "record": rec["_path"]}
+    parts = load_data(compose_config(["tuning=search", "tuning.fraction=0.35", "tuning.repeats=2"]))
+    assert _rows(parts["fold0/val"]) != _rows(parts["fold1/val"])  # two draws of the tuning rows
+    assert standard_error([1.0]) is None and standard_error([1.0, 3.0]) == pytest.approx(1.0)
+    with pytest.raises(ConfigError, match="tuning.repeats"):
+        run(compose_config(["tuning=search", "tuning.repeats=1", f"results_dir={tmp_path}"]))
