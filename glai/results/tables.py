@@ -440,25 +440,43 @@ def _write_view(records, out_dir: Path, tag, rho, label: str) -> tuple[list[Path
 
 def tuning_gain_table(raw: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     """Per experiment and head: the tuned view's mean BVS minus the head's defaults' (the protocol's and, where
-    it ran, the Adam view's), over seeds (issue 20: did tuning help on held-out validation?)."""
+    it ran, the Adam view's), over seeds, each with its standard error (issue 27).
+
+    A BVS's standard error is its std over seeds / sqrt(n); a gain's is sqrt(SE_tuned^2 + SE_default^2). "Tuned >=
+    protocol - 1 SE" says whether the tuned head scored at or above its protocol default minus one standard error
+    of the gain ("better" is higher accuracy, lower loss): the promise of the one-standard-error choice
+    (:func:`glai.search.choose`) on held-out validation rows.
+    """
     if "tuned" not in raw or not len(raw["tuned"]):
         return pd.DataFrame()
 
-    def means(view: str) -> dict:
+    def stats(view: str) -> dict:
         df = raw.get(view)
-        return {} if df is None or not len(df) else {(r.experiment, r.head): r.bvs_mean for r in df.itertuples()}
+        if df is None or not len(df):
+            return {}
+        return {(r.experiment, r.head): (r.bvs_mean, r.bvs_std / math.sqrt(r.n) if r.n > 1 else math.nan, r.monitor)
+                for r in df.itertuples()}
 
-    tuned, protocol, adam = means("tuned"), means("protocol"), means("adam")
+    def cell(mean, se) -> str:
+        return fmt_num(mean) if math.isnan(se) else f"{fmt_num(mean)} ± {fmt_num(se, like=mean)}"
+
+    def gain(a, b) -> tuple[float, float]:
+        return a[0] - b[0], math.sqrt(a[1] ** 2 + b[1] ** 2)
+
+    tuned, protocol, adam = stats("tuned"), stats("protocol"), stats("adam")
     rows = []
     for (exp, head), value in sorted(tuned.items(), key=lambda kv: (st.experiment_order(kv[0][0]), kv[0][1])):
-        row = {"Exp": exp, "Head": HEAD_LABEL.get(head, head), "Tuned BVS": fmt_num(value),
-               "Protocol BVS": fmt_num(protocol.get((exp, head))),
-               "Tuned - protocol": fmt_num(value - protocol[(exp, head)]) if (exp, head) in protocol else NO_RUNS}
-        adam_tag = st.VIEWS["adam"].get(head)
-        if adam_tag and (exp, head) in adam:
-            row["Tuned - Adam default"] = fmt_num(value - adam[(exp, head)])
+        row = {"Exp": exp, "Head": HEAD_LABEL.get(head, head), "Tuned BVS": cell(*value[:2]),
+               "Protocol BVS": cell(*protocol[(exp, head)][:2]) if (exp, head) in protocol else NO_RUNS}
+        if (exp, head) in protocol:
+            g, se = gain(value, protocol[(exp, head)])
+            better = -g if value[2] == "loss" else g
+            row["Tuned - protocol"] = cell(g, se)
+            row["Tuned >= protocol - 1 SE"] = "n/a" if math.isnan(se) else ("yes" if better >= -se else "no")
         else:
-            row["Tuned - Adam default"] = "-"
+            row["Tuned - protocol"], row["Tuned >= protocol - 1 SE"] = NO_RUNS, "-"
+        adam_tag = st.VIEWS["adam"].get(head)
+        row["Tuned - Adam default"] = cell(*gain(value, adam[(exp, head)])) if adam_tag and (exp, head) in adam else "-"
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -634,7 +652,10 @@ def write_all(runs_dir: str | Path = "results/runs", out_dir: str | Path = "resu
         if len(gain):
             written += write_table(gain, out_dir, "tuning_gain", "Did tuning help? Per experiment and head, the "
                                    "tuned view's mean BVS on the validation split minus the head's defaults' (the "
-                                   "protocol's; the Adam view's where it ran), over seeds.")
+                                   "protocol's; the Adam view's where it ran), over seeds, ± standard errors (std "
+                                   "over seeds / sqrt(n); a gain's: sqrt(SE_tuned^2 + SE_default^2)); the last "
+                                   "column says whether the tuned head is at or above its protocol default minus "
+                                   "one standard error of the gain (higher accuracy, lower loss).")
     written += write_family(loaded + studies, out_dir, figures=figures)
     atomic_write_text(out_dir / "failed_runs.md", failed_runs_markdown(records + studies))
     atomic_write_text(out_dir / "unpaired.md", unpaired_markdown(sections))

@@ -128,8 +128,19 @@ def test_tuning_gain_and_the_views_figure(tmp_path):
     written = write_all(tmp_path / "runs", tmp_path / "tables", references=references(["offline/A1"]))
     gain = pd.read_csv(tmp_path / "tables" / "tuning_gain.csv", keep_default_na=False, dtype=str)
     mlp = gain[gain.Head == "MLP"].iloc[0]
-    assert mlp["Tuned - protocol"] == "2.00" and mlp["Tuned - Adam default"] == "-1.00"
+    assert mlp["Tuned - protocol"] == "2.00 ± 0.00" and mlp["Tuned - Adam default"] == "-1.00 ± 0.00"
+    assert mlp["Tuned >= protocol - 1 SE"] == "yes"
     assert gain[gain.Head == "GLAI"].iloc[0]["Tuned - Adam default"] == "-"  # GLAI's Adam view is its protocol
+    # standard errors over seeds (issue 27): a tuned MLP 0.5 below its protocol, with seeds 1 apart, is within one
+    for rec in recs:
+        if rec["head"] == "mlp" and rec["tag"] in ("", "tuned"):
+            rec["metrics"]["bvs"] = (80.0 if rec["tag"] == "" else 79.5) + rec["seed"]
+    _write(tmp_path / "runs2", recs)
+    write_all(tmp_path / "runs2", tmp_path / "tables2", references=references(["offline/A1"]), figures=False)
+    gain = pd.read_csv(tmp_path / "tables2" / "tuning_gain.csv", keep_default_na=False, dtype=str)
+    mlp = gain[gain.Head == "MLP"].iloc[0]
+    assert mlp["Tuned BVS"] == "80.50 ± 0.58" and mlp["Tuned - protocol"] == "-0.500 ± 0.816"
+    assert mlp["Tuned >= protocol - 1 SE"] == "yes"
     fig = tmp_path / "tables" / "fig_views.png"
     assert fig in written and fig.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
