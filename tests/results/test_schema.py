@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -54,6 +55,8 @@ def test_interfaces_lists_exactly_the_schema_fields():
 def test_the_runner_writes_records_of_the_schema(head, tmp_path):
     rec = run(compose_config([f"head={head}", f"results_dir={tmp_path}", "experiment.max_epochs=2",
                               "experiment.reduced_epochs_mode=fixed", "experiment.reduced_epochs=1", "verbose=false"]))
+    # run() returns the record written, plus where it lies (``_path``: never written into the file)
+    assert json.loads(Path(rec.pop("_path")).read_text()) == json.loads(json.dumps(rec))
     check_record(rec)
     assert rec["status"] == "done" and set(rec["metrics"]) <= METRICS_FIELDS
 
