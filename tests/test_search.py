@@ -171,3 +171,19 @@ def test_study_name_is_the_searchs_identity():
     assert a == study_name(["head=mlp", "experiment=digits"], ["head.weight_decay=tag(log, interval(1e-6, 1e-1))"],
                            "code")
     assert a != study_name(["experiment=digits", "head=glai"], [], "code") != study_name(["x"], [], "other code")
+
+
+def test_the_search_runs_on_the_maintained_optuna_line_without_pinning_sqlalchemy():
+    """hydra-optuna-sweeper 1.3.0 held optuna at 2.10 (2021) and forced sqlalchemy<2 and alembic<1.14 into every
+    user's environment (issue 27); the project's sweeper needs neither pin."""
+    from importlib.metadata import requires, version
+
+    deps = [d for d in requires("glai") if "extra ==" not in d]  # what pip installs with the package
+    names = {d.split(";")[0].split("[")[0].split("<")[0].split(">")[0].split("=")[0].strip().lower(): d for d in deps}
+    assert "hydra-optuna-sweeper" not in names and "sqlalchemy" not in names and "alembic" not in names
+    assert names["optuna"] == "optuna>=4" and int(version("optuna").split(".")[0]) >= 4
+    assert names["hydra-core"].replace(" ", "") in ("hydra-core>=1.3,<1.4", "hydra-core<1.4,>=1.3")  # the released line
+    from hydra.core.plugins import Plugins
+    from hydra.plugins.sweeper import Sweeper
+
+    assert "GlaiOptunaSweeper" in {p.__name__ for p in Plugins.instance().discover(Sweeper)}
