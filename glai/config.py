@@ -505,6 +505,9 @@ def validate(cfg: DictConfig | Config) -> None:
     if head.weight_decay < 0:
         _fail("head.weight_decay", head.weight_decay, "must be >= 0",
               "head.weight_decay=1e-3 (or experiment.wd_mlp / experiment.wd_glai, which the heads read)")
+    if head.reduced_weight_decay < 0:
+        _fail("head.reduced_weight_decay", head.reduced_weight_decay, "must be >= 0 (the reduced MLP's L2)",
+              "head.reduced_weight_decay=1e-3 (or experiment.wd_mlp, which it reads)")
     for key in ("optimizer", "reduced_optimizer"):
         if getattr(head, key) not in OPTIMIZERS:
             _fail(f"head.{key}", getattr(head, key), f"choose one of {OPTIMIZERS}", f"head.{key}=sgd")

@@ -47,6 +47,10 @@ def test_mlp_reduced_width_follows_rho():
         (["experiment.lr=0"], "head.lr"),
         (["head.lr=-1"], "head.lr"),
         (["head.reduced_lr=0"], "head.reduced_lr"),
+        # torch refused it only after the auto partner MLP had trained (issue 30)
+        (["head.reduced_weight_decay=-0.5"], "head.reduced_weight_decay"),
+        (["tuning=search", "tuning.repeats=1"], "tuning.repeats"),
+        (["tuning=search", "tuning.max_reduced_epochs=0"], "tuning.max_reduced_epochs"),
         (["episodes=0"], "episodes"),
         (["experiment.patience=-1"], "experiment.patience"),
         (["seed=-1"], "seed"),

@@ -70,6 +70,13 @@ def check_splits(cfg, splits: dict[str, EmbeddingSplit]) -> None:
                 f"experiment.arch[-1]={arch[-1]} outputs but the {name} split has label {int(split.y.max())}. "
                 f"Fix: experiment.arch[-1]={int(split.y.max()) + 1}"
             )
+    labelled = [s.y for s in splits.values() if s.y is not None and len(s.y)]
+    if family == "A" and labelled:
+        classes = max(int(y.max()) for y in labelled) + 1
+        if arch[-1] > classes:
+            # outputs no label ever reaches: a head of another shape than the data's, and a parameter budget off
+            raise ConfigError(f"experiment.arch[-1]={arch[-1]} outputs but {where} has {classes} classes (labels "
+                              f"0..{classes - 1}). Fix: experiment.arch[-1]={classes}")
     train = splits.get("train")
     if family == "A" and train is not None and int(torch.unique(train.y).numel()) < 2:
         raise DataError(f"the train split of {where} has {int(torch.unique(train.y).numel())} class: a "

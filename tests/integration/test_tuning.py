@@ -389,3 +389,11 @@ def test_a_large_tuning_split_is_scored_by_repeated_splits_with_a_standard_error
     assert standard_error([1.0]) is None and standard_error([1.0, 3.0]) == pytest.approx(1.0)
     with pytest.raises(ConfigError, match="tuning.repeats"):
         run(compose_config(["tuning=search", "tuning.repeats=1", f"results_dir={tmp_path}"]))
+
+
+def test_more_outputs_than_classes_is_refused_before_any_work(tmp_path):
+    """experiment.arch[-1]=12 on 10-class digits was accepted without a word (issue 30)."""
+    with pytest.raises(ConfigError, match=r"experiment.arch\[-1\]=12 outputs but .* has 10 classes .*Fix: "
+                                          r"experiment.arch\[-1\]=10"):
+        run(compose_config(["head=mlp", "experiment.arch=[64,128,12]", f"results_dir={tmp_path}"]))
+    assert not any(tmp_path.rglob("*.json"))
