@@ -113,8 +113,8 @@ def load_records(runs_dir: str | Path) -> list[dict]:
     """Every ``*.json`` record under ``runs_dir`` (recursively), sorted by path.
 
     A file that is not valid JSON, lacks the schema's identity keys, or says ``done`` without its ``metrics``
-    and ``cost`` objects becomes a record with ``status = "invalid"`` and the reason (naming the file) in
-    ``error``, so that it is listed and skipped, not lost.
+    and ``cost`` objects or without a finite ``metrics.bvs`` (studies aside) becomes a record with
+    ``status = "invalid"`` and the reason (naming the file) in ``error``, so that it is listed and skipped, not lost.
     Each record gains ``"_path"`` (str).
     """
     out = []
@@ -129,6 +129,10 @@ def load_records(runs_dir: str | Path) -> list[dict]:
             if rec["status"] == "done" and not (isinstance(rec.get("metrics"), dict)
                                                 and isinstance(rec.get("cost"), dict)):
                 raise ValueError("a done record without its metrics and cost objects")
+            bvs = (rec.get("metrics") or {}).get("bvs")
+            if rec["status"] == "done" and "study" not in rec["metrics"] and not (
+                    isinstance(bvs, (int, float)) and not isinstance(bvs, bool) and math.isfinite(bvs)):
+                raise ValueError(f"a done record whose metrics.bvs is {bvs!r}, not a finite number")
         except (OSError, ValueError) as err:
             # <runs>/<experiment>/<head>[-<tag>]/<file>: the path still tells which run it was
             exp_dir = path.parent.parent

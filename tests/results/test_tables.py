@@ -255,3 +255,16 @@ def test_views_side_by_side_and_search_trials_left_out(tmp_path):
     tests = pd.read_csv(tmp_path / "tables" / "views_tests.csv", keep_default_na=False)
     assert list(tests["View"]) == ["protocol", "fixed", "tuned"] and set(tests["n pairs"]) == {3}
     assert (tmp_path / "tables" / "tuned" / "table3.md").is_file()
+
+
+@pytest.mark.parametrize("bvs", ["abc", None, float("nan")])
+def test_a_done_record_without_a_numeric_bvs_is_listed_not_fatal(tmp_path, bvs):
+    """make tables crashed on a done record whose metrics.bvs is not a number, naming no file (issue 30)."""
+    recs = [make_record("A1", head, seed) for head in ("mlp", "glai") for seed in (0, 1)]
+    recs[1]["metrics"]["bvs"] = bvs
+    paths = write_records(tmp_path / "runs", recs)
+    lines = []
+    write_all(tmp_path / "runs", tmp_path / "tables", figures=False, references=references(["A1"]), echo=lines.append)
+    assert "1 invalid" in lines[0]
+    text = (tmp_path / "tables" / "failed_runs.md").read_text()
+    assert paths[1].name in text and "not a finite number" in text
