@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from glai.config import compose_config  # noqa: E402
+from glai.errors import ConfigError  # noqa: E402
 from glai.results.records import atomic_write_text  # noqa: E402
 from glai.runner import objective, run  # noqa: E402
 from glai.tuned import group_key, group_of  # noqa: E402
@@ -47,6 +48,10 @@ def candidate_thresholds(path_distance: list, k: int) -> list[float]:
 def choose(overrides: list[str], k: int = 5, out: Path | None = None) -> dict:
     """Run the curve and the candidates on the tuning split; returns ``{"threshold", "scores", "file"}``."""
     base = [*overrides, "head=glai", "tuning=search", "verbose=false"]
+    if int(compose_config(base).structure_samples) <= 0:
+        # checked before the curve run: without tracked samples it records no path distance to choose from
+        raise ConfigError("structure_samples=0: the structural stop is chosen on the path distance m_t, which is "
+                          "tracked on structure_samples rows. Fix: drop structure_samples=0 (the default tracks 512)")
     curve = run(compose_config([*base, "experiment.reduced_epochs_mode=fixed"]))
     if curve.get("status") != "done":
         raise RuntimeError(f"the curve run failed: {curve.get('error')}")
@@ -73,7 +78,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--candidates", type=int, default=5, help="thresholds tried (default %(default)s)")
     parser.add_argument("--out", type=Path, default=None, help="folder of the choice (default GLAI_TUNED_DIR)")
     args = parser.parse_args(argv)
-    result = choose(args.overrides, args.candidates, args.out)
+    try:
+        result = choose(args.overrides, args.candidates, args.out)
+    except (ConfigError, ValueError, RuntimeError) as err:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        print(f"structure_threshold: {err}", file=sys.stderr)
+        return 2
     for s in result["scores"]:
         print(f"# threshold {s['threshold']:.4g}: tuning score {s['score']:.4g}, {s['reduced_epochs']} reduced epochs",
               file=sys.stderr)

@@ -325,6 +325,9 @@ def test_the_structural_stop_is_chosen_on_the_tuning_split(tmp_path):
     assert st.candidate_thresholds([None, 0.4, 0.2, 0.1, 0.05], 2) == [0.40004, 0.050005]
     with pytest.raises(ValueError, match="structure_samples"):
         st.candidate_thresholds([None, None], 3)
+    # structure_samples=0 crashed with a TypeError after the curve run (issue 30): now one line, before any work
+    assert st.main(["structure_samples=0", f"results_dir={tmp_path}/none", "--out", str(tmp_path / "t")]) == 2
+    assert not (tmp_path / "none").exists()
     result = st.choose(["experiment.reduced_epochs=3", f"results_dir={tmp_path}/runs", "experiment.max_epochs=3"],
                        k=2, out=tmp_path / "tuned")
     assert result["threshold"] in [s["threshold"] for s in result["scores"]] and Path(result["file"]).is_file()
