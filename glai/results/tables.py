@@ -199,12 +199,15 @@ def table3(records: Sequence[Mapping], *, tag="", rho=None) -> tuple[pd.DataFram
 
 
 def _time_to_target_values(records, done: Sequence[Mapping], exp: str, tag, rho
-                           ) -> tuple[list[float], int, int] | None:
-    """``(seconds of the runs that reached the same-seed MLP's BVS, how many never did, how many have no MLP)``;
-    None when a run has no single validation curve (family C with several episodes)."""
+                           ) -> tuple[list[float], int, int, int] | None:
+    """``(seconds of the runs that reached the same-seed MLP's BVS, how many never did, how many have no MLP, how
+    many have no per-epoch curve)``; None when the runs have no single validation curve (family C with several
+    episodes). A record without curves counts as such, and leaves the other seeds' cell as it is (issue 30)."""
     mlp = {r["seed"]: r for r in _done(records, experiment=exp, head="mlp", tag=st.tags_for(tag, "mlp"), rho=rho)}
-    seconds, never, missing = [], 0, 0
+    seconds, never, missing, no_curve = [], 0, 0, 0
     for rec in done:
+        if ((rec.get("metrics") or {}).get("episodes") or {}).get("n", 1) > 1:
+            return None
         ref = mlp.get(rec.get("seed"))
         if ref is None:
             missing += 1
@@ -212,27 +215,29 @@ def _time_to_target_values(records, done: Sequence[Mapping], exp: str, tag, rho
         try:
             ttt = st.time_to_target(rec, float(ref["metrics"]["bvs"]))
         except ValueError:
-            return None
+            no_curve += 1
+            continue
         if ttt.seconds is None:
             never += 1
         else:
             seconds.append(ttt.seconds)
-    return seconds, never, missing
+    return seconds, never, missing, no_curve
 
 
 def _time_to_target_cell(records, done: Sequence[Mapping], exp: str, tag, rho) -> str:
     """Seconds until each run first reached the same-seed MLP's BVS (within min_delta, SPEC 12), mean ± std
-    over the seeds that did, and how many never did."""
+    over the seeds that did, and how many never did (and how many records have no curve to tell)."""
     values = _time_to_target_values(records, done, exp, tag, rho)
     if values is None:
         return "n/a (no single validation curve)"
-    seconds, never, missing = values
+    seconds, never, missing, no_curve = values
     if not seconds and not never:
+        if no_curve:
+            return f"n/a ({no_curve} record(s) without curves)"
         return "no MLP pair" if missing else NO_RUNS
     cell = mean_std_cell(seconds) if seconds else "never"
-    return cell + (f" (never: {never} of {never + len(seconds)})" if never and seconds else "")
-
-
+    cell += f" (never: {never} of {never + len(seconds)})" if never and seconds else ""
+    return cell + (f" ({no_curve} without curves)" if no_curve else "")
 
 
 def suite_contrasts(records, *, kind: str, tag="", rho=None) -> dict[str, dict[str, st.Contrast]]:

@@ -268,3 +268,14 @@ def test_a_done_record_without_a_numeric_bvs_is_listed_not_fatal(tmp_path, bvs):
     assert "1 invalid" in lines[0]
     text = (tmp_path / "tables" / "failed_runs.md").read_text()
     assert paths[1].name in text and "not a finite number" in text
+
+
+def test_a_record_without_curves_leaves_the_other_seeds_time_to_target(tmp_path):
+    """One done record without metrics.curves blanked the time-to-target cell of its whole row (issue 30)."""
+    recs = [make_record("A1", head, seed) for head in ("mlp", "glai") for seed in (0, 1, 2)]
+    del recs[3]["metrics"]["curves"]  # glai, seed 0
+    write_records(tmp_path / "runs", recs)
+    write_all(tmp_path / "runs", tmp_path / "tables", figures=False, references=references(["A1"]))
+    t3 = pd.read_csv(tmp_path / "tables" / "table3.csv", keep_default_na=False, dtype=str)
+    cell = t3[(t3.Exp == "A1") & (t3.Head == "GLAI")].iloc[0]["Time to target [s]"]
+    assert cell.endswith("(1 without curves)") and not cell.startswith("n/a"), cell
