@@ -165,8 +165,12 @@ def find_tuned(cfg: DictConfig, conf_dir: str | Path = CONF_DIR) -> tuple[Path |
         path = tuned_path(root, str(cfg.experiment.name), str(cfg.head.name), group)
         if path.is_file():
             stored = _load(path).get("group") or {}
-            if json.dumps(stored, sort_keys=True, default=str) == json.dumps(group, sort_keys=True, default=str):
-                return path, group
+            if json.dumps(stored, sort_keys=True, default=str) != json.dumps(group, sort_keys=True, default=str):
+                # the key is the group's hash: a file whose group differs was edited or copied from another group
+                raise ConfigError(f"tuned settings {path} store the group {stored or '{}'}, not this run's "
+                                  f"({group or '{}'}): the file was edited or copied from another group's. Fix: "
+                                  "delete it and search again for this data")
+            return path, group
     return None, group
 
 

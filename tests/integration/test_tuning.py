@@ -400,3 +400,26 @@ def test_more_outputs_than_classes_is_refused_before_any_work(tmp_path):
                                           r"experiment.arch\[-1\]=10"):
         run(compose_config(["head=mlp", "experiment.arch=[64,128,12]", f"results_dir={tmp_path}"]))
     assert not any(tmp_path.rglob("*.json"))
+
+
+def test_a_tuned_file_of_another_group_and_a_broken_search_folder_are_named(tmp_path):
+    """A tuned file storing another group was passed over silently; a corrupt search folder gave a traceback."""
+    import yaml
+
+    from tests.conftest import load_script
+
+    path = _write_tuned(tmp_path / "tuned", "mlp", {"head.optimizer": "adam"})
+    body = yaml.safe_load(path.read_text())
+    body["group"] = {"experiment.arch": [64, 80, 10]}
+    path.write_text(yaml.safe_dump(body))
+    with pytest.raises(ConfigError, match=rf"tuned settings {path} store the group .*not this run's"):
+        run(compose_config(["tuning=best", "head=mlp", f"tuned_dir={tmp_path}/tuned", f"results_dir={tmp_path}/r"]))
+    save = load_script("save_tuned")
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    assert save.main([str(sweep), "--out", str(tmp_path / "t")]) == 2  # no search.yaml
+    (sweep / "search.yaml").write_text("storage: [unclosed")
+    assert save.main([str(sweep), "--out", str(tmp_path / "t")]) == 2
+    (sweep / "search.yaml").write_text(yaml.safe_dump({"storage": str(sweep / "optuna.journal"), "study_name": "x"}))
+    assert save.main([str(sweep), "--out", str(tmp_path / "t")]) == 2  # the journal is gone
+    assert not (tmp_path / "t").exists() and not (tmp_path / "r").exists()
