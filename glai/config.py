@@ -496,9 +496,10 @@ def validate(cfg: DictConfig | Config) -> None:
     if exp.min_delta < 0:
         _fail("experiment.min_delta", exp.min_delta, "must be >= 0", "experiment.min_delta=0.1")
     if not head.lr > 0:
-        # the heads read experiment.lr: fix the key the value came from
-        _fail("head.lr", head.lr, "the learning rate must be positive",
-              "experiment.lr=1e-3 (which every head reads)" if head.lr == exp.lr else "head.lr=1e-3")
+        # the heads read experiment.lr: fix the key the value came from; L-BFGS's lr is its step length (1.0)
+        fix = ("head.lr=1.0 (L-BFGS's initial step length)" if head.optimizer == "lbfgs" else
+               "experiment.lr=1e-3 (which every head reads)" if head.lr == exp.lr else "head.lr=1e-3")
+        _fail("head.lr", head.lr, "the learning rate must be positive", fix)
     if head.reduced_lr is not None and not head.reduced_lr > 0:
         _fail("head.reduced_lr", head.reduced_lr, "the learning rate must be positive",
               "experiment.lr=1e-3" if head.reduced_lr == exp.lr else "head.reduced_lr=1e-3")

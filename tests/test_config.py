@@ -46,6 +46,7 @@ def test_mlp_reduced_width_follows_rho():
         (["head.optimizer=rmsprop"], "head.optimizer"),
         (["experiment.lr=0"], "head.lr"),
         (["head.lr=-1"], "head.lr"),
+        (["head.optimizer=lbfgs", "head.lr=0"], "head.lr"),  # its fix is its step length 1.0, not 1e-3 (issue 30)
         (["head.reduced_lr=0"], "head.reduced_lr"),
         # torch refused it only after the auto partner MLP had trained (issue 30)
         (["head.reduced_weight_decay=-0.5"], "head.reduced_weight_decay"),
@@ -101,6 +102,8 @@ def test_range_errors_name_the_key_and_a_fix_that_works(overrides, key):
         validate(cfg)
     fix = re.search(r"Fix: (\S+=\S+)", str(err.value)).group(1)
     fixed_key = fix.split("=")[0]
+    if key == "head.lr" and "head.optimizer=lbfgs" in overrides:
+        assert fix == "head.lr=1.0"
     validate(compose_config([o for o in overrides if o.split("=")[0] != fixed_key] + [fix]))
 
 

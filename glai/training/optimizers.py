@@ -70,7 +70,7 @@ class FullBatchLBFGS:
             self.opt.zero_grad(set_to_none=False)
             loss = loss_fn()
             if not start:
-                start.append(float(loss))
+                start.append(float(loss.detach()))
             total = loss + self.penalty()
             total.backward()
             return total

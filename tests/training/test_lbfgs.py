@@ -104,3 +104,14 @@ def test_biases_are_not_penalised():
     with torch.no_grad():
         head.layers[0].bias.fill_(10.0)
         assert float(opt.penalty()) == pytest.approx(float(head.layers[0].weight.pow(2).sum()))
+
+
+def test_an_lbfgs_epoch_prints_no_warning():
+    """Every L-BFGS run printed PyTorch's 'Converting a tensor with requires_grad=True to a scalar' (issue 30)."""
+    import warnings
+
+    x, y = _blobs(60)
+    head = LinearHead(6, 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fit(head, (x, y), (x, y), optimizer="lbfgs", lr=1.0, weight_decay=WD, max_epochs=2, patience=None)
