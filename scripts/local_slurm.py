@@ -136,6 +136,17 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _ours(pid: int, name: str, root: Path) -> bool:
+    """Whether ``pid`` is still the daemon ``name`` this cluster started: its command line names the binary and a
+    file of ``root`` (a pid of ``pids.json`` may have been reused by any process since; this script runs as root)."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    words = [a.decode(errors="replace") for a in argv if a]
+    return bool(words) and Path(words[0]).name == name and any(str(root) in w for w in words[1:])
+
+
 def client_env(root: Path) -> dict[str, str]:
     """The environment client commands need: ``os.environ`` with ``SLURM_CONF`` of the cluster in ``root``."""
     return {**os.environ, "SLURM_CONF": str(root / "slurm.conf")}
@@ -224,7 +235,7 @@ def stop(root: Path, grace_s: float = 10.0) -> list[str]:
     those that were running."""
     pids = _pids(root)
     stopped = []
-    if pids.get("slurmctld") and _alive(pids["slurmctld"]) and pids.get("slurmd") and _alive(pids["slurmd"]):
+    if all(pids.get(n) and _alive(pids[n]) and _ours(pids[n], n, root) for n in ("slurmctld", "slurmd")):
         # cancel the cluster's jobs first: their slurmstepd processes outlive slurmd otherwise
         env = client_env(root)
         subprocess.run([_which("scancel"), "--me"], env=env, capture_output=True, timeout=30)
@@ -238,6 +249,9 @@ def stop(root: Path, grace_s: float = 10.0) -> list[str]:
     for name in reversed(DAEMONS):
         pid = pids.get(name)
         if pid is None or not _alive(pid):
+            continue
+        if not _ours(pid, name, root):
+            print(f"[local_slurm] pid {pid} of pids.json is no longer {name} of {root}: left alone", file=sys.stderr)
             continue
         stopped.append(name)
         try:
@@ -279,6 +293,12 @@ def main(argv: list[str] | None = None) -> int:
         elif args.action == "stop":
             print(f"[local_slurm] stopped: {', '.join(stop(root)) or 'nothing was running'}", file=sys.stderr)
         else:
+            running = {n: pid for n, pid in _pids(root).items() if _alive(pid) and _ours(pid, n, root)}
+            if set(running) != set(DAEMONS):
+                # without its daemons sinfo spends about two minutes in Slurm's retries before it fails
+                print(f"[local_slurm] no cluster runs in {root} (running: {running or 'none'}). Fix: "
+                      f"eval \"$(python scripts/local_slurm.py start --dir {root})\"", file=sys.stderr)
+                return 2
             env = client_env(root)
             for cmd in (["sinfo"], ["squeue"]):
                 subprocess.run([_which(cmd[0]), *cmd[1:]], env=env, check=False)
