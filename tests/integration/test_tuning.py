@@ -423,3 +423,17 @@ def test_a_tuned_file_of_another_group_and_a_broken_search_folder_are_named(tmp_
     (sweep / "search.yaml").write_text(yaml.safe_dump({"storage": str(sweep / "optuna.journal"), "study_name": "x"}))
     assert save.main([str(sweep), "--out", str(tmp_path / "t")]) == 2  # the journal is gone
     assert not (tmp_path / "t").exists() and not (tmp_path / "r").exists()
+
+
+def test_tune_sh_with_a_misspelled_override_stops_before_any_search(tmp_path):
+    """tune.sh with a misspelled override carried on and left an empty sweep folder (issue 30)."""
+    import hashlib
+    import os
+
+    env = {**os.environ, "EXPERIMENTS": "digits", "HEADS": "mlp", "TUNED_OUT": str(tmp_path / "tuned"),
+           "TUNING_RUNS": str(tmp_path / "runs"), "PYTHON": sys.executable}
+    out = subprocess.run(["bash", str(ROOT / "experiments" / "tune.sh"), "basic", "hed.lr=3"], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "hed.lr" in out.stderr and "Traceback" not in out.stderr
+    sweep = ROOT / "results" / "tuning" / "sweeps" / "digits" / f"mlp-{hashlib.sha1(b'hed.lr=3').hexdigest()[:8]}"
+    assert not sweep.exists() and not (tmp_path / "runs").exists()
