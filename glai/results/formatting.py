@@ -64,10 +64,15 @@ def _latex(df: pd.DataFrame, caption: str, label: str) -> str:
     return tex.replace("±", r"$\pm$").replace("×", r"$\times$").replace("–", "--")
 
 
+def markdown(df: pd.DataFrame) -> str:
+    """``df`` as a Markdown table, a ``|`` inside a cell escaped (a data set named ``a|b`` broke its row)."""
+    return df.map(lambda v: v.replace("|", "\\|") if isinstance(v, str) else v).to_markdown(index=False)
+
+
 def write_table(df: pd.DataFrame, out_dir: str | Path, name: str, caption: str) -> list[Path]:
     """Write ``<name>.md``, ``<name>.tex`` and ``<name>.csv`` atomically; returns the paths."""
     out_dir = Path(out_dir)
-    md = f"{caption}\n\n" + (df.to_markdown(index=False) if len(df) else "(no rows: no matching runs)") + "\n"
+    md = f"{caption}\n\n" + (markdown(df) if len(df) else "(no rows: no matching runs)") + "\n"
     paths = [out_dir / f"{name}.md", out_dir / f"{name}.tex", out_dir / f"{name}.csv"]
     atomic_write_text(paths[0], md)
     atomic_write_text(paths[1], _latex(df, caption, f"tab:{name}") if len(df) else f"% {caption}: no rows\n")

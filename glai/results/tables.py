@@ -20,7 +20,7 @@ import pandas as pd
 from glai.results import paper
 from glai.results import stats as st
 from glai.results.family import is_search, is_study, write_family
-from glai.results.formatting import NO_RUNS, fmt_mean_std, fmt_num, mean_std_cell, write_table
+from glai.results.formatting import NO_RUNS, fmt_mean_std, fmt_num, markdown, mean_std_cell, write_table
 from glai.results.groups import assign_groups, format_value
 from glai.results.records import atomic_write_text
 
@@ -386,7 +386,7 @@ def failed_runs_markdown(records: Sequence[Mapping]) -> str:
         "record": r.get("_path", ""),
     } for r in sorted(bad, key=lambda r: (st.experiment_order(str(r.get("experiment"))), str(r.get("head")),
                                           str(r.get("seed"))))])
-    return "\n".join(lines + [f"{len(bad)} record(s):", "", df.to_markdown(index=False), ""])
+    return "\n".join(lines + [f"{len(bad)} record(s):", "", markdown(df), ""])
 
 
 def unpaired_markdown(sections: Mapping[str, Mapping[str, Mapping[str, st.Contrast]]]) -> str:
@@ -400,8 +400,8 @@ def unpaired_markdown(sections: Mapping[str, Mapping[str, Mapping[str, st.Contra
                     continue
                 count += len(con.unpaired)
                 lines += [f"## {title}, suite {suite}: {con.model} vs {con.ref}", "",
-                          pd.DataFrame([{"experiment": u.experiment, "seed": u.seed, "reason": u.reason}
-                                        for u in con.unpaired]).to_markdown(index=False), ""]
+                          markdown(pd.DataFrame([{"experiment": u.experiment, "seed": u.seed, "reason": u.reason}
+                                                 for u in con.unpaired])), ""]
     if not count:
         lines.append("None: every (experiment, seed) has both partners done.")
     return "\n".join(lines) + "\n"

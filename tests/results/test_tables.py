@@ -279,3 +279,12 @@ def test_a_record_without_curves_leaves_the_other_seeds_time_to_target(tmp_path)
     t3 = pd.read_csv(tmp_path / "tables" / "table3.csv", keep_default_na=False, dtype=str)
     cell = t3[(t3.Exp == "A1") & (t3.Head == "GLAI")].iloc[0]["Time to target [s]"]
     assert cell.endswith("(1 without curves)") and not cell.startswith("n/a"), cell
+
+
+def test_a_pipe_in_a_cell_keeps_its_markdown_row():
+    """A `|` in dataset.name broke the Markdown table row (issue 30)."""
+    from glai.results.formatting import markdown
+
+    text = markdown(pd.DataFrame({"Exp": ["A1 [dataset=a|b]"], "n": [3]}))
+    rows = text.splitlines()
+    assert len(rows) == 3 and all(r.replace("\\|", "").count("|") == 3 for r in rows)
