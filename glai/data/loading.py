@@ -18,6 +18,7 @@ from glai.data.backbones import BackboneUnavailableError
 from glai.data.datasets import DatasetUnavailableError, holdout_rows, resolve_path
 from glai.data.embeddings import load_embeddings
 from glai.data.splits import EmbeddingSplit, check_splits
+from glai.errors import ConfigError
 
 __all__ = ["data_identity", "load_data", "load_digits", "resolved_paths", "search_folds", "tuning_folds",
            "tuning_pool_split", "tuning_splits"]
@@ -137,6 +138,8 @@ def load_data(cfg) -> dict[str, EmbeddingSplit]:
 #: A tuning split with fewer rows than this is scored by k-fold instead (``tuning.folds: 0``, auto).
 MIN_TUNING_ROWS = 500
 AUTO_FOLDS = 5
+#: The fewest validation rows a fold of ``tuning.folds=k`` may hold.
+MIN_FOLD_ROWS = 5
 
 
 def search_folds(n_train: int, fraction: float, folds: int, repeats: int = 1) -> int:
@@ -164,10 +167,16 @@ def tuning_folds(train: EmbeddingSplit, k: int, seed: int) -> list[dict[str, Emb
 
     Raises:
         ValueError: ``k < 2`` or more folds than rows.
+        ConfigError: folds of fewer than :data:`MIN_FOLD_ROWS` rows.
     """
     n = len(train.x)
     if not 2 <= k <= n:
         raise ValueError(f"tuning.folds={k}: need 2 <= folds <= {n} training rows")
+    if n // k < MIN_FOLD_ROWS:
+        # a fold of a row or two scores noise, k times slower (issue 30: 1000 folds on digits)
+        raise ConfigError(f"tuning.folds={k}: folds of {n // k} of the {n} training rows score noise; a fold needs "
+                          f">= {MIN_FOLD_ROWS} rows, so at most {max(2, n // MIN_FOLD_ROWS)} folds here. Fix: "
+                          "tuning.folds=0 (5 folds where the tuning split is small)")
     rng = np.random.default_rng(seed)
     fold = np.empty(n, dtype=np.int64)
     groups = [np.arange(n)] if train.y is None else [

@@ -352,6 +352,9 @@ def test_folds_partition_train_stratified_and_seeded():
     assert search_folds(5000, 0.2, 0, repeats=3) == -3 and search_folds(5000, 0.2, 1, repeats=3) == 1
     with pytest.raises(ValueError, match="tuning.folds=50"):
         tuning_folds(EmbeddingSplit(x, y), 50, seed=0)
+    # folds of a row or two score noise (issue 30: tuning.folds=1000 on digits): refused before any work
+    with pytest.raises(ConfigError, match=r"tuning.folds=1000: folds of 1 of the 1437 .*at most 287 folds"):
+        run(compose_config(["tuning=search", "tuning.folds=1000", "results_dir=/nonexistent/never"]))
 
 
 def test_a_small_tuning_split_is_scored_by_k_fold(tmp_path):
