@@ -39,9 +39,9 @@ shipped=()
 if [[ "${SHIPPED:-1}" == 0 ]]; then shipped=(tuning.shipped=false); fi
 # a misspelled override fails here, before any search (save_tuned.py --find composes the config)
 rc=0
-(cd "$ROOT" && "$PYTHON" scripts/save_tuned.py --out "$TUNED_OUT" --find "experiment=${EXPS%%,*}" \
-  "head=${HEADS%%,*}" "${EXTRA[@]}" >/dev/null) || rc=$?
-if ((rc > 1)); then exit 2; fi
+err="$(cd "$ROOT" && "$PYTHON" scripts/save_tuned.py --out "$TUNED_OUT" --find "experiment=${EXPS%%,*}" \
+  "head=${HEADS%%,*}" "${shipped[@]}" "${EXTRA[@]}" 2>&1 >/dev/null)" || rc=$?
+if ((rc > 1)); then echo "$err" >&2; exit 2; fi
 for exp in ${EXPS//,/ }; do
   for head in ${HEADS//,/ }; do
     if [[ -z "${RETUNE:-}" ]] && best="$(cd "$ROOT" && "$PYTHON" scripts/save_tuned.py --out "$TUNED_OUT" --find \

@@ -39,8 +39,8 @@ from glai.data.loading import resolved_paths
 from glai.errors import ConfigError
 from glai.results.identity import differences, is_variant_key
 
-__all__ = ["FORMAT", "SHIPPED", "apply_tuned", "check_settings", "find_tuned", "group_key", "group_of",
-           "search_command", "tuned_path"]
+__all__ = ["FORMAT", "SHIPPED", "StaleTunedError", "apply_tuned", "check_settings", "find_tuned", "group_key",
+           "group_of", "search_command", "tuned_path"]
 
 #: The tuned files' format: 2 = search = application (issue 27: settings read from the chosen trial's record, the
 #: reduced phase as the count it ran, the one-standard-error choice). Format 1 files are refused.
@@ -51,6 +51,10 @@ SEARCH_SCORING = ("episodes",)
 
 #: The shipped tuned settings (the committed study's; ``docs/FINDINGS.md``).
 SHIPPED = CONF_DIR / "tuned" / "best"
+
+
+class StaleTunedError(ConfigError):
+    """A tuned file that cannot be applied as it is (an old format, another group's): a new search replaces it."""
 
 
 def group_of(cfg: DictConfig, conf_dir: str | Path = CONF_DIR) -> dict[str, Any]:
@@ -97,7 +101,7 @@ def _load(path: Path) -> dict[str, Any]:
         raise ConfigError(f"tuned settings {path} lack 'group' and 'settings' (written by scripts/save_tuned.py). "
                           "Fix: delete it and search again")
     if data.get("format") != FORMAT:
-        raise ConfigError(f"tuned settings {path} are of format {data.get('format', 1)}, written before a search's "
+        raise StaleTunedError(f"tuned settings {path} are of format {data.get('format', 1)}, written before a search's "
                           "settings were read from the trial that ran (issue 27: the reduced phase the search scored "
                           "was not the one tuning=best ran). Fix: search again (experiments/tune.sh) and save with "
                           "scripts/save_tuned.py")
@@ -167,7 +171,7 @@ def find_tuned(cfg: DictConfig, conf_dir: str | Path = CONF_DIR) -> tuple[Path |
             stored = _load(path).get("group") or {}
             if json.dumps(stored, sort_keys=True, default=str) != json.dumps(group, sort_keys=True, default=str):
                 # the key is the group's hash: a file whose group differs was edited or copied from another group
-                raise ConfigError(f"tuned settings {path} store the group {stored or '{}'}, not this run's "
+                raise StaleTunedError(f"tuned settings {path} store the group {stored or '{}'}, not this run's "
                                   f"({group or '{}'}): the file was edited or copied from another group's. Fix: "
                                   "delete it and search again for this data")
             return path, group

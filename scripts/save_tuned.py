@@ -1,7 +1,8 @@
 """Save the one-standard-error choice of a finished search for the group it searched (SPEC 12, :mod:`glai.tuned`).
 
 Usage: python scripts/save_tuned.py SWEEP_DIR [--out DIR] [--conf conf]
-       python scripts/save_tuned.py --find OVERRIDE... (exit 0 and the file when this group has tuned settings)
+       python scripts/save_tuned.py --find OVERRIDE... (exit 0 and the file when this group has tuned settings that
+           apply; 1 without, or with a stale file: an old format, another group's)
        python scripts/save_tuned.py --reduced-range OVERRIDE... (prints tuning.max_reduced_epochs=N for a GLAI
            search of this group: half the protocol MLP's epochs on the tuning rows, that run trained when missing)
 
@@ -40,7 +41,7 @@ from glai.errors import ConfigError
 from glai.results.identity import is_variant_key
 from glai.results.records import atomic_write_text, read_record
 from glai.search import choose, open_storage
-from glai.tuned import FORMAT, check_settings, find_tuned, group_of, tuned_path
+from glai.tuned import FORMAT, StaleTunedError, check_settings, find_tuned, group_of, tuned_path
 
 #: Keys a search may set: the head's and the experiment's (never data, seed or paths).
 TUNABLE_PREFIXES = ("head.", "experiment.")
@@ -262,7 +263,12 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.find:
             cfg = compose_config([*args.find, f"tuned_dir={args.out}"], args.conf)
-            path, group = find_tuned(cfg, args.conf)
+            try:
+                path, group = find_tuned(cfg, args.conf)
+            except StaleTunedError as err:
+                # tune.sh then searches again, and its file (in --out, read first) replaces this one
+                print(f"save_tuned: {err}", file=sys.stderr)
+                return 1
             print(path if path else f"no tuned settings for this group ({group or 'the experiment own data'})")
             return 0 if path else 1
         if args.sweep_dir is None:
