@@ -17,8 +17,37 @@ EXPERIMENTS = sorted(str(p.relative_to(ROOT / "conf" / "experiment").with_suffix
 
 def test_search_yaml_names_the_extender_and_leaves_the_optimiser_to_it():
     search = OmegaConf.load(ROOT / "conf" / "tuning" / "search.yaml").hydra.sweeper
-    assert search.custom_search_space == "glai.search_space.optimizer_space"
+    assert search.custom_search_space == "glai.search_space.head_space"
+    assert search.default_trials == "glai.search_space.default_trials"
     assert "head.optimizer" not in search.params and "head.lr" not in search.params
+
+
+def test_glais_space_searches_its_reduced_phase_as_an_epoch_count():
+    """A trained selector's reduced phase is an absolute count in fixed mode (what tuning=best then runs, issue
+    27); random gates have no reduced phase to search."""
+    from glai.search_space import default_trials, head_space, max_reduced_epochs
+
+    cfg = compose_config(["head=glai", "tuning=search", "tuning.max_reduced_epochs=7"])
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen = set()
+    for _ in range(40):
+        trial = study.ask()
+        implied = head_space(cfg, trial)
+        p = trial.params
+        seen.add(p["head.selector"])
+        if p["head.selector"] == "random":
+            assert implied == {} and "experiment.reduced_epochs" not in p
+        else:
+            assert implied == {"experiment.reduced_epochs_mode": "fixed"}
+            assert 1 <= p["experiment.reduced_epochs"] <= 7 and isinstance(p["experiment.reduced_epochs"], int)
+        study.tell(trial, 1.0)
+    assert seen == {"trained", "random"}
+    assert max_reduced_epochs(compose_config(["tuning=search", "experiment.max_epochs=9"])) == 5
+    assert [n for n, _ in default_trials(cfg)] == ["protocol", "adam"]
+    assert default_trials(cfg)[1][1] == ["head.reduced_optimizer=adam"]
+    assert default_trials(compose_config(["head=mlp"]))[1][1] == ["head.optimizer=adam"]
+    mlp = optuna.create_study().ask()
+    assert head_space(compose_config(["head=mlp"]), mlp) == {} and set(mlp.params) == {"head.optimizer", "head.lr"}
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
