@@ -20,6 +20,14 @@ register_configs()
 use_squeue_without_accounting()
 
 
+def _single_run() -> bool:
+    """Whether this is ``python run.py ...`` (not one job of a ``-m`` sweep, which goes on past a failed run)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.get().mode == RunMode.RUN
+
+
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> dict | None:
     try:
@@ -29,6 +37,10 @@ def main(cfg: DictConfig) -> dict | None:
             raise
         print(f"[glai] {type(err).__name__}: {err}", file=sys.stderr)
         raise SystemExit(2) from None
+    if record.get("status") == "failed" and _single_run():
+        # a diverged run (NaN/inf loss) is recorded as failed; alone on the command line it is the user's error
+        print(f"[glai] the run failed: {record.get('error')}", file=sys.stderr)
+        raise SystemExit(2)
     # a hyperparameter search (tuning=search, hydra/sweeper=glai_optuna) maximises the tuning split's score; the
     # sweeper keeps its standard error and the record's path beside it
     return search_result(record) if cfg.tuning.role == "search" else None

@@ -400,6 +400,11 @@ def _train_and_record(cfg, path, config: dict, fp: str, device: torch.device, sp
         record["metrics"].update(monitor=monitor, mode=MONITORS[monitor])
         record["status"] = "done"
     except NonFiniteLossError as err:
+        # the usual cause is a step too large for the loss: name the key and a smaller value (issue 30)
+        lr = float(cfg.head.lr)
+        smaller = 1.0 if cfg.head.optimizer == "lbfgs" else min(lr / 10, 1e-2)
+        err = NonFiniteLossError(f"{err}: the step is likely too large (head.lr={lr:g}, head.optimizer="
+                                 f"{cfg.head.optimizer}). Fix: a smaller head.lr, e.g. head.lr={smaller:g}")
         record.update(status="failed", error=f"NonFiniteLossError: {err}")
         _write_final(cfg, path, record)
         print(f"[glai] run FAILED ({err}); record: {path}")

@@ -13,6 +13,8 @@ from glai.config import compose_config
 from glai.results.identity import reads_rho
 from glai.runner import run, run_identity
 
+ROOT = Path(__file__).resolve().parents[2]
+
 FAST = ["experiment.max_epochs=3", "experiment.reduced_epochs_mode=fixed",
         "experiment.reduced_epochs=2", "structure_samples=64"]
 HEADS = ["mlp", "mlp_reduced", "linear", "glai"]
@@ -216,3 +218,15 @@ def test_selector_control_and_lbfgs_run_through_the_runner(overrides, tmp_path):
         assert not (tmp_path / "digits" / "mlp").exists()
     if "head.optimizer=lbfgs" in overrides:
         assert rec["metrics"]["epochs"] <= 4 and rec["config"]["head"]["optimizer"] == "lbfgs"
+
+
+@pytest.mark.slow
+def test_a_diverging_single_run_exits_2_naming_the_key(tmp_path):
+    """head.lr=1e30 ended as a failed run with exit 0 and no key named (issue 30); a sweep's job still goes on."""
+    out = subprocess.run([sys.executable, str(ROOT / "run.py"), "head=mlp", "head.lr=1e30", f"results_dir={tmp_path}",
+                          "structure_samples=0", "verbose=false"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "the step is likely too large (head.lr=1e+30" in out.stderr and "Fix: a smaller head.lr" in out.stderr
+    (record,) = tmp_path.rglob("*.json")
+    assert json.loads(record.read_text())["status"] == "failed"
