@@ -1,7 +1,8 @@
 """Train one head on one experiment: ``python run.py experiment=A1 head=glai seed=0`` (see README).
 
-A bad config value or data that cannot train the head (``ConfigError``, ``DataError``) prints its message, which
-names the key and the fix, and exits with status 2; ``HYDRA_FULL_ERROR=1`` shows the traceback instead.
+A bad config value, data that cannot train the head, a backbone or dataset that is not there, or a results folder
+that cannot be written (:data:`USER_ERRORS`) prints its message, which names the key or file and the fix, and exits
+with status 2; ``HYDRA_FULL_ERROR=1`` shows the traceback instead.
 """
 
 import os
@@ -12,10 +13,15 @@ from omegaconf import DictConfig
 
 from glai.cluster import use_squeue_without_accounting
 from glai.config import register_configs
-from glai.errors import ConfigError, DataError
+from glai.data.backbones import BackboneUnavailableError
+from glai.data.readers.base import DatasetUnavailableError
+from glai.errors import ConfigError, DataError, RecordWriteError
 from glai.runner import run, search_result
 
 register_configs()
+#: Errors a user causes (a bad value, data, a missing backbone or dataset file, an unwritable results folder): one
+#: line that names the key or file and the fix, exit 2; any other exception is a bug and keeps its traceback.
+USER_ERRORS = (ConfigError, DataError, BackboneUnavailableError, DatasetUnavailableError, RecordWriteError)
 # hydra/launcher=slurm on a cluster without accounting: job states from squeue (glai.cluster)
 use_squeue_without_accounting()
 
@@ -32,7 +38,7 @@ def _single_run() -> bool:
 def main(cfg: DictConfig) -> dict | None:
     try:
         record = run(cfg)
-    except (ConfigError, DataError) as err:
+    except USER_ERRORS as err:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         print(f"[glai] {type(err).__name__}: {err}", file=sys.stderr)

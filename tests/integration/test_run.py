@@ -230,3 +230,14 @@ def test_a_diverging_single_run_exits_2_naming_the_key(tmp_path):
     assert "the step is likely too large (head.lr=1e+30" in out.stderr and "Fix: a smaller head.lr" in out.stderr
     (record,) = tmp_path.rglob("*.json")
     assert json.loads(record.read_text())["status"] == "failed"
+
+
+@pytest.mark.slow
+def test_a_missing_dataset_file_is_one_line_and_exit_2(tmp_path):
+    """A backbone or dataset file that does not exist printed Hydra's traceback, exit 1 (issue 30)."""
+    out = subprocess.run([sys.executable, str(ROOT / "run.py"), "experiment=offline/A1", f"data_root={tmp_path}/none",
+                          f"results_dir={tmp_path}/runs"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2 and "Traceback" not in out.stderr and "Error executing job" not in out.stderr
+    line = out.stderr.strip().splitlines()[-1]
+    assert line.startswith("[glai] DatasetUnavailableError: dataset.path=") and f"{tmp_path}/none" in line
+    assert not (tmp_path / "runs").exists()
