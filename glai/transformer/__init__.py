@@ -1,7 +1,10 @@
-"""Family T: GLAI inside a Transformer's feed-forward blocks (SPEC 13; issue 28). This package reads a BERT-style
-encoder's blocks (:mod:`glai.transformer.blocks`); the token cache, the ``ffn_*`` heads and the runner's dispatch
-are still to come (issue 28)."""
+"""Family T: GLAI inside a Transformer's feed-forward blocks (SPEC 13; issue 28, in progress). This package reads a
+BERT-style encoder's blocks (:mod:`glai.transformer.blocks`) and builds the heads that differ only in the last
+block (:mod:`glai.transformer.model`: ``ffn_mlp``, ``ffn_relu``, ``ffn_glai``, ``linear``); LoRA, the token cache and
+the runner's dispatch are still to come."""
 
 from glai.transformer.blocks import FFNBlock, ResidualFFN, block_parameters, read_ffn_blocks, relu_mlp
+from glai.transformer.model import FFN_HEADS, TokenClassifier, build_ffn_head, trainable_parameters
 
-__all__ = ["FFNBlock", "ResidualFFN", "block_parameters", "read_ffn_blocks", "relu_mlp"]
+__all__ = ["FFN_HEADS", "FFNBlock", "ResidualFFN", "TokenClassifier", "block_parameters", "build_ffn_head",
+           "read_ffn_blocks", "relu_mlp", "trainable_parameters"]

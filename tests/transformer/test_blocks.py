@@ -72,3 +72,46 @@ def test_a_model_without_bert_style_blocks_is_refused_naming_what_was_expected()
     del broken.encoder.layer[2].output.LayerNorm
     with pytest.raises(ValueError, match=r"layer 2 \(BertLayer\) lacks output.LayerNorm"):
         read_ffn_blocks(broken)
+
+
+def _tokens(b=5, length=9, d=16, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    a = torch.randn(b, length, d, generator=g)
+    lengths = torch.tensor([9, 4, 1, 7, 2])[:b]
+    return a, torch.arange(length)[None, :] < lengths[:, None]
+
+
+@pytest.mark.parametrize("kind", ["ffn_mlp", "ffn_relu", "ffn_glai", "linear"])
+def test_every_ffn_head_has_the_blocks_budget_and_ignores_padding(kind):
+    from glai.transformer.model import build_ffn_head, trainable_parameters
+
+    (block,) = read_ffn_blocks(_bert(), 1)
+    a, mask = _tokens()
+    head = build_ffn_head(kind, block, n_classes=3, tokens=a[mask], backend="torch").eval()
+    classifier = 16 * 3 + 3
+    budget = 0 if kind == "linear" else block_parameters(16, 40)
+    assert trainable_parameters(head) == budget + classifier  # ffn_glai's estimator: exactly the block's count
+    logits = head(a, mask)
+    assert logits.shape == (5, 3)
+    noisy = a.clone()
+    noisy[~mask] = 1e3  # padding changes nothing
+    torch.testing.assert_close(head(noisy, mask), logits)
+    logits.sum().backward()
+    assert all((p.grad is not None) == p.requires_grad for p in head.parameters())
+    with pytest.raises(ValueError, match="no valid token"):
+        head(a, torch.zeros_like(mask))
+
+
+def test_the_unpruned_glai_block_classifies_as_the_relu_block():
+    """Theorem 1 through the whole head: every path kept, ffn_glai's logits are ffn_relu's (same classifier)."""
+    from glai.transformer.model import TokenClassifier, build_ffn_head
+
+    (block,) = read_ffn_blocks(_bert(), 1)
+    a, mask = _tokens()
+    relu = build_ffn_head("ffn_relu", block, 3).eval()
+    exact = TokenClassifier(ResidualFFN(glai.convert(relu_mlp(block), a[mask], backend="torch"), block), 16, 3).eval()
+    exact.classifier.load_state_dict(relu.classifier.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(exact(a, mask), relu(a, mask), rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="family T's heads"):
+        build_ffn_head("ffn_moe", block, 3)
