@@ -37,11 +37,16 @@ __all__ = [
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
-HEADS = ("mlp", "mlp_reduced", "linear", "glai")
+HEADS = ("mlp", "mlp_reduced", "linear", "glai", "ffn_mlp", "ffn_relu", "ffn_lora", "ffn_glai")
+#: family T's heads (SPEC 13): the last feed-forward block of a frozen Transformer trained four ways; ``linear``
+#: (the classifier alone on the frozen model) is the fifth
+FFN_HEADS = ("ffn_mlp", "ffn_relu", "ffn_lora", "ffn_glai")
+#: what ``ffn.activation`` may switch the frozen block of ``linear`` to (family T): model = the pretrained one
+FFN_ACTIVATIONS = ("model", "relu")
 REDUCED_MODES = ("fixed", "auto", "structure")
 #: paper 3.6: the reduced MLP trains for this fraction of the MLP's epochs to convergence, by family
 REDUCED_FRACTION = {"A": 0.20, "B": 0.15, "C": 0.10}
-FAMILIES = ("A", "B", "C")
+FAMILIES = ("A", "B", "C", "T")
 
 
 @dataclass
@@ -49,7 +54,7 @@ class ExperimentConfig:
     """One experiment of the suite (paper Tables 1-2, SPEC 6). Set by ``conf/experiment/*.yaml``."""
 
     name: str = MISSING
-    # A supervised, B self-supervised (InfoNCE), C few-shot (SPEC 7)
+    # A supervised, B self-supervised (InfoNCE), C few-shot (SPEC 7), T a Transformer's feed-forward block (SPEC 13)
     family: str = "A"
     # head widths (n0, n1, ..., nL, n_out)
     arch: list[int] = MISSING
@@ -120,6 +125,20 @@ class HeadConfig:
     # over the hidden activations of mlp and mlp_reduced, and of GLAI's reduced MLP (the path selector); 0 = off
     l0_lambda: float = 0.0
     l0_sigma: float = 1e-4
+
+
+@dataclass
+class FFNConfig:
+    """Family T (SPEC 13): which feed-forward blocks of the frozen encoder train, and LoRA's settings.
+    Read by family T runs only (other families' fingerprints leave it out)."""
+
+    # the last `blocks` layers' feed-forward blocks train (1: the frozen layers below run once, into the cache)
+    blocks: int = 1
+    # ffn_lora: the rank r and scale alpha of the adapters on the block's two linear layers (Hu et al. 2021)
+    lora_rank: int = 8
+    lora_alpha: float = 16.0
+    # linear: the frozen block's activation, model (the pretrained one, GELU) | relu (the ReLU switch's own cost)
+    activation: str = "model"
 
 
 @dataclass
@@ -202,6 +221,7 @@ class Config:
     wandb: WandbConfig = field(default_factory=WandbConfig)
     study: StudyConfig = field(default_factory=StudyConfig)
     tuning: TuningConfig = field(default_factory=TuningConfig)
+    ffn: FFNConfig = field(default_factory=FFNConfig)
     seed: int = 0
     # hidden-width reduction factor of GLAI and mlp_reduced, 0 < rho < 1
     rho: float = 0.5
@@ -265,6 +285,52 @@ def _validate_tuning(cfg) -> None:
     if cfg.study.name != "standard":
         _fail("tuning.role", tuning.role, "a search scores one head's run, not a method-family study",
               "study.name=standard")
+
+
+def _validate_ffn(cfg) -> None:
+    """Family T (SPEC 13) and its heads go together; ``ffn.*`` in range."""
+    exp, head, ffn = cfg.experiment, cfg.head, cfg.get("ffn") or FFNConfig()
+    if head.name in FFN_HEADS and exp.family != "T":
+        _fail("head", head.name, f"trains a Transformer's feed-forward block (family T), but experiment {exp.name!r} "
+              f"is family {exp.family}", "experiment=ffn/dbpedia (or head=glai for a head on embeddings)")
+    if exp.family != "T":
+        return
+    if head.name not in (*FFN_HEADS, "linear"):
+        _fail("head", head.name, f"family T trains the last feed-forward block of a frozen Transformer: its heads are "
+              f"{', '.join(FFN_HEADS)} and linear", "head=ffn_glai")
+    arch = list(exp.arch)
+    if len(arch) != 3 or min(arch) < 1:
+        _fail("experiment.arch", arch, "family T's arch is the block's (d, d_ff) and the classes: (d, d_ff, n_out)",
+              "experiment.arch=[384,1536,14]")
+    if ffn.blocks != 1:
+        _fail("ffn.blocks", ffn.blocks, "only the last layer's block trains in this version (the frozen attention "
+              "between trained blocks is still to come, issue 28)", "ffn.blocks=1")
+    if ffn.lora_rank < 1:
+        _fail("ffn.lora_rank", ffn.lora_rank, "LoRA's rank must be a positive integer", "ffn.lora_rank=8")
+    if not ffn.lora_alpha > 0:
+        _fail("ffn.lora_alpha", ffn.lora_alpha, "LoRA's scale must be positive", "ffn.lora_alpha=16")
+    if ffn.activation not in FFN_ACTIVATIONS:
+        _fail("ffn.activation", ffn.activation, f"choose one of {FFN_ACTIVATIONS}", "ffn.activation=model")
+    if ffn.activation != "model" and head.name != "linear":
+        _fail("ffn.activation", ffn.activation, f"switches the frozen block of head=linear (the switch's own cost); "
+              f"{head.name} sets its block's activation itself", "ffn.activation=model")
+    if cfg.study.name != "standard":
+        _fail("study.name", cfg.study.name, "the method-family studies run on embeddings (family A)",
+              "study.name=standard")
+    if cfg.tuning.role != "none":
+        _fail("tuning", cfg.tuning.role, "family T's tuned view is still to come (issue 28): its runs use the "
+              "experiment's settings", "tuning=none")
+    if cfg.backbone.library != "transformers":
+        _fail("backbone", cfg.backbone.name, "family T reads a Hugging Face encoder's feed-forward blocks",
+              "backbone=minilm (or another BERT-style encoder of conf/backbone/)")
+    if head.name == "ffn_glai":
+        if exp.reduced_epochs_mode != "fixed":
+            _fail("experiment.reduced_epochs_mode", exp.reduced_epochs_mode, "ffn_glai's selector phase (fine-tuning "
+                  "the ReLU-switched block before the conversion) runs a fixed count in this version",
+                  "experiment.reduced_epochs_mode=fixed")
+        if exp.reduced_epochs < 0:
+            _fail("experiment.reduced_epochs", exp.reduced_epochs, "ffn_glai's selector phase: epochs >= 0 (0: the "
+                  "pretrained block's own paths)", "experiment.reduced_epochs=0")
 
 
 def _validate_study(cfg) -> None:
@@ -449,6 +515,7 @@ def validate(cfg: DictConfig | Config) -> None:
         _fail("head", head.name, f"unknown head, choose one of {HEADS}", "head=glai (conf/head/*.yaml)")
     if exp.family not in FAMILIES:
         _fail("experiment.family", exp.family, f"unknown family, choose one of {FAMILIES}", "experiment.family=A")
+    _validate_ffn(cfg)
     arch = list(exp.arch)
     if len(arch) < 3 or min(arch) < 1:
         _fail("experiment.arch", arch, "need (n0, n1, ..., nL, n_out) with L >= 1 positive widths",

@@ -29,7 +29,7 @@ from glai.method.pipeline import train_glai
 from glai.method.sparsity import active_paths_per_sample, firing_ratio
 from glai.method.studies import combine_study, retrain_study
 from glai.options import build_head, run_options
-from glai.results.identity import fingerprint, reads_rho, short
+from glai.results.identity import GLAI_HEADS, fingerprint, reads_rho, short
 from glai.results.records import (
     RunLock,
     RunLockedError,
@@ -48,7 +48,8 @@ from glai.training.structure import PathDistanceTracker
 from glai.training.tasks import MONITORS, build_task, draw_episode
 from glai.tuned import apply_tuned
 
-__all__ = ["objective", "run", "run_identity", "run_study", "train_head", "resolve_device", "estimator_backend"]
+__all__ = ["objective", "run", "run_identity", "run_study", "train_ffn", "train_head", "resolve_device",
+           "estimator_backend"]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -127,6 +128,38 @@ def train_head(cfg, train: EmbeddingSplit, val: EmbeddingSplit, seed: int) -> di
     if ran:
         cost["estimator_backends"] = {str(batch): backend for batch, backend in sorted(ran.items())}
     return {"metrics": metrics, "cost": cost}
+
+
+def train_ffn(cfg, train: EmbeddingSplit, val: EmbeddingSplit, device: torch.device) -> dict[str, Any]:
+    """Family T (SPEC 13): the head ``cfg.head.name`` in the last feed-forward block of the frozen
+    ``cfg.backbone``, on the cached tokens (``x`` [N, L, d] with ``mask``); the record's ``metrics`` and ``cost``.
+
+    Raises:
+        ConfigError: a model whose blocks cannot be read, or an ``experiment.arch`` that is not the block's
+            ``(d, d_ff)`` and the classes.
+    """
+    from glai.data.backbones import build_backbone
+    from glai.transformer import Tokens, read_ffn_blocks
+    from glai.transformer.train import FFNOptions, train_ffn_head
+
+    model = build_backbone(cfg.backbone, data_root=cfg.data_root, device=device.type).model
+    try:
+        block = read_ffn_blocks(model, int(cfg.ffn.blocks))[-1]
+    except ValueError as err:
+        raise ConfigError(f"backbone={cfg.backbone.name}: {err}") from err
+    arch = list(cfg.experiment.arch)
+    if arch[:2] != [block.d, block.d_ff]:
+        raise ConfigError(f"experiment.arch={arch}: the feed-forward block of backbone {cfg.backbone.name!r} is "
+                          f"{block.d} -> {block.d_ff} -> {block.d}. Fix: experiment.arch=[{block.d},{block.d_ff},"
+                          f"{arch[-1]}]")
+    opts = run_options(cfg)
+    head, exp = cfg.head, cfg.experiment
+    ffn = FFNOptions(kind=str(head.name), optim=opts.head.optim, loop=opts.loop, backend=str(head.backend),
+                     lora_rank=int(cfg.ffn.lora_rank), lora_alpha=float(cfg.ffn.lora_alpha),
+                     selector=str(head.selector), activation=str(cfg.ffn.activation),
+                     selector_epochs=int(exp.reduced_epochs) if head.name == "ffn_glai" else 0)
+    return train_ffn_head(ffn, block, (Tokens(train.x, train.mask), train.y), (Tokens(val.x, val.mask), val.y),
+                          n_classes=arch[-1], seed=int(cfg.seed))
 
 
 def _union_backends(out: dict[str, Any], results: list[dict[str, Any]]) -> None:
@@ -332,7 +365,7 @@ def run_identity(cfg: DictConfig, device: torch.device | None = None) -> tuple[d
     content = data_identity(config, cfg.data_root)
     if content is not None:
         config["data_content"] = content
-    if cfg.head.name == "glai" and cfg.head.estimator == "sparse":
+    if cfg.head.name in ("glai", "ffn_glai") and cfg.head.estimator == "sparse":
         config["head"]["backend"] = estimator_backend(cfg, device)
     fp = fingerprint(config)
     path = record_path(cfg.results_dir, cfg.experiment.name, cfg.head.name, _path_rho(cfg), cfg.seed, cfg.tag, fp)
@@ -383,9 +416,10 @@ def _train_and_record(cfg, path, config: dict, fp: str, device: torch.device, sp
         raise RecordWriteError(f"cannot write {path} ({err}): {_WRITABLE_HINT.format(cfg.results_dir)}") from err
     try:
         cfg, reduced = _resolve_reduced_epochs(cfg)
-        splits = {k: EmbeddingSplit(v.x.to(device), None if v.y is None else v.y.to(device))
-                  for k, v in splits.items()}
-        if cfg.study.name != "standard":
+        splits = {k: v.to(device) for k, v in splits.items()}
+        if exp.family == "T":
+            result = train_ffn(cfg, splits["train"], splits["val"], device)
+        elif cfg.study.name != "standard":
             result = run_study(cfg, splits["train"], splits["val"])
         elif "fold0/train" in splits:
             result = _folds(cfg, splits)
@@ -465,11 +499,11 @@ def _resolve_reduced_epochs(cfg: DictConfig) -> tuple[DictConfig, dict[str, Any]
         RuntimeError: the MLP partner run failed (its record says why).
     """
     exp = cfg.experiment
-    if cfg.head.name == "glai" and cfg.head.selector == "random":
+    if cfg.head.name in GLAI_HEADS and cfg.head.selector == "random":
         # nothing is trained before the conversion: no reduced epochs to resolve, no partner MLP to read
         return cfg, {"mode": "random_selector", "reduced_epochs": 0}
-    if cfg.head.name != "glai" or exp.reduced_epochs_mode != "auto":
-        mode = exp.reduced_epochs_mode if cfg.head.name == "glai" else None
+    if cfg.head.name not in GLAI_HEADS or exp.reduced_epochs_mode != "auto":
+        mode = exp.reduced_epochs_mode if cfg.head.name in GLAI_HEADS else None
         return cfg, ({"mode": mode, "reduced_epochs": exp.reduced_epochs} if mode else None)
     partner = mlp_partner_config(cfg)
     path = run_identity(partner)[2]

@@ -30,7 +30,7 @@ ALLOWED = {
     "glai.config": {"glai.data", "glai.training", "glai.errors"},
     "glai.options": {"glai.method", "glai.training"},
     "glai.tuned": {"glai.config", "glai.data", "glai.results", "glai.errors"},
-    "glai.transformer": {"glai.method", "glai.errors"},
+    "glai.transformer": {"glai.method", "glai.training", "glai.errors"},
     "glai": {"glai.method", "glai.training"},
 }
 PARTS = sorted(ALLOWED, key=len, reverse=True)

@@ -102,6 +102,16 @@ def load_data(cfg) -> dict[str, EmbeddingSplit]:
         ValueError / FileNotFoundError / RuntimeError: from the loaders, naming the key to fix (e.g. a dataset
             that needs a download while offline).
     """
+    if cfg.experiment.family == "T":
+        from glai.data.tokens import load_tokens  # family T: the trained block's input per token (SPEC 13)
+
+        try:
+            tensors = load_tokens(cfg)
+        except (DatasetUnavailableError, BackboneUnavailableError) as err:
+            raise type(err)(str(err).replace("<experiment>", cfg.experiment.name)) from err
+        splits = {role: EmbeddingSplit(t["a"], t["y"], t["mask"]) for role, t in tensors.items()}
+        check_splits(cfg, splits)
+        return splits
     if cfg.dataset.source == "sklearn_digits":
         split_seed = cfg.dataset.subset_seed if cfg.dataset.get("fixed_split", False) else cfg.seed
         splits = load_digits(cfg.dataset.val_fraction, split_seed)

@@ -50,16 +50,16 @@ class RawSplit:
         return len(self.samples)
 
 def roles_for_family(family: str) -> tuple[str, ...]:
-    """Roles a family trains on (SPEC 7): A and B `train` + `val`, C the episode `pool`.
+    """Roles a family trains on (SPEC 7, 13): A, B and T `train` + `val`, C the episode `pool`.
 
     Raises:
         ValueError: for an unknown family.
     """
-    if family in ("A", "B"):
+    if family in ("A", "B", "T"):
         return ("train", "val")
     if family == "C":
         return ("pool",)
-    raise ValueError(f"experiment.family={family!r}: expected A, B or C")
+    raise ValueError(f"experiment.family={family!r}: expected A, B, C or T")
 
 def drop_undecodable(raw: RawSplit) -> tuple[RawSplit, list[str]]:
     """``dataset.on_bad_image=skip``: the split without the samples that fail to decode.

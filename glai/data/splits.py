@@ -16,12 +16,19 @@ class EmbeddingSplit:
     """Embeddings of one split.
 
     Attributes:
-        x: float32 [N, d].
+        x: float32 [N, d]; family T: [N, L, d], the trained block's input per token (SPEC 13).
         y: int64 [N] class labels, or None for unlabeled data (family B).
+        mask: family T only: bool [N, L], True at a token (padding False); None otherwise.
     """
 
     x: torch.Tensor
     y: torch.Tensor | None
+    mask: torch.Tensor | None = None
+
+    def to(self, device) -> EmbeddingSplit:
+        """The split on ``device``."""
+        return EmbeddingSplit(self.x.to(device), None if self.y is None else self.y.to(device),
+                              None if self.mask is None else self.mask.to(device))
 
     def __len__(self) -> int:
         return self.x.shape[0]
@@ -39,11 +46,11 @@ def check_splits(cfg, splits: dict[str, EmbeddingSplit]) -> None:
     arch, family = list(cfg.experiment.arch), cfg.experiment.family
     where = f"dataset '{cfg.dataset.name}' (dataset.path={cfg.dataset.get('path')!r})"
     for name, split in splits.items():
-        if split.x.ndim != 2 or split.x.shape[0] == 0:
+        if split.x.ndim != (3 if family == "T" else 2) or split.x.shape[0] == 0:
             raise DataError(f"the {name} split of {where} is empty (shape {tuple(split.x.shape)}); nothing was "
                             "trained. Fix: point dataset.path at data with rows in that split, or raise "
                             "dataset.max_per_class / dataset.max_train")
-        bad = int((~torch.isfinite(split.x)).any(dim=1).sum())
+        bad = int((~torch.isfinite(split.x)).flatten(1).any(dim=1).sum())
         if bad:
             raise DataError(
                 f"the {name} embeddings of dataset '{cfg.dataset.name}' with backbone '{cfg.backbone.name}' have "
@@ -51,13 +58,13 @@ def check_splits(cfg, splits: dict[str, EmbeddingSplit]) -> None:
                 f"data (or the backbone, e.g. backbone.dtype=fp32), then delete its entry under cache_dir="
                 f"{cfg.get('cache_dir')!r} so that it is extracted again"
             )
-        if split.x.shape[1] != arch[0]:
+        if split.x.shape[-1] != arch[0]:
             raise ConfigError(
                 f"experiment.arch[0]={arch[0]} but the {name} embeddings of dataset '{cfg.dataset.name}' with "
-                f"backbone '{cfg.backbone.name}' have {split.x.shape[1]} dims. "
-                f"Fix: experiment.arch[0]={split.x.shape[1]}"
+                f"backbone '{cfg.backbone.name}' have {split.x.shape[-1]} dims. "
+                f"Fix: experiment.arch[0]={split.x.shape[-1]}"
             )
-        if family in ("A", "C") and split.y is None:
+        if family in ("A", "C", "T") and split.y is None:
             raise ConfigError(
                 f"family {family} needs labels but the {name} split of dataset '{cfg.dataset.name}' has none. "
                 "Fix: dataset.label_column / dataset.use_labels=true, or a family B experiment"
@@ -65,20 +72,20 @@ def check_splits(cfg, splits: dict[str, EmbeddingSplit]) -> None:
         if split.y is not None and int(split.y.min()) < 0:
             raise DataError(f"the {name} split of {where} has label {int(split.y.min())}: labels must be class "
                             "indices 0..K-1. Fix: dataset.label_column names a column of class names or indices")
-        if family == "A" and int(split.y.max()) >= arch[-1]:
+        if family in ("A", "T") and int(split.y.max()) >= arch[-1]:
             raise ConfigError(
                 f"experiment.arch[-1]={arch[-1]} outputs but the {name} split has label {int(split.y.max())}. "
                 f"Fix: experiment.arch[-1]={int(split.y.max()) + 1}"
             )
     labelled = [s.y for s in splits.values() if s.y is not None and len(s.y)]
-    if family == "A" and labelled:
+    if family in ("A", "T") and labelled:
         classes = max(int(y.max()) for y in labelled) + 1
         if arch[-1] > classes:
             # outputs no label ever reaches: a head of another shape than the data's, and a parameter budget off
             raise ConfigError(f"experiment.arch[-1]={arch[-1]} outputs but {where} has {classes} classes (labels "
                               f"0..{classes - 1}). Fix: experiment.arch[-1]={classes}")
     train = splits.get("train")
-    if family == "A" and train is not None and int(torch.unique(train.y).numel()) < 2:
+    if family in ("A", "T") and train is not None and int(torch.unique(train.y).numel()) < 2:
         raise DataError(f"the train split of {where} has {int(torch.unique(train.y).numel())} class: a "
                         "classifier needs >= 2. Fix: point dataset.path at data with two or more classes")
     pool = splits.get("pool")

@@ -35,6 +35,8 @@ from typing import Any
 __all__ = [
     "CLASSES",
     "DEPENDS_ON",
+    "FAMILY_ONLY",
+    "GLAI_HEADS",
     "GLAI_ONLY",
     "IDENTITY",
     "OFF_VALUES",
@@ -105,7 +107,12 @@ IDENTITY: dict[str, str] = {
     "tuning.max_reduced_epochs": "excluded",
     # where tuning=best looked for the settings it applied: the applied settings are the run's own keys
     "tuning.shipped": "excluded",
+    # family T (SPEC 13): the trained blocks and LoRA's adapters (read by family T runs only: FAMILY_ONLY)
+    **{f"ffn.{k}": "setting" for k in ("blocks", "lora_rank", "lora_alpha", "activation")},
 }
+#: Keys read by one family only (prefix -> family): they leave every other family's fingerprint, so adding
+#: family T re-runs nothing of families A-C.
+FAMILY_ONLY: dict[str, str] = {"ffn.": "T"}
 
 
 #: Settings that only GLAI reads (its reduced phase, its estimator and backend): they cannot change another
@@ -122,10 +129,17 @@ RUNTIME_KEYS = frozenset({"data_content"})
 
 #: Keys a head never reads, by head: they leave its fingerprint (issue 19: a rho sweep retrained the MLP once per
 #: rho). ``mlp`` has the full widths (head.width_factor 1), ``linear`` has no hidden layer to reduce or track.
+_LORA = frozenset({"ffn.lora_rank", "ffn.lora_alpha"})
 UNREAD: dict[str, frozenset] = {
     "mlp": frozenset({"rho"}),
-    "linear": frozenset({"rho", "head.width_factor", "structure_samples", "head.l0_sigma"}),
+    "linear": frozenset({"rho", "head.width_factor", "structure_samples", "head.l0_sigma"}) | _LORA,
+    # family T: the block's own widths (no rho); LoRA's settings are ffn_lora's, ffn.activation is linear's
+    **{h: frozenset({"rho", "head.width_factor", "structure_samples", "ffn.activation"}) | _LORA
+       for h in ("ffn_mlp", "ffn_relu", "ffn_glai")},
+    "ffn_lora": frozenset({"rho", "head.width_factor", "structure_samples", "ffn.activation"}),
 }
+#: The heads that read GLAI's settings (:data:`GLAI_ONLY`): GLAI on embeddings and inside a Transformer block.
+GLAI_HEADS = frozenset({"glai", "ffn_glai"})
 
 
 def reads_rho(head: str) -> bool:
@@ -184,11 +198,13 @@ def identity_items(config: Mapping, classes: Iterable[str] = ("setting", "enviro
     classes = set(classes)
     flat = flatten(config)
     head = flat.get("head.name", "glai")
-    unread = UNREAD.get(head, frozenset()) | (frozenset() if head == "glai" else GLAI_ONLY)
+    unread = UNREAD.get(head, frozenset()) | (frozenset() if head in GLAI_HEADS else GLAI_ONLY)
     if flat.get("tuning.role") != "search":
         unread = unread | SEARCH_ONLY
+    family = flat.get("experiment.family")
     return {k: v for k, v in flat.items()
-            if IDENTITY.get(k, "setting") in classes and k not in unread and not _is_off(flat, k)}
+            if IDENTITY.get(k, "setting") in classes and k not in unread and not _is_off(flat, k)
+            and all(family == f for prefix, f in FAMILY_ONLY.items() if k.startswith(prefix))}
 
 
 def fingerprint(config: Mapping, *, seed: bool = True) -> str:

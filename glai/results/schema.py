@@ -48,10 +48,15 @@ METRICS_FIELDS = frozenset({
     "theorem2_bound", "active_paths_per_sample", "reduced_epochs_rule",
     # retrain / combine studies
     "study",
+    # family T (SPEC 13): training tokens per second of a step; ffn_glai: the converted block's score before any
+    # estimator step, its selector phase, kept paths and active paths per validation token
+    "tokens_per_s", "converted_bvs", "selector_epochs", "selector_bvs", "kept_paths", "active_paths_per_token",
 })
 
 #: Keys of ``cost``.
-COST_FIELDS = frozenset({"time_s", "total_s", "params", "estimator_backends"})
+COST_FIELDS = frozenset({"time_s", "total_s", "params", "estimator_backends",
+                         # family T's ffn_glai: the conversion's seconds and peak resident memory (MiB)
+                         "conversion"})
 
 
 def new_record(**fields: Any) -> dict[str, Any]:

@@ -4,7 +4,7 @@ block (:mod:`glai.transformer.model`: ``ffn_mlp``, ``ffn_relu``, ``ffn_glai``, `
 the runner's dispatch are still to come."""
 
 from glai.transformer.blocks import FFNBlock, ResidualFFN, block_parameters, read_ffn_blocks, relu_mlp
-from glai.transformer.model import FFN_HEADS, TokenClassifier, build_ffn_head, trainable_parameters
+from glai.transformer.model import FFN_HEADS, TokenClassifier, Tokens, build_ffn_head, trainable_parameters
 
-__all__ = ["FFN_HEADS", "FFNBlock", "ResidualFFN", "TokenClassifier", "block_parameters", "build_ffn_head",
+__all__ = ["FFN_HEADS", "FFNBlock", "ResidualFFN", "TokenClassifier", "Tokens", "block_parameters", "build_ffn_head",
            "read_ffn_blocks", "relu_mlp", "trainable_parameters"]

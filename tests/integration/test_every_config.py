@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from glai.config import CONF_DIR, compose_config, validate
+from glai.errors import ConfigError
 from glai.runner import run
 
 EXPERIMENTS = sorted(str(p.relative_to(CONF_DIR / "experiment").with_suffix(""))
@@ -29,8 +30,12 @@ def _paper_name(experiment: str) -> str | None:
 
 
 def test_the_glob_finds_every_family():
-    assert {"digits", "A1", "offline/C2", "retrain/digits", "combine/digits"} <= set(EXPERIMENTS)
-    assert set(HEADS) == {"mlp", "mlp_reduced", "linear", "glai"}
+    assert {"digits", "A1", "offline/C2", "retrain/digits", "combine/digits", "ffn/dbpedia"} <= set(EXPERIMENTS)
+    assert set(HEADS) == {"mlp", "mlp_reduced", "linear", "glai", "ffn_mlp", "ffn_relu", "ffn_lora", "ffn_glai"}
+
+
+def _family_t(experiment: str) -> bool:
+    return experiment.startswith("ffn/")
 
 
 @pytest.mark.parametrize("head", HEADS)
@@ -39,6 +44,11 @@ def test_every_experiment_composes_and_validates(experiment, head):
     cfg = compose_config([f"experiment={experiment}", f"head={head}"])
     if cfg.study.name != "standard" and head != "glai":
         pytest.skip("a study runs as one GLAI job (head=glai); other heads are refused by design")
+    if _family_t(experiment) != head.startswith("ffn_") and head != "linear":
+        # family T's heads train a Transformer's block; the others a head on embeddings: each refused elsewhere
+        with pytest.raises(ConfigError, match=r"^head="):
+            validate(cfg)
+        return
     validate(cfg)
     assert cfg.experiment.name == experiment
 
@@ -55,7 +65,14 @@ def _overrides(experiment: str, assets, tmp_path: Path) -> list[str]:
 
     paper = _paper_name(experiment)
     out = [f"experiment={experiment}", f"cache_dir={tmp_path}/cache"]
-    if paper is not None:
+    if _family_t(experiment):
+        from tests.data.tiny_fixtures import group_overrides, tiny_backbone, tiny_dataset
+
+        # the tiny BERT (hidden 32, FFN 64) on the tiny text, 6 classes
+        out += [*group_overrides("dataset", tiny_dataset("text", assets)),
+                *group_overrides("backbone", tiny_backbone("bert", assets)), "experiment.arch=[32,64,6]",
+                f"data_root={assets.root}"]
+    elif paper is not None:
         tiny = tiny_experiment_overrides(paper, assets, fast=False)
         out = [o for o in tiny if not o.startswith("experiment=")] + [f"experiment={experiment}"]
     out += [f"results_dir={tmp_path}/runs", *SHORT]
@@ -71,7 +88,7 @@ def test_every_experiment_runs_end_to_end_under_its_own_defaults(experiment, ass
     """``retrain/*`` and ``combine/*`` inherit ``reduced_epochs_mode: auto``: their MLP partner is a standard
     run (issue 19: it kept ``study`` set and every study failed under its own defaults)."""
     overrides = _overrides(experiment, assets, tmp_path)
-    cfg = compose_config(overrides + ["head=glai"])
+    cfg = compose_config(overrides + ["head=ffn_glai" if _family_t(experiment) else "head=glai"])
     rec = run(cfg)
     assert rec["status"] == "done", rec.get("error")
     rule = rec["metrics"].get("reduced_epochs_rule") or {}

@@ -1,0 +1,140 @@
+"""Family T end to end (SPEC 13, issue 28): every head of ``experiment=ffn/...`` runs through ``glai.runner.run`` on
+a tiny random BERT written in the hub's format, with the cached tokens being exactly what enters the model's last
+feed-forward block, equal trainable budgets where SPEC 13 says so, and the refusals before any work."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from glai.config import compose_config
+from glai.errors import ConfigError
+from glai.runner import run
+from glai.transformer import block_parameters
+
+HEADS = ["ffn_mlp", "ffn_relu", "ffn_lora", "ffn_glai", "linear"]
+D, D_FF, CLASSES = 32, 64, 6  # the tiny BERT of tests/data/tiny_fixtures.py; its text data's classes
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory):
+    from tests.data.tiny_fixtures import build_tiny_assets
+
+    return build_tiny_assets(tmp_path_factory.mktemp("tiny_t"))
+
+
+def _overrides(assets, tmp_path: Path, backbone: str = "bert") -> list[str]:
+    from tests.data.tiny_fixtures import group_overrides, tiny_backbone, tiny_dataset
+
+    return ["experiment=ffn/dbpedia", *group_overrides("dataset", tiny_dataset("text", assets)),
+            *group_overrides("backbone", tiny_backbone(backbone, assets)), f"experiment.arch=[{D},{D_FF},{CLASSES}]",
+            f"data_root={assets.root}", f"cache_dir={tmp_path}/cache", f"results_dir={tmp_path}/runs",
+            "experiment.max_epochs=3", "experiment.patience=2", "experiment.lr=0.003", "verbose=false"]
+
+
+@pytest.mark.parametrize("head", HEADS + ["ffn_glai-random"])
+def test_every_head_runs_and_reports_its_budget(head, assets, tmp_path):
+    name, *variant = head.split("-")
+    extra = ["head.selector=random"] if variant else []
+    rec = run(compose_config(_overrides(assets, tmp_path) + [f"head={name}", *extra]))
+    assert rec["status"] == "done", rec.get("error")
+    m, cost = rec["metrics"], rec["cost"]
+    assert 0 <= m["bvs"] <= 100 and m["epochs"] >= 1 and m["tokens_per_s"] > 0
+    classifier = D * CLASSES + CLASSES
+    trainable = cost["params"]["trainable"]
+    expected = {"ffn_mlp": block_parameters(D, D_FF) + classifier, "ffn_relu": block_parameters(D, D_FF) + classifier,
+                # SPEC 13: GLAI's estimator is pruned to exactly the block's own parameter count
+                "ffn_glai": block_parameters(D, D_FF) + classifier,
+                "ffn_lora": 8 * (D + D_FF) * 2 + classifier, "linear": classifier}[name]
+    assert trainable == expected
+    if name == "ffn_glai":
+        assert m["kept_paths"] == block_parameters(D, D_FF) - D
+        assert 0 <= m["active_paths_per_token"] <= m["kept_paths"]
+        assert 0 < m["firing_ratio"][0] < 1 and 0 <= m["converted_bvs"] <= 100
+        assert set(cost["time_s"]) == {"selector", "conversion", "estimator"}
+        assert cost["total_s"] == pytest.approx(sum(cost["time_s"].values()))
+        assert rec["config"]["head"]["backend"] in ("cpp", "torch")  # the backend that ran is the one recorded
+
+
+def test_the_cached_tokens_are_what_enters_the_last_block(assets, tmp_path):
+    """LN(a + W2 GELU(W1 a + b1) + b2) over the cached a is the model's own last hidden state at every token."""
+    from transformers import AutoModel, AutoTokenizer
+
+    from glai.data.loading import load_data
+    from glai.transformer import ResidualFFN, read_ffn_blocks
+    from glai.transformer.model import _gelu_block
+
+    cfg = compose_config(_overrides(assets, tmp_path) + ["head=ffn_mlp"])
+    splits = load_data(cfg)
+    val = splits["val"]
+    assert val.x.ndim == 3 and val.mask.dtype == torch.bool and val.mask[:, 0].all()
+    model = AutoModel.from_pretrained(str(assets.bert)).eval()
+    tok = AutoTokenizer.from_pretrained(str(assets.bert))
+    texts = pd.read_csv(assets.text_csv / "val.csv")["text"].astype(str).tolist()
+    (block,) = read_ffn_blocks(model, 1)
+    ffn = ResidualFFN(_gelu_block(block), block).eval()
+    for i in (0, 7, len(texts) - 1):
+        batch = tok([texts[i]], return_tensors="pt", truncation=True, max_length=32)
+        with torch.no_grad():
+            theirs = model(**batch).last_hidden_state[0]  # [L_i, d]
+            ours = ffn(val.x[i][val.mask[i]])
+        torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-4)
+    # a second head reads the cache: the tokens are extracted once per split
+    again = load_data(compose_config(_overrides(assets, tmp_path) + ["head=ffn_glai"]))
+    assert torch.equal(again["val"].x, val.x)
+    manifests = list((tmp_path / "cache" / "embeddings").rglob("*.json"))
+    assert len(manifests) == 2 and all(json.loads(p.read_text())["key"]["tokens"] for p in manifests)
+
+
+def test_a_users_csv_runs_every_head(assets, tmp_path):
+    """dataset=csv with class names as labels (a user's own text), as the README shows it."""
+    rows = pd.read_csv(assets.text_csv / "train.csv")
+    names = ["alpha", "beta", "gamma", "delta", "eps", "zeta"]
+    path = tmp_path / "reviews.csv"
+    pd.DataFrame({"review": rows["text"], "kind": [names[c] for c in rows["label"]]}).to_csv(path, index=False)
+    base = [o for o in _overrides(assets, tmp_path) if not o.startswith("dataset.")]
+    for head in ("ffn_glai", "ffn_mlp"):
+        rec = run(compose_config(base + ["dataset=csv", f"dataset.path={path}", "dataset.name=reviews",
+                                         "dataset.text_columns=[review]", "dataset.label_column=kind", f"head={head}"]))
+        assert rec["status"] == "done", rec.get("error")
+
+
+def test_a_model_whose_blocks_cannot_be_read_is_refused_before_any_record(assets, tmp_path):
+    overrides = _overrides(assets, tmp_path, backbone="gpt2") + ["head=ffn_glai"]
+    with pytest.raises(ConfigError, match=r"GPT2Model.*encoder\.layer\[i\]\.intermediate"):
+        run(compose_config(overrides))
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize(("override", "key"), [
+    ("head=glai", "head"), ("ffn.blocks=2", "ffn.blocks"), ("ffn.lora_rank=0", "ffn.lora_rank"),
+    ("ffn.activation=tanh", "ffn.activation"), ("tuning=search", "tuning"),
+    ("experiment.reduced_epochs_mode=auto", "experiment.reduced_epochs_mode"),
+])
+def test_bad_family_t_settings_name_their_key(override, key, assets, tmp_path):
+    head = [] if override.startswith("head=") else ["head=ffn_glai"]
+    with pytest.raises(ConfigError, match=rf"^{key}="):
+        run(compose_config(_overrides(assets, tmp_path) + head + [override]))
+
+
+def test_an_arch_that_is_not_the_blocks_names_the_fix(assets, tmp_path):
+    overrides = _overrides(assets, tmp_path) + ["head=ffn_mlp", f"experiment.arch=[{D},{D_FF + 1},{CLASSES}]"]
+    with pytest.raises(ConfigError, match=rf"Fix: experiment.arch=\[{D},{D_FF},{CLASSES}\]"):
+        run(compose_config(overrides))
+
+
+def test_family_t_keys_leave_the_other_families_fingerprints():
+    """Adding family T re-runs nothing: ffn.* counts for family T runs only, and LoRA's keys for ffn_lora only."""
+    from glai.runner import run_identity
+
+    a = run_identity(compose_config(["head=glai"]))[1]
+    assert run_identity(compose_config(["head=glai", "ffn.lora_rank=4"]))[1] == a
+    t = ["experiment=ffn/dbpedia", "data_root=/nonexistent"]
+    mlp = run_identity(compose_config(t + ["head=ffn_mlp"]))[1]
+    assert run_identity(compose_config(t + ["head=ffn_mlp", "ffn.lora_rank=4"]))[1] == mlp
+    lora = run_identity(compose_config(t + ["head=ffn_lora"]))[1]
+    assert run_identity(compose_config(t + ["head=ffn_lora", "ffn.lora_rank=4"]))[1] != lora
