@@ -39,9 +39,17 @@ def summary(record: dict[str, Any], path: str | Path | None = None) -> str:
     if "study" in m:
         return study_summary(record, path)
     unit = "%" if m["monitor"] == "val_acc" else ""
-    lines = [f"[glai] {record['experiment']} head={record['head']} seed={record['seed']} rho={record['rho']}",
+    from glai.results.identity import reads_rho
+
+    rho = f" rho={record['rho']}" if reads_rho(str(record["head"])) else ""
+    lines = [f"[glai] {record['experiment']} head={record['head']} seed={record['seed']}{rho}",
              f"  BVS ({m['monitor']}): {m['bvs']:.4g}{unit}   epochs: {m['epochs']:g}"
              + (f" (+{m['reduced_epochs']} reduced-MLP epochs)" if "reduced_epochs" in m else "")]
+    if "tokens_per_s" in m:  # family T (SPEC 13)
+        lines.append(f"  tokens/s (training step): {m['tokens_per_s']:,.0f}" + (
+            f"   converted BVS before any estimator step: {m['converted_bvs']:.4g}{unit}   active paths per "
+            f"token: {m['active_paths_per_token']:,.0f} of {m['kept_paths']:,} kept"
+            if m.get("converted_bvs") is not None else ""))
     phases = ", ".join(f"{k} {v:.2f}s" for k, v in c["time_s"].items())
     lines.append(f"  time: {c['total_s']:.2f}s ({phases})")
     p = c["params"]

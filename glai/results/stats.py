@@ -400,8 +400,10 @@ def time_to_target(rec: Mapping, target: float, min_delta: float | None = None) 
     if min_delta is None:
         min_delta = float((((rec.get("config") or {}).get("experiment") or {}).get("min_delta")) or 0.0)
     phases = cost.get("time_s") or {}
-    offset_s = float(phases.get("reduced_mlp", 0.0)) + float(phases.get("conversion", 0.0))
-    offset_epochs = int(metrics.get("reduced_epochs") or 0)
+    # GLAI's work before its estimator's first epoch: the reduced MLP (family T: the selector phase) and the
+    # conversion
+    offset_s = sum(float(phases.get(k, 0.0)) for k in ("reduced_mlp", "selector", "conversion"))
+    offset_epochs = int(metrics.get("reduced_epochs") or metrics.get("selector_epochs") or 0)
     elapsed = 0.0
     for epoch, (score, dt) in enumerate(zip(scores, seconds, strict=False), start=1):
         elapsed += float(dt)

@@ -23,6 +23,7 @@ from glai.results.family import is_search, is_study, write_family
 from glai.results.formatting import NO_RUNS, fmt_mean_std, fmt_num, markdown, mean_std_cell, write_table
 from glai.results.groups import assign_groups, format_value
 from glai.results.records import atomic_write_text
+from glai.results.transformer import is_family_t, write_transformer
 
 __all__ = [
     "HEAD_LABEL",
@@ -603,6 +604,9 @@ def write_all(runs_dir: str | Path = "results/runs", out_dir: str | Path = "resu
     searches = [r for r in loaded if is_search(r)]
     loaded = [r for r in loaded if not (is_study(r) or is_search(r))]
     counts = assign_groups(loaded, references)
+    # family T (SPEC 13) trains a Transformer's block, not a head on embeddings: its own tables
+    transformer = [{**r, "experiment": r["_label"]} for r in loaded if is_family_t(r)]
+    loaded = [r for r in loaded if not is_family_t(r)]
     if echo is not None:
         echo(counts.line() + (f"; {len(studies)} method-family study records (retrain.md, combine.md)"
                               if studies else "") + (f"; {len(searches)} search trials (tuning=search) left out"
@@ -662,10 +666,12 @@ def write_all(runs_dir: str | Path = "results/runs", out_dir: str | Path = "resu
                                    "column says whether the tuned head is at or above its protocol default minus "
                                    "one standard error of the gain (higher accuracy, lower loss).")
     written += write_family(loaded + studies, out_dir, figures=figures)
-    atomic_write_text(out_dir / "failed_runs.md", failed_runs_markdown(records + studies))
+    written += write_transformer(transformer, out_dir)
+    atomic_write_text(out_dir / "failed_runs.md", failed_runs_markdown(records + studies + transformer))
     atomic_write_text(out_dir / "unpaired.md", unpaired_markdown(sections))
     written += [out_dir / "failed_runs.md", out_dir / "unpaired.md"]
-    labels = {r["_label"] for r in loaded} | {r.get("experiment") for r in loaded + studies}
+    labels = ({r["_label"] for r in loaded} | {r.get("experiment") for r in loaded + studies}
+              | {r["experiment"] for r in transformer})
     if figures:
         # matplotlib loads only when figures are asked for
         from glai.results.figures import write_figures

@@ -138,3 +138,47 @@ def test_family_t_keys_leave_the_other_families_fingerprints():
     assert run_identity(compose_config(t + ["head=ffn_mlp", "ffn.lora_rank=4"]))[1] == mlp
     lora = run_identity(compose_config(t + ["head=ffn_lora"]))[1]
     assert run_identity(compose_config(t + ["head=ffn_lora", "ffn.lora_rank=4"]))[1] != lora
+
+
+def test_make_tables_gives_the_family_its_own_table(assets, tmp_path):
+    """Family T's records make transformer.md (a row per head and tagged variant, the budgets, the converted score)
+    and transformer_tests.md, and never a row of the paper's tables."""
+    from glai.results.tables import write_all
+
+    for seed in (0, 1):
+        for head, extra in (("ffn_mlp", []), ("ffn_lora", []), ("ffn_glai", []),
+                            ("ffn_glai", ["head.selector=random", "tag=random"]),
+                            ("linear", ["ffn.activation=relu", "tag=relu_switch"])):
+            rec = run(compose_config(_overrides(assets, tmp_path) + [f"head={head}", f"seed={seed}", *extra]))
+            assert rec["status"] == "done", rec.get("error")
+    out = tmp_path / "tables"
+    write_all(tmp_path / "runs", out, figures=False)
+    table = pd.read_csv(out / "transformer.csv")
+    assert list(table["Head"]) == ["ffn_mlp", "ffn_lora", "ffn_glai", "ffn_glai [random]", "linear [relu_switch]"]
+    assert set(table["n"]) == {2}
+    glai = table[table["Head"] == "ffn_glai"].iloc[0]
+    assert glai["Trainable params"] == table[table["Head"] == "ffn_mlp"].iloc[0]["Trainable params"]
+    assert "±" in glai["Converted BVS (%)"] and "±" in glai["Active paths/token"]
+    tests = pd.read_csv(out / "transformer_tests.csv")
+    assert set(tests["Comparison"]) == {"ffn_glai vs ffn_mlp", "ffn_glai vs ffn_lora"}
+    assert set(tests["n pairs"]) == {2} and all("too few pairs" in c for c in tests["BVS p-value"])
+    assert "ffn/" not in (out / "table3.md").read_text()
+
+
+def test_the_suite_script_runs_every_head_and_view(assets, tmp_path):
+    """experiments/transformer.sh as a user runs it (one seed, one experiment, the tiny BERT through the extra
+    overrides): seven records, one per head and tagged view."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    extra = [o for o in _overrides(assets, tmp_path) if not o.startswith("experiment=")]
+    env = {**os.environ, "PYTHON": sys.executable, "SEEDS": "0", "EXPERIMENTS": "ffn/dbpedia"}
+    done = subprocess.run(["bash", "experiments/transformer.sh", "basic", *extra,
+                           f"hydra.sweep.dir={tmp_path}/multirun"], cwd=root, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    records = [json.loads(p.read_text()) for p in (tmp_path / "runs").rglob("*.json")]
+    assert sorted((r["head"], r["tag"]) for r in records if r["status"] == "done") == sorted(
+        [("ffn_mlp", ""), ("ffn_glai", ""), ("ffn_lora", ""), ("ffn_relu", ""), ("linear", ""),
+         ("ffn_glai", "random"), ("linear", "relu_switch")])

@@ -1,0 +1,129 @@
+"""Family T's tables (SPEC 13; issue 28): GLAI inside a Transformer's feed-forward block against fine-tuning the
+block, its ReLU switch and LoRA, from the run records.
+
+- ``transformer.md``: per experiment and head (a tagged variant its own row: ``ffn_glai [random]``, ``linear
+  [relu_switch]``), the BVS, the seconds to early stop, the seconds to the same-seed fine-tuned block's
+  (``ffn_mlp``'s) BVS (time to target, SPEC 12; GLAI's selector phase and conversion on its clock), the trainable
+  parameters, the training tokens per second, and for ``ffn_glai`` the converted block's score before any
+  estimator step and the active paths per token; mean ± std over seeds.
+- ``transformer_tests.md``: ``ffn_glai`` against each other head, paired by (experiment, seed) over the family's
+  experiments: one-sided Wilcoxon p-values of the time to early stop, the BVS and the time to target (no p-value
+  below :data:`glai.results.stats.MIN_PAIRS` pairs).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from glai.results import stats as st
+from glai.results.formatting import mean_std_cell, write_table
+
+__all__ = ["T_HEADS", "is_family_t", "transformer_table", "transformer_tests", "write_transformer"]
+
+#: Rows of the family's table in order: (head, tag); the tags are those of experiments/transformer.sh.
+T_HEADS = (("ffn_mlp", ""), ("ffn_relu", ""), ("ffn_lora", ""), ("ffn_glai", ""), ("ffn_glai", "random"),
+           ("linear", ""), ("linear", "relu_switch"))
+#: What each row is, in the table's words.
+T_LABELS = {"ffn_mlp": "fine-tuned block (GELU)", "ffn_relu": "fine-tuned block, ReLU", "ffn_lora": "LoRA",
+            "ffn_glai": "GLAI", "linear": "classifier only"}
+
+
+def is_family_t(rec: Mapping) -> bool:
+    """A family T record (SPEC 13): its table is :func:`transformer_table`, never the paper's."""
+    return rec.get("family") == "T"
+
+
+def _done(records) -> list[Mapping]:
+    return [r for r in records if is_family_t(r) and r.get("status") == "done" and not r.get("metrics", {}).get(
+        "study")]
+
+
+def _label(head: str, tag: str) -> str:
+    return f"{head} [{tag}]" if tag else head
+
+
+def _ttt(rec: Mapping, ref: Mapping | None) -> float | None:
+    if ref is None:
+        return None
+    try:
+        return st.time_to_target(rec, float(ref["metrics"]["bvs"])).seconds
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def transformer_table(records: Sequence[Mapping]) -> pd.DataFrame:
+    """The family's table (see the module docstring); rows with no run are left out."""
+    done = _done(records)
+    by = defaultdict(list)
+    for r in done:
+        by[(r["experiment"], r["head"], r.get("tag") or "")].append(r)
+    ref = {(r["experiment"], r["seed"]): r for r in done if r["head"] == "ffn_mlp" and not r.get("tag")}
+    known = [(h, t) for h, t in T_HEADS]
+    extra = sorted({(h, t) for (_, h, t) in by} - set(known))
+    rows = []
+    for exp in sorted({e for e, _, _ in by}, key=st.experiment_order):
+        for head, tag in known + extra:
+            recs = sorted(by.get((exp, head, tag), []), key=lambda r: r["seed"])
+            if not recs:
+                continue
+            ttt = [_ttt(r, ref.get((exp, r["seed"]))) for r in recs]
+            reached = [t for t in ttt if t is not None]
+            never = sum(1 for r, t in zip(recs, ttt, strict=True) if t is None and ref.get((exp, r["seed"])))
+            m = [r["metrics"] for r in recs]
+            glai = head == "ffn_glai"
+            rows.append({
+                "Exp": exp, "Head": _label(head, tag), "What": T_LABELS.get(head, head), "n": len(recs),
+                "BVS (%)": mean_std_cell([x["bvs"] for x in m]),
+                "Time to early stop (s)": mean_std_cell([r["cost"]["total_s"] for r in recs]),
+                "Time to ffn_mlp's BVS (s)": (mean_std_cell(reached) if reached else "never")
+                + (f" ({never} never)" if reached and never else ""),
+                "Trainable params": f"{int(np.median([r['cost']['params']['trainable'] for r in recs])):,}",
+                "Tokens/s": mean_std_cell([x.get("tokens_per_s") for x in m]),
+                "Converted BVS (%)": mean_std_cell([x.get("converted_bvs") for x in m]) if glai else "",
+                "Active paths/token": mean_std_cell([x.get("active_paths_per_token") for x in m]) if glai else "",
+            })
+    return pd.DataFrame(rows)
+
+
+def transformer_tests(records: Sequence[Mapping]) -> pd.DataFrame:
+    """``ffn_glai`` (untagged) against every other head of the family, pooled over its experiments."""
+    done = _done(records)
+    experiments = sorted({r["experiment"] for r in done}, key=st.experiment_order)
+    rows = []
+    for ref in ("ffn_mlp", "ffn_lora", "ffn_relu", "linear"):
+        if not any(r["head"] == ref and not r.get("tag") for r in done):
+            continue
+        con = st.paired_contrast(done, "ffn_glai", ref, experiments=experiments, tag={"ffn_glai": "", ref: ""})
+        d_time = [p.d_time for p in con.pairs]
+        d_score = [p.d_score for p in con.pairs]
+        rows.append({"Comparison": f"ffn_glai vs {ref}", "n pairs": len(con.pairs),
+                     "mean log(T_ref/T_glai)": f"{np.mean(d_time):+.3f}" if d_time else "n/a",
+                     "mean BVS difference (pp)": f"{np.mean(d_score):+.2f}" if d_score else "n/a",
+                     "Time p-value": con.time_test.cell(), "BVS p-value": con.score_test.cell(),
+                     "Time-to-target p-value": con.ttt_test.cell(), "Never reached": con.ttt_never,
+                     "Unpaired": len(con.unpaired)})
+    return pd.DataFrame(rows)
+
+
+def write_transformer(records: Sequence[Mapping], out_dir: str | Path) -> list[Path]:
+    """Write ``transformer`` and ``transformer_tests`` (md, tex, csv) under ``out_dir`` when family T ran."""
+    if not _done(records):
+        return []
+    out_dir = Path(out_dir)
+    written = write_table(transformer_table(records), out_dir, "transformer",
+                          "Family T (SPEC 13): the last feed-forward block of a frozen Transformer trained five ways, "
+                          "on the same cached tokens, batches and early stopping; mean ± std over seeds. Time to "
+                          "ffn_mlp's BVS: seconds until the run first reached the same-seed fine-tuned block's BVS "
+                          "within min_delta (ffn_glai: its selector phase and conversion on its clock). linear "
+                          "[relu_switch]: the classifier alone on the frozen model with only the block's activation "
+                          "switched to ReLU (the switch's own cost); ffn_glai [random]: random gates, the control.")
+    written += write_table(transformer_tests(records), out_dir, "transformer_tests",
+                           "ffn_glai against each head of family T, paired by (experiment, seed): one-sided "
+                           "Wilcoxon signed-rank p-values that GLAI is faster to early stop, scores higher, and "
+                           f"reaches the other head's BVS sooner (no p-value below {st.MIN_PAIRS} pairs).")
+    return written
