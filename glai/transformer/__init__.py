@@ -1,7 +1,8 @@
-"""Family T: GLAI inside a Transformer's feed-forward blocks (SPEC 13; issue 28, in progress). This package reads a
-BERT-style encoder's blocks (:mod:`glai.transformer.blocks`) and builds the heads that differ only in the last
-block (:mod:`glai.transformer.model`: ``ffn_mlp``, ``ffn_relu``, ``ffn_glai``, ``linear``); LoRA, the token cache and
-the runner's dispatch are still to come."""
+"""Family T: GLAI inside a Transformer's feed-forward blocks (SPEC 13; issue 28). This package reads a BERT-style
+encoder's blocks (:mod:`glai.transformer.blocks`), builds the heads that differ only in the last block
+(:mod:`glai.transformer.model`: ``ffn_mlp``, ``ffn_relu``, ``ffn_lora``, ``ffn_glai``, ``linear``) and trains one on
+cached tokens (:mod:`glai.transformer.train`); the tokens come from :mod:`glai.data.tokens`, the dispatch from the
+runner."""
 
 from glai.transformer.blocks import FFNBlock, ResidualFFN, block_parameters, read_ffn_blocks, relu_mlp
 from glai.transformer.model import FFN_HEADS, TokenClassifier, Tokens, build_ffn_head, trainable_parameters
