@@ -99,7 +99,8 @@ def test_a_users_csv_runs_every_head(assets, tmp_path):
     base = [o for o in _overrides(assets, tmp_path) if not o.startswith("dataset.")]
     for head in ("ffn_glai", "ffn_mlp"):
         rec = run(compose_config(base + ["dataset=csv", f"dataset.path={path}", "dataset.name=reviews",
-                                         "dataset.text_columns=[review]", "dataset.label_column=kind", f"head={head}"]))
+                                         "dataset.text_columns=[review]", "dataset.label_column=kind", f"head={head}",
+                                         "dataset.max_per_class=null", "dataset.max_val=null"]))
         assert rec["status"] == "done", rec.get("error")
 
 
