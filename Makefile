@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench tables prefetch clean
+.PHONY: install demo test lint docs bench tables prefetch clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -26,6 +26,10 @@ test: install
 lint: install
 	$(BIN)/ruff check .
 
+# the documentation site (docs/, mkdocs.yml) into site/; --strict: a broken link or API reference fails
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 bench: install
 	$(BIN)/python scripts/bench_estimator.py
 
@@ -39,4 +43,4 @@ prefetch: install
 	$(BIN)/python scripts/prefetch.py experiment=$(EXP)
 
 clean:
-	rm -rf $(VENV) outputs multirun .pytest_cache
+	rm -rf $(VENV) outputs multirun .pytest_cache site

@@ -1,4 +1,4 @@
-"""Running sweeps on a Slurm cluster through submitit (``hydra/launcher=slurm``; README "On a Slurm cluster").
+"""Running sweeps on a Slurm cluster through submitit (``hydra/launcher=slurm``; docs/cluster.md).
 
 submitit learns its jobs' states from ``sacct``, which needs Slurm accounting (``slurmdbd`` and a database). On a
 cluster without it (the local one of ``scripts/local_slurm.py``, many small clusters) every poll fails: submitit

@@ -1,4 +1,4 @@
-"""The package layout (README "Code map", STYLE "Layout"): every module imports, no import cycles, and each
+"""The package layout (docs/code-map.md, STYLE "Layout"): every module imports, no import cycles, and each
 package depends only on the packages below it.
 
 The module graph is read from the source (every ``import`` statement, function-level ones included), so a
@@ -120,4 +120,4 @@ def test_packages_depend_only_on_the_layers_below():
 
 def test_every_module_is_in_a_known_part():
     unknown = [m for m in MODULES if _part(m) is None and m != "glai.runner"]
-    assert not unknown, f"modules outside the code map: {unknown} (add them to ALLOWED and README's Code map)"
+    assert not unknown, f"modules outside the code map: {unknown} (add them to ALLOWED and docs/code-map.md)"

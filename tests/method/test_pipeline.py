@@ -156,14 +156,13 @@ def test_train_glai_runs_the_papers_three_phases():
     assert again.estimator.curves["val_loss"] == run.estimator.curves["val_loss"]  # seeded end to end
 
 
-def test_readme_example_runs():
-    """README's "Use GLAI on your own MLP" example is executed as written."""
-    text = (ROOT / "README.md").read_text()
-    section = text.split("## Use GLAI on your own MLP", 1)[1]
-    code = section.split("```python", 1)[1].split("```", 1)[0]
+def test_getting_started_example_runs():
+    """The documentation's "Getting started: GLAI on your own MLP" example is executed as written."""
+    text = (ROOT / "docs" / "getting-started.md").read_text()
+    code = text.split("```python", 1)[1].split("```", 1)[0]
     assert 5 <= len(code.strip().splitlines()) <= 14
     namespace: dict = {}
-    exec(compile(code, "README.md", "exec"), namespace)
+    exec(compile(code, "docs/getting-started.md", "exec"), namespace)
     assert isinstance(namespace["head"], glai.GLAIHead)
 
 
