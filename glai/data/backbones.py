@@ -498,7 +498,7 @@ def build_backbone(cfg, data_root: str | os.PathLike | None = None, device: str 
         if not path.exists():
             raise BackboneUnavailableError(
                 f"backbone.path={cfg.path!r} of backbone {cfg.name!r} resolves to {path}, which does not exist. "
-                "Set backbone.path to the local weights, or GLAI_DATA_ROOT / data_root to the folder that "
+                "Fix: backbone.path= the local weights, or GLAI_DATA_ROOT / data_root= the folder that "
                 "relative paths are taken from."
             )
     if cfg.library == "timm":

@@ -14,6 +14,7 @@ import numpy as np
 
 from glai.data.readers.base import Subset, sha256_json
 from glai.data.sources import SourceOpener
+from glai.data.splits import check_class_ids
 from glai.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -108,6 +109,27 @@ def holdout_rows(n: int, labels: np.ndarray | None, fraction: float, seed: int) 
         out.append(rows[rng.permutation(len(rows))[:k]])
     return np.sort(np.concatenate(out)).astype(np.int64) if out else np.zeros(0, dtype=np.int64)
 
+def _check_holdout(dcfg, table, source: dict) -> None:
+    """A validation part held out of the train split (``dataset.val_split: null``) needs two rows of every class:
+    one to train on, one to validate on.
+
+    Raises:
+        DataError: naming the classes with fewer rows, how many each has, and the fix.
+    """
+    if not dcfg.use_labels or table.labels is None or not table.n:
+        return
+    ids, counts = np.unique(table.labels, return_counts=True)
+    few = [(int(c), int(k)) for c, k in zip(ids, counts, strict=True) if k < 2]
+    if few:
+        names = getattr(table, "classes", None)
+        shown = ", ".join(f"{names[c] if names is not None and c < len(names) else c!r}: {k} row"
+                          for c, k in few[:8]) + (", ..." if len(few) > 8 else "")
+        raise DataError(f"dataset {dcfg.name!r} ({source.get('path', source)}): validation is held out of every "
+                        f"class (dataset.val_fraction={dcfg.val_fraction}), which needs >= 2 rows per class (one to "
+                        f"train, one to validate), but {len(few)} classes have fewer ({shown}). Fix: add rows to "
+                        "those classes or drop them, or give a validation split (dataset.val_split)")
+
+
 def select_subset(
     indices: np.ndarray,
     labels: np.ndarray | None,
@@ -174,6 +196,7 @@ def load_splits(
         indices = np.arange(table.n, dtype=np.int64)
         subset: dict[str, Any] = {"subset_seed": dcfg.subset_seed}
         if role in ("train", "val") and split_of["val"] is None:
+            _check_holdout(dcfg, table, opener.describe())
             val_rows = holdout_rows(table.n, table.labels if dcfg.use_labels else None, dcfg.val_fraction,
                                     dcfg.subset_seed)
             indices = np.sort(val_rows if role == "val" else np.setdiff1d(indices, val_rows))
@@ -184,12 +207,14 @@ def load_splits(
         subset.update({"max_per_class": dcfg.max_per_class, "max_n": cap[role], "n": int(len(indices)),
                        "n_source": int(table.n)})
         if len(indices) == 0:
-            raise ValueError(f"dataset {dcfg.name!r} role {role!r} (split {split!r}) is empty after subsetting")
+            raise DataError(f"dataset {dcfg.name!r}: its {role} rows (split {split!r} of {source}, {table.n} rows) are "
+                            f"none after subsetting (dataset.max_per_class={dcfg.max_per_class}, "
+                            f"max_{role}={cap[role]}). Fix: raise or drop those limits (=null)")
         labels = table.labels[indices] if table.labels is not None else None
         if labels is not None and dcfg.num_classes is not None and labels.max() >= dcfg.num_classes:
-            raise ValueError(
-                f"dataset.num_classes={dcfg.num_classes} but split {split!r} has label {int(labels.max())}"
-            )
+            raise DataError(f"dataset.num_classes={dcfg.num_classes} but split {split!r} of {source} has label "
+                            f"{int(labels.max())}. Fix: dataset.num_classes={int(labels.max()) + 1}, or labels "
+                            f"0..{dcfg.num_classes - 1}")
         content = {
             "source": source,
             "source_fingerprint": table.fingerprint,
@@ -213,4 +238,7 @@ def load_splits(
             info={**content, "subset": subset, "name": dcfg.name},
         )
         log.info("dataset %s role %s: split %s, %d of %d samples", dcfg.name, role, split, len(indices), table.n)
+    if dcfg.use_labels and set(out) <= {"train", "val"}:
+        # class ids instead of indices 0..K-1 are refused before any embedding is extracted (issue 30)
+        check_class_ids([r.labels for r in out.values()], f"dataset '{dcfg.name}' ({source.get('path', source)})")
     return out

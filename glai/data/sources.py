@@ -12,6 +12,7 @@ from glai.data.readers.image_folder import ImageFolderTable, image_folder_root, 
 from glai.data.readers.omniglot import OmniglotTable
 from glai.data.readers.text_lines import TextLinesTable
 from glai.data.readers.torchvision_datasets import TorchvisionTable
+from glai.errors import DataError
 
 __all__ = ["SourceOpener", "detect_format", "split_file"]
 
@@ -29,7 +30,8 @@ def detect_format(path: Path) -> str:
             return "parquet"
         if name.endswith(".txt"):
             return "text_lines"
-        raise ValueError(f"dataset.path={path}: cannot infer the format; set dataset.format")
+        raise DataError(f"dataset.path={path}: cannot infer the format from its name. Fix: dataset.format= csv, "
+                        "parquet, imagefolder, tar_imagefolder, text_lines or omniglot_npz")
     if (path / "dataset_dict.json").exists() or (path / "state.json").exists():
         return "disk"
     files = [p.name for p in path.iterdir()]
@@ -50,9 +52,10 @@ def split_file(path: Path, split: str, suffixes: tuple[str, ...]) -> Path:
             if candidate.exists():
                 return candidate
     available = sorted(p.name for p in path.iterdir())
-    raise FileNotFoundError(
-        f"split {split!r}: no {'/'.join(split + s for s in suffixes)} in {path} (found {available}); "
-        f"set dataset.train_split / val_split / pool_split"
+    raise DataError(
+        f"split {split!r}: no {'/'.join(split + s for s in suffixes)} in {path} (found {available}). Fix: "
+        f"dataset.train_split / val_split / pool_split, or dataset.path= the one file to read (validation is then "
+        f"held out of it: dataset.val_split=null)"
     )
 
 class SourceOpener:
@@ -79,7 +82,7 @@ class SourceOpener:
         if not path.exists():
             raise DatasetUnavailableError(
                 f"dataset.path={self.dcfg.path!r} of dataset {self.dcfg.name!r} resolves to {path}, which does "
-                "not exist. Set dataset.path to a local copy, or GLAI_DATA_ROOT / data_root to the folder that "
+                "not exist. Fix: dataset.path= a local copy, or GLAI_DATA_ROOT / data_root= the folder that "
                 "relative paths are taken from."
             )
         return self.dcfg.format if self.dcfg.format != "auto" else detect_format(path)
@@ -134,9 +137,9 @@ class SourceOpener:
             self._disk = datasets.load_from_disk(str(path))
         if isinstance(self._disk, datasets.DatasetDict):
             if split not in self._disk:
-                raise FileNotFoundError(
-                    f"split {split!r} not in the save_to_disk folder {path} (splits {list(self._disk)}); "
-                    "set dataset.train_split / val_split / pool_split"
+                raise DataError(
+                    f"split {split!r} not in the save_to_disk folder {path} (splits {list(self._disk)}). Fix: "
+                    "dataset.train_split / val_split / pool_split"
                 )
             return self._disk[split]
         # a single saved Dataset serves every split name (use val_split: null to hold out val from it)

@@ -8,7 +8,7 @@ import torch
 
 from glai.errors import ConfigError, DataError
 
-__all__ = ["EmbeddingSplit", "check_splits"]
+__all__ = ["EmbeddingSplit", "check_class_ids", "check_splits"]
 
 
 @dataclass
@@ -45,6 +45,8 @@ def check_splits(cfg, splits: dict[str, EmbeddingSplit]) -> None:
     """
     arch, family = list(cfg.experiment.arch), cfg.experiment.family
     where = f"dataset '{cfg.dataset.name}' (dataset.path={cfg.dataset.get('path')!r})"
+    if family in ("A", "T"):
+        check_class_ids([s.y for s in splits.values()], where)
     for name, split in splits.items():
         if split.x.ndim != (3 if family == "T" else 2) or split.x.shape[0] == 0:
             raise DataError(f"the {name} split of {where} is empty (shape {tuple(split.x.shape)}); nothing was "
@@ -101,3 +103,23 @@ def check_splits(cfg, splits: dict[str, EmbeddingSplit]) -> None:
     if study is not None and study.name == "combine" and train is not None and study.shards > len(train):
         raise ConfigError(f"study.shards={study.shards} but the train split of {where} has {len(train)} rows: a "
                           f"shard would be empty. Fix: study.shards={min(4, len(train))}")
+
+
+def check_class_ids(labels: list, where: str) -> None:
+    """``labels`` (int arrays or tensors of the splits) are class indices 0..K-1, not class ids (stars 1-5, ids
+    like 1000000): a head would get outputs no label reaches, and "experiment.arch[-1] = the largest id + 1" is no
+    fix.
+
+    Raises:
+        DataError: naming the ids found and the fix.
+    """
+    labelled = [torch.as_tensor(y) for y in labels if y is not None and len(y)]
+    if not labelled:
+        return
+    ids = torch.unique(torch.cat(labelled))
+    k, low, high = int(ids.numel()), int(ids.min()), int(ids.max())
+    if low >= 1 or high + 1 > 2 * k:
+        shown = ", ".join(str(int(i)) for i in ids[:8]) + (", ..." if k > 8 else "")
+        raise DataError(f"the labels of {where} are {k} class ids ({shown}; largest {high}), not class indices "
+                        f"0..{k - 1}. Fix: re-code them to 0..{k - 1}, or write them as class names (a column "
+                        "of strings is numbered in sorted order)")

@@ -14,6 +14,7 @@ from tiny_fixtures import N_CLASSES, PER_CLASS, tiny_dataset
 
 from glai.data.config import DatasetConfig
 from glai.data.datasets import DatasetUnavailableError, load_splits, select_subset, unpack_tar
+from glai.errors import DataError
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -111,7 +112,7 @@ def test_select_subset_per_class():
 
 def test_missing_split_names_the_key(tiny_assets):
     d = _cfg(**{**tiny_dataset("text", tiny_assets), "pool_split": "nope"})
-    with pytest.raises(FileNotFoundError, match="pool_split"):
+    with pytest.raises(DataError, match="pool_split"):
         load_splits(d, ["pool"], cache_dir=tiny_assets.cache)
 
 

@@ -127,7 +127,7 @@ def test_a_renamed_column_or_split_names_what_exists(tmp_path, offline):
         load_splits(cfg.dataset, ("val",), data_root=str(tmp_path), cache_dir=str(tmp_path / "cache"))
     cfg = compose_config(["experiment=C1", f"dataset.path={omniglot_folders(tmp_path / 'tv')}",
                           "dataset.pool_split=test"])
-    with pytest.raises(FileNotFoundError, match=r"\['background', 'evaluation'\]"):
+    with pytest.raises(DataError, match=r"\['background', 'evaluation'\]"):
         load_splits(cfg.dataset, ("pool",), data_root=str(tmp_path), cache_dir=str(tmp_path / "cache"))
 
 

@@ -14,6 +14,7 @@ import numpy as np
 
 from glai.data.cache import sha256_file
 from glai.data.readers.base import IMAGE_EXTENSIONS, Table, abs_path, sha256_json, to_pil
+from glai.errors import DataError
 
 log = logging.getLogger(__name__)
 
@@ -26,15 +27,39 @@ class ImageFolderTable(Table):
     modality = "image"
 
     def __init__(self, root: Path, dcfg):
+        if not root.is_dir():
+            raise DataError(f"dataset.path={root} is a file, not a folder of class folders (<dir>/<class>/*.jpg). "
+                            "Fix: dataset.path= the folder, or dataset.format= the file's format (csv, parquet, "
+                            "tar_imagefolder)")
         classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
         if not classes:
-            raise FileNotFoundError(f"no class folders in image folder {root} (expected <split>/<class>/*.jpg)")
-        files, labels = [], []
+            loose = sum(1 for f in root.iterdir() if f.suffix.lower() in IMAGE_EXTENSIONS)
+            raise DataError(f"no class folders in image folder {root}" + (
+                f" ({loose} images lie in it directly)" if loose else "") + ". Fix: one sub-folder per class, "
+                "<dir>/<class>/*.jpg (a train/ level is optional)")
+        files, labels, empty, nested = [], [], [], []
         for c, name in enumerate(classes):
+            found = 0
             for f in sorted((root / name).iterdir()):
-                if f.suffix.lower() in IMAGE_EXTENSIONS:
+                if f.is_dir():
+                    nested += [p for p in f.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS]
+                elif f.suffix.lower() in IMAGE_EXTENSIONS:
+                    if not f.exists():  # a symbolic link whose target is gone
+                        raise DataError(f"{f} is a broken link (its target {os.path.realpath(f)} does not exist). "
+                                        "Fix: remove it or restore its target")
                     files.append(f)
                     labels.append(c)
+                    found += 1
+            if not found:
+                empty.append(name)
+        if empty:
+            raise DataError(f"class folders {empty} of {root} hold no images ({', '.join(IMAGE_EXTENSIONS)}): a class "
+                            "without a sample. Fix: add images or remove those folders")
+        if nested:
+            # the reader takes <class>/*.jpg only: say what it leaves out and where, never drop it silently
+            log.warning("image folder %s: %d images in sub-folders of class folders are left out (e.g. %s); "
+                        "move them up to <class>/ to use them", root, len(nested), nested[0])
+        self.skipped_nested = len(nested)
         self.root, self.files, self.classes = root, files, classes
         self.labels = np.asarray(labels, dtype=np.int64) if dcfg.label_column is not None else None
         self.n = len(files)
@@ -94,6 +119,10 @@ def image_folder_root(base: Path, split: str, split_level: bool = True) -> Path:
     """`base/<split>` or, for a single top-level folder in an archive, `base/<top>/<split>`; or `base` itself
     when it holds class folders of images and no split folder (the common layout of one's own data: a
     held-out validation part then comes from `val_fraction`)."""
+    if not base.is_dir():
+        raise DataError(f"dataset.path={base} is a file, not a folder of class folders (<dir>/<class>/*.jpg). "
+                        "Fix: dataset.path= the folder, or dataset.format= the file's format (csv, parquet, "
+                        "tar_imagefolder)")
     if (base / split).is_dir():
         return base / split
     subdirs = [d for d in base.iterdir() if d.is_dir() and not d.name.startswith(".")]
@@ -101,7 +130,13 @@ def image_folder_root(base: Path, split: str, split_level: bool = True) -> Path:
         return subdirs[0] / split
     if not split_level and subdirs and any(holds_images(d) for d in subdirs):
         return base
-    raise FileNotFoundError(
-        f"split {split!r}: no folder {base / split} (found {sorted(d.name for d in subdirs)}); "
-        "set dataset.train_split / val_split / pool_split"
+    if not subdirs:
+        loose = sum(1 for f in base.iterdir() if f.suffix.lower() in IMAGE_EXTENSIONS)
+        raise DataError(f"no class folders in image folder {base}" + (
+            f" ({loose} images lie in it directly)" if loose else "") + ". Fix: one sub-folder per class, "
+            "<dir>/<class>/*.jpg (a train/ level is optional)")
+    raise DataError(
+        f"split {split!r}: no folder {base / split} (found {sorted(d.name for d in subdirs)}). Fix: "
+        "dataset.train_split / val_split / pool_split, or, for class folders without a split level, "
+        "dataset.val_split=null (validation is then held out of them)"
     )

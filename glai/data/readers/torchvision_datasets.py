@@ -10,6 +10,7 @@ import numpy as np
 from glai.data.cache import memoised_json
 from glai.data.readers.base import DatasetUnavailableError, Table, abs_path, clean_labels, sha256_json, to_pil
 from glai.data.readers.hub import hub_offline, looks_offline
+from glai.errors import DataError
 
 __all__ = ["TorchvisionTable"]
 
@@ -41,8 +42,8 @@ class TorchvisionTable(Table):
         name = dcfg.torchvision_class
         splits = self.SPLITS[name]
         if split not in splits:
-            raise FileNotFoundError(f"split {split!r} is not a split of torchvision's {name} (its splits: "
-                                    f"{list(splits)}); set dataset.train_split / val_split / pool_split")
+            raise DataError(f"split {split!r} is not a split of torchvision's {name} (its splits: {list(splits)}). "
+                            "Fix: dataset.train_split / val_split / pool_split")
         self.cls = getattr(tvd, name)
         self.root, self.name, self.split = root, name, split
         self._ds = None

@@ -1,0 +1,147 @@
+"""Bad input a user can give (issue 30): each case through ``python run.py`` as the user types it exits 2 with one
+line that names the key or file and a fix, prints no traceback, and leaves no record and no half-written cache.
+The data are written here: a user's CSV and class folders gone wrong in the ways the issue lists."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory):
+    from tests.data.tiny_fixtures import build_tiny_assets
+
+    return build_tiny_assets(tmp_path_factory.mktemp("tiny_bad"))
+
+
+def _text(assets, path) -> list[str]:
+    """A user's CSV on the tiny BERT (experiment=A2's protocol, 6 classes)."""
+    from tests.data.tiny_fixtures import group_overrides, tiny_backbone
+
+    return ["experiment=A2", "dataset=csv", f"dataset.path={path}", "dataset.name=mine",
+            *group_overrides("backbone", tiny_backbone("bert", assets)), "experiment.arch=[32,16,3]",
+            f"data_root={assets.root}"]
+
+
+def _images(assets, path, *extra) -> list[str]:
+    from tests.data.tiny_fixtures import group_overrides, tiny_backbone
+
+    return ["experiment=A1", "dataset=folder", f"dataset.path={path}", "dataset.name=mine", *extra,
+            *group_overrides("backbone", tiny_backbone("effnet", assets)), "experiment.arch=[1280,16,2]",
+            f"data_root={assets.root}"]
+
+
+def _csv(path: Path, rows: list[tuple], columns=("text", "label")) -> Path:
+    pd.DataFrame(rows, columns=list(columns)).to_csv(path, index=False)
+    return path
+
+
+def _rows(n_per_class: int, labels=("a", "b", "c")) -> list[tuple]:
+    return [(f"word{i} sample {c}", c) for c in labels for i in range(n_per_class)]
+
+
+def _folder(root: Path, classes: dict[str, int]) -> Path:
+    from PIL import Image
+
+    for name, n in classes.items():
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            Image.new("RGB", (8, 8), (40 * i % 255, 0, 0)).save(root / name / f"{i}.png")
+    return root
+
+
+def _case(name: str, assets, d: Path) -> tuple[list[str], str]:
+    """(overrides, what the one line must name) of each bad input."""
+    if name == "binary file named .csv":
+        (d / "x.csv").write_bytes(bytes(range(256)) * 8)
+        return _text(assets, d / "x.csv"), "cannot be read as CSV"
+    if name == "empty file":
+        (d / "x.csv").write_text("")
+        return _text(assets, d / "x.csv"), "x.csv is empty"
+    if name == "header only":
+        (d / "x.csv").write_text("text,label\n")
+        return _text(assets, d / "x.csv"), "has a header (text, label) and no rows"
+    if name == "missing labels":
+        rows = _rows(4)
+        rows[1] = (rows[1][0], None)
+        return _text(assets, _csv(d / "x.csv", rows)), "1 empty labels (lines 3)"
+    if name == "class ids, not indices":
+        return _text(assets, _csv(d / "x.csv", _rows(4, labels=(1, 2, 3)))), "class ids (1, 2, 3"
+    if name == "a class too small to validate":
+        return _text(assets, _csv(d / "x.csv", _rows(4) + [("lonely", "d")])), "'d': 1 row"
+    if name == "no such label column":
+        return _text(assets, _csv(d / "x.csv", _rows(4))) + ["dataset.label_column=stars"], \
+            "dataset.label_column='stars' is not a column"
+    if name == "a folder instead of a CSV file":
+        (d / "texts").mkdir()
+        _csv(d / "texts" / "mine.csv", _rows(4))
+        return _text(assets, d / "texts"), "no train.csv in"
+    if name == "a file instead of class folders":
+        (d / "photo.png").write_bytes(b"not a folder")
+        return _images(assets, d / "photo.png", "dataset.format=imagefolder"), "is a file, not a folder"
+    if name == "no class folders":
+        (d / "flat").mkdir()
+        (d / "flat" / "a.png").write_bytes(b"x")
+        return _images(assets, d / "flat"), "no class folders in image folder"
+    if name == "an empty class folder":
+        root = _folder(d / "photos", {"cat": 3, "dog": 3})
+        (root / "bird").mkdir()
+        return _images(assets, root, "experiment.arch=[1280,16,3]"), "['bird']"
+    if name == "a broken link":
+        root = _folder(d / "photos", {"cat": 3, "dog": 3})
+        (root / "cat" / "gone.png").symlink_to(d / "nowhere.png")
+        return _images(assets, root), "gone.png is a broken link"
+    if name == "a negative weight decay":
+        return ["head=glai", "head.reduced_weight_decay=-0.5"], "head.reduced_weight_decay=-0.5"
+    if name == "more outputs than classes":
+        return ["head=mlp", "experiment.arch=[64,32,12]"], "experiment.arch[-1]=12"
+    if name == "a backbone that is not there":
+        return _text(assets, _csv(d / "x.csv", _rows(4))) + [f"backbone.path={d}/no_model"], "backbone.path="
+    raise KeyError(name)
+
+
+CASES = ["binary file named .csv", "empty file", "header only", "missing labels", "class ids, not indices",
+         "a class too small to validate", "no such label column", "a folder instead of a CSV file",
+         "a file instead of class folders", "no class folders", "an empty class folder", "a broken link",
+         "a negative weight decay", "more outputs than classes", "a backbone that is not there"]
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_bad_input_is_one_line_exit_2_and_leaves_nothing(name, assets, tmp_path):
+    d = tmp_path / "data"
+    d.mkdir()
+    overrides, named = _case(name, assets, d)
+    done = subprocess.run([sys.executable, "run.py", *overrides, f"results_dir={tmp_path}/runs",
+                           f"cache_dir={tmp_path}/cache", "hydra.run.dir=" + str(tmp_path / "out")], cwd=ROOT,
+                          capture_output=True, text=True, env={k: v for k, v in os.environ.items()
+                                                               if k != "HYDRA_FULL_ERROR"})
+    assert done.returncode == 2, done.stderr[-2000:]
+    lines = [ln for ln in done.stderr.splitlines() if ln.strip()]
+    errors = [ln for ln in lines if ln.startswith("[glai] ") and "Error: " in ln]
+    assert len(errors) == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert named in errors[0] and "Fix:" in errors[0], errors[0]
+    assert not list((tmp_path / "runs").rglob("*.json")) if (tmp_path / "runs").exists() else True
+    leftovers = [p for p in (tmp_path / "cache").rglob("*") if p.is_file() and (".tmp" in p.name or
+                                                                            p.suffix == ".safetensors")]
+    assert not leftovers
+
+
+def test_images_below_the_class_level_are_counted_not_dropped_silently(assets, tmp_path, caplog):
+    from glai.config import compose_config
+    from glai.data.datasets import load_splits
+
+    root = _folder(tmp_path / "photos", {"cat": 4, "dog": 4})
+    _folder(root / "cat" / "more", {"x": 2})  # cat/more/x/*.png: two images a level too deep
+    cfg = compose_config(_images(assets, root))
+    with caplog.at_level("WARNING"):
+        splits = load_splits(cfg.dataset, ("train", "val"), data_root=str(tmp_path), cache_dir=str(tmp_path / "c"))
+    assert sum(len(s.samples) for s in splits.values()) == 8
+    assert any("2 images in sub-folders of class folders are left out" in r.getMessage() for r in caplog.records)
