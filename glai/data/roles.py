@@ -80,14 +80,19 @@ def drop_undecodable(raw: RawSplit) -> tuple[RawSplit, list[str]]:
             samples[i]
         except DataError as err:
             bad.append(i)
-            reasons.append(samples.table.describe(int(samples.indices[i])))
-            log.warning("dataset.on_bad_image=skip: %s", err)
+            where = samples.table.describe(int(samples.indices[i]))
+            reasons.append(where)
+            cause = err.__cause__ or err
+            # what happens: the sample is left out and the run goes on (the stop message's advice is not for here)
+            log.warning("dataset.on_bad_image=skip: leaving out %s, which does not decode (%s: %s); training goes "
+                        "on without it", where, type(cause).__name__, cause)
     if not bad:
         return raw, []
     keep = np.setdiff1d(np.arange(len(samples)), np.asarray(bad))
     labels = raw.labels[keep] if raw.labels is not None else None
     if len(keep) == 0:
-        raise DataError(f"every sample of split {raw.split!r} failed to decode (first: {reasons[0]})")
+        raise DataError(f"every sample of split {raw.split!r} failed to decode (first: {reasons[0]}). Fix: "
+                        "dataset.path= images that open (PIL), or another dataset.format")
     return replace(raw, samples=Subset(samples.table, samples.indices[keep]), labels=labels), reasons
 
 def holdout_rows(n: int, labels: np.ndarray | None, fraction: float, seed: int) -> np.ndarray:

@@ -141,7 +141,7 @@ def test_offline_without_a_copy_names_the_prefetch_command(experiment, assets, t
         run(cfg)
 
 
-def test_undecodable_images_stop_or_are_skipped_as_configured(assets, tmp_path):
+def test_undecodable_images_stop_or_are_skipped_as_configured(assets, tmp_path, caplog):
     own = tmp_path / "photos"
     shutil.copytree(assets.images / "train", own)
     bad = sorted((own / "class_0").iterdir())[0]
@@ -153,8 +153,13 @@ def test_undecodable_images_stop_or_are_skipped_as_configured(assets, tmp_path):
             f"cache_dir={tmp_path}/cache", "structure_samples=0", "head=mlp", "verbose=false"]
     with pytest.raises(DataError, match=str(bad.name)):
         run(compose_config([*base, f"results_dir={tmp_path}/stop"]))
-    rec = run(compose_config([*base, "dataset.on_bad_image=skip", f"results_dir={tmp_path}/skip"]))
+    with caplog.at_level("WARNING"):
+        rec = run(compose_config([*base, "dataset.on_bad_image=skip", f"results_dir={tmp_path}/skip"]))
     assert rec["status"] == "done"
+    # the warning says what happens (left out, training goes on), never the stop message's "nothing was trained"
+    said = [r.getMessage() for r in caplog.records if "on_bad_image=skip" in r.getMessage()]
+    assert said and all(f"leaving out image {bad}" in m and "training goes on" in m
+                        and "nothing was trained" not in m for m in said)
     manifests = [json.loads(p.read_text()) for p in (tmp_path / "cache").rglob("*.json")]
     skipped = [m["info"]["skipped_images"] for m in manifests if m.get("info", {}).get("skipped_images")]
     assert skipped == [[f"image {bad}"]]
