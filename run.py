@@ -12,7 +12,7 @@ import hydra
 from omegaconf import DictConfig
 
 from glai.cluster import use_squeue_without_accounting
-from glai.config import register_configs
+from glai.config import precheck_overrides, register_configs
 from glai.data.backbones import BackboneUnavailableError
 from glai.data.readers.base import DatasetUnavailableError
 from glai.errors import ConfigError, DataError, RecordWriteError
@@ -53,4 +53,11 @@ def main(cfg: DictConfig) -> dict | None:
 
 
 if __name__ == "__main__":
+    if os.environ.get("HYDRA_FULL_ERROR") != "1":
+        # a misspelled key, a missing group option or a wrong type: one line and exit 2 before Hydra starts
+        try:
+            precheck_overrides(sys.argv[1:])
+        except ConfigError as err:
+            print(f"[glai] ConfigError: {err}", file=sys.stderr)
+            raise SystemExit(2) from None
     main()

@@ -395,6 +395,78 @@ def compose_config(overrides: list[str] | None = None, conf_dir: str | Path = CO
         return compose(config_name="config", overrides=overrides)
 
 
+#: The group options conf/config.yaml composes by default: the fix for an option that does not exist.
+_DEFAULT_CHOICES = {"experiment": "digits", "head": "glai", "dataset": "digits", "backbone": "none", "tuning": "none"}
+
+
+def compose_error_line(err: BaseException) -> str:
+    """One line for a composition error of Hydra or OmegaConf (a misspelled key, a group option that does not
+    exist, a value of the wrong type), naming the key and a fix, instead of Hydra's multi-line report (issue 30).
+    """
+    text = " ".join(str(e) for e in (err, err.__cause__) if e is not None)
+    missing = re.search(r"Could not find '([^']+)'", text)
+    if missing:
+        group, option = missing.group(1).split("/", 1) if "/" in missing.group(1) else ("", missing.group(1))
+        options = sorted(str(p.relative_to(CONF_DIR / group).with_suffix("")) for p in (CONF_DIR / group).rglob(
+            "*.yaml")) if group else []
+        near = difflib.get_close_matches(option, options, n=1)
+        fix = near[0] if near else _DEFAULT_CHOICES.get(group, options[0] if options else "...")
+        return (f"{group}={option}: there is no conf/{group}/{option}.yaml (options: {', '.join(options)}). "
+                f"Fix: {group}={fix}")
+    unknown = re.search(r"Could not override '([^']+)'", text) or re.search(r"Key '([^']+)' not in", text)
+    if unknown and ("not in" in text or "Could not append" in text):
+        key = unknown.group(1)
+        near = difflib.get_close_matches(key, list(_SCHEMA_DEFAULTS), n=1)
+        hint = f"; did you mean {near[0]}?" if near else ""
+        return (f"{key}: not a key of the config schema (glai.config.Config){hint} (a '+' would add a key nothing "
+                f"reads). Fix: {near[0] if near else 'head.lr'}=<value>")
+    wrong = re.search(r"Value '(.*?)' (?:of type '\w+' )?could not be converted to (\w+).*?full_key: (\S+)", text, re.S)
+    if wrong:
+        value, kind, key = wrong.groups()
+        default = _SCHEMA_DEFAULTS.get(key)
+        if default in (None, MISSING):
+            default = {"float": 0.001, "int": 1, "bool": "true"}.get(kind.lower(), "...")
+        return f"{key}={value!r}: must be {kind.lower()}. Fix: {key}={default}"
+    return f"{text.strip().splitlines()[0] if text.strip() else type(err).__name__}. Fix: see the override's key"
+
+
+def precheck_overrides(args: Iterable[str]) -> None:
+    """Compose the config the command line asks for before Hydra runs anything (``run.py``): every group option of
+    a sweep must exist, and one run's config (each sweep at its first value) must compose.
+
+    Raises:
+        ConfigError: one line from :func:`compose_error_line`.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    given = [a for a in args if "=" in a and not a.startswith("-") and not a.lstrip("+~").startswith("hydra")]
+    try:
+        parsed = OverridesParser.create().parse_overrides(given)
+    except HydraException as err:
+        raise ConfigError(f"{err}".splitlines()[0] + ". Fix: key=value, a sweep as key=a,b") from None
+    single = []
+    for override in parsed:
+        if not override.is_sweep_override():
+            single.append(override.input_line)
+            continue
+        try:
+            values = list(override.sweep_string_iterator())
+        except HydraException:  # interval / glob sweeps: left to the sweeper
+            continue
+        key = override.key_or_group
+        if (CONF_DIR / key).is_dir():
+            for value in values:
+                if not (CONF_DIR / key / f"{value}.yaml").is_file():
+                    raise ConfigError(compose_error_line(HydraException(f"Could not find '{key}/{value}'")))
+        single.append(f"{override.get_key_element()}={values[0]}")
+    try:
+        compose_config(single)
+    except (HydraException, OmegaConfBaseException) as err:
+        raise ConfigError(compose_error_line(err)) from None
+
+
 def reference_configs(pairs: Iterable[tuple[str, str]], conf_dir: str | Path = CONF_DIR
                       ) -> dict[tuple[str, str], dict]:
     """The unmodified config of each ``(experiment, head)``, resolved: what ``python run.py experiment=X

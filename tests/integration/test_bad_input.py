@@ -105,13 +105,23 @@ def _case(name: str, assets, d: Path) -> tuple[list[str], str]:
         return ["head=mlp", "experiment.arch=[64,32,12]"], "experiment.arch[-1]=12"
     if name == "a backbone that is not there":
         return _text(assets, _csv(d / "x.csv", _rows(4))) + [f"backbone.path={d}/no_model"], "backbone.path="
+    if name == "a misspelled key":
+        return ["hed.lr=3"], "did you mean head.lr?"
+    if name == "a group option that does not exist":
+        return ["head=glia"], "Fix: head=glai"
+    if name == "a value of the wrong type":
+        return ["head.lr=abc"], "head.lr='abc': must be float"
+    if name == "a sweep with an option that does not exist":
+        return ["-m", "head=mlp,glia", "seed=0,1"], "Fix: head=glai"
     raise KeyError(name)
 
 
 CASES = ["binary file named .csv", "empty file", "header only", "missing labels", "class ids, not indices",
          "a class too small to validate", "no such label column", "a folder instead of a CSV file",
          "a file instead of class folders", "no class folders", "an empty class folder", "a broken link",
-         "a negative weight decay", "more outputs than classes", "a backbone that is not there"]
+         "a negative weight decay", "more outputs than classes", "a backbone that is not there",
+         "a misspelled key", "a group option that does not exist", "a value of the wrong type",
+         "a sweep with an option that does not exist"]
 
 
 @pytest.mark.parametrize("name", CASES)
