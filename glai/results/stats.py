@@ -50,6 +50,7 @@ __all__ = [
     "load_records",
     "paired_contrast",
     "protocol_rhos",
+    "reference_label",
     "select",
     "speedup_summary",
     "table4",
@@ -448,6 +449,23 @@ def _usable(rec: Mapping | None, head: str) -> str | None:
     return None
 
 
+_ENV_SUFFIX = re.compile(r" \{([^{}]*)\}$")
+
+
+def reference_label(label: str, ref_head: str) -> str:
+    """The label under which ``ref_head``'s same-setting runs are found for a run labelled ``label``: ``label``
+    itself, or, for an environment variant whose keys the reference head never reads (``X {head.backend=torch}``
+    of GLAI beside an MLP, which has no estimator backend), the label without that suffix (issue 30: such a GLAI
+    variant never got an MLP pair)."""
+    from glai.results.identity import GLAI_HEADS, GLAI_ONLY
+
+    match = _ENV_SUFFIX.search(label)
+    if match is None or ref_head in GLAI_HEADS:
+        return label
+    keys = [part.split("=", 1)[0].strip() for part in match.group(1).split(",")]
+    return label[: match.start()] if keys and all(k in GLAI_ONLY for k in keys) else label
+
+
 def paired_contrast(
     records: Iterable[Mapping],
     model: str,
@@ -468,20 +486,25 @@ def paired_contrast(
         experiments: restrict to these (e.g. :data:`PAPER_SUITE`); None = all.
         tag, rho: filters of :func:`select`.
     """
-    chosen = select(records, experiment=experiments, tag=tag, rho=rho)
+    wanted = None if experiments is None else ({experiments} if isinstance(experiments, str) else set(experiments))
+    # the reference runs of a GLAI-only environment variant live under the label without it (reference_label)
+    chosen = select(records, experiment=None if wanted is None else sorted(
+        wanted | {reference_label(e, ref) for e in wanted}), tag=tag, rho=rho)
     by_key: dict[tuple, list] = defaultdict(list)
     keys = set()
     for rec in chosen:
         if rec.get("seed") is None:
             continue
-        keys.add((rec["experiment"], rec["seed"]))
+        if wanted is None or rec["experiment"] in wanted:
+            keys.add((rec["experiment"], rec["seed"]))
         by_key[(rec["experiment"], rec["head"], rec["seed"])].append(rec)
     out = Contrast(model=model, ref=ref)
     for exp, seed in sorted(keys, key=lambda k: (str(k[0]), k[1])):
         recs = {}
         reasons = []
         for head in (model, ref):
-            found = by_key.get((exp, head, seed), [])
+            found = by_key.get((exp, head, seed), []) or (
+                by_key.get((reference_label(exp, head), head, seed), []) if head == ref else [])
             if len(found) > 1:
                 reasons.append(f"{head}: {len(found)} records match (rho/tag filter too loose)")
                 continue

@@ -204,7 +204,8 @@ def _time_to_target_values(records, done: Sequence[Mapping], exp: str, tag, rho
     """``(seconds of the runs that reached the same-seed MLP's BVS, how many never did, how many have no MLP, how
     many have no per-epoch curve)``; None when the runs have no single validation curve (family C with several
     episodes). A record without curves counts as such, and leaves the other seeds' cell as it is (issue 30)."""
-    mlp = {r["seed"]: r for r in _done(records, experiment=exp, head="mlp", tag=st.tags_for(tag, "mlp"), rho=rho)}
+    mlp = {r["seed"]: r for r in _done(records, experiment=st.reference_label(exp, "mlp"), head="mlp",
+                                       tag=st.tags_for(tag, "mlp"), rho=rho)}
     seconds, never, missing, no_curve = [], 0, 0, 0
     for rec in done:
         if ((rec.get("metrics") or {}).get("episodes") or {}).get("n", 1) > 1:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from glai.results.groups import assign_groups
 from glai.results.tables import write_all
 from tests.results.records import default_config, make_record, references
@@ -79,6 +81,14 @@ def test_an_environment_variant_does_not_orphan_the_protocol_rows(tmp_path):
     cells = [[c.strip() for c in line.split("|")[1:-1]] for line in table3.splitlines() if line.startswith("| digits")]
     glai_row = next(" | ".join(c) for c in cells if c[0] == "digits" and c[1] == "GLAI")
     assert "no MLP pair" not in glai_row and "2.5" in glai_row  # 10 s / 4 s, paired with the 1-thread MLPs
+    # the GLAI-only environment variant pairs with the MLP runs of its label's setting (issue 30)
+    torch_row = next(c for c in cells if c[0] == "digits {head.backend=torch}" and c[1] == "GLAI")
+    assert not any("no MLP pair" in c for c in torch_row), torch_row
+    from glai.results.stats import paired_contrast
+
+    con = paired_contrast([{**r, "experiment": r["_label"]} for r in recs], "glai", "mlp",
+                          experiments=["digits {head.backend=torch}"])
+    assert len(con.pairs) == 1 and con.pairs[0].ratio == pytest.approx(10.0 / 4.5)
 
 
 def test_a_done_record_without_metrics_is_reported_and_skipped(tmp_path):
