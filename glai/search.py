@@ -44,6 +44,8 @@ from typing import Any
 import optuna
 from filelock import FileLock
 
+from glai.errors import ConfigError
+
 __all__ = ["Proposal", "SearchStudy", "choose", "open_storage", "params_key", "study_name", "trial_score"]
 
 #: The study's file under the sweep folder when ``hydra.sweeper.storage`` is null.
@@ -182,8 +184,15 @@ class SearchStudy:
         self.sampler, self.n_trials, self.suggest, self.seed = sampler, int(n_trials), suggest, int(seed)
         self.defaults = [(str(n), list(o)) for n, o in defaults]
         self.lock = FileLock(str(_lock_path(storage, name)))
-        self.study = optuna.create_study(study_name=name, storage=open_storage(storage), direction=direction,
-                                         sampler=sampler(seed), load_if_exists=True)
+        try:
+            self.study = optuna.create_study(study_name=name, storage=open_storage(storage), direction=direction,
+                                             sampler=sampler(seed), load_if_exists=True)
+        except (ValueError, OSError, KeyError, TypeError, ImportError) as err:  # JSON/unicode errors are ValueErrors
+            raise ConfigError(f"hydra.sweeper.storage: the study {name!r} in {storage} cannot be opened "
+                              f"({type(err).__name__}: {str(err).splitlines()[0][:160] if str(err) else ''}): not "
+                              "an Optuna journal or database this Optuna can read (corrupt, cut off, or written by "
+                              "something else). Fix: move it away and search again (a new study starts), or "
+                              "hydra.sweeper.storage= another file") from err
 
     def trials(self, states: Sequence[optuna.trial.TrialState] | None = None) -> list[optuna.trial.FrozenTrial]:
         return self.study.get_trials(deepcopy=False, states=None if states is None else tuple(states))

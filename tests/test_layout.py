@@ -21,7 +21,7 @@ ALLOWED = {
     "glai.errors": set(),
     "glai.cluster": set(),
     "glai.search_space": set(),
-    "glai.search": set(),
+    "glai.search": {"glai.errors"},
     "glai.kernels": set(),
     "glai.training": {"glai.errors"},
     "glai.data": {"glai.errors"},

@@ -17,6 +17,8 @@ when done, ``optimization_results.yaml`` (the best trial and the one-standard-er
 import inspect
 import logging
 import math
+import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -123,6 +125,7 @@ class GlaiOptunaSweeper(Sweeper):
         return instantiate(cfg)
 
     def sweep(self, arguments: list[str]) -> None:
+        from glai.errors import ConfigError
         from glai.search import JOURNAL_FILE, SearchStudy, choose, study_name
 
         assert self.config is not None
@@ -143,8 +146,14 @@ class GlaiOptunaSweeper(Sweeper):
                 trial._suggest(key, dist)  # noqa: SLF001 -- Optuna's one entry for a prebuilt distribution
             return self.custom(self.config, trial) if self.custom else {}
 
-        study = SearchStudy(storage, name, self.direction, self._sampler, self.n_trials, suggest, defaults,
-                            seed=base_seed)
+        try:
+            study = SearchStudy(storage, name, self.direction, self._sampler, self.n_trials, suggest, defaults,
+                                seed=base_seed)
+        except ConfigError as err:  # a study file that cannot be read: one line, exit 2 (issue 30)
+            if os.environ.get("HYDRA_FULL_ERROR") == "1":
+                raise
+            print(f"[glai] ConfigError: {err}", file=sys.stderr)
+            raise SystemExit(2) from None
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
         info = {"storage": storage, "study_name": name, "direction": self.direction, "n_trials": self.n_trials,
                 "fixed": fixed, "ranges": ranges, "custom_search_space": self.custom and

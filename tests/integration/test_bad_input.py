@@ -113,6 +113,11 @@ def _case(name: str, assets, d: Path) -> tuple[list[str], str]:
         return ["head.lr=abc"], "head.lr='abc': must be float"
     if name == "a sweep with an option that does not exist":
         return ["-m", "head=mlp,glia", "seed=0,1"], "Fix: head=glai"
+    if name == "a corrupt study file":
+        (d / "sweep").mkdir()
+        (d / "sweep" / "optuna.journal").write_bytes(bytes(range(128, 256)) * 4)
+        return ["-m", "tuning=search", "hydra.sweeper.n_trials=2", f"hydra.sweep.dir={d}/sweep"], \
+            "hydra.sweeper.storage: the study"
     raise KeyError(name)
 
 
@@ -121,7 +126,7 @@ CASES = ["binary file named .csv", "empty file", "header only", "missing labels"
          "a file instead of class folders", "no class folders", "an empty class folder", "a broken link",
          "a negative weight decay", "more outputs than classes", "a backbone that is not there",
          "a misspelled key", "a group option that does not exist", "a value of the wrong type",
-         "a sweep with an option that does not exist"]
+         "a sweep with an option that does not exist", "a corrupt study file"]
 
 
 @pytest.mark.parametrize("name", CASES)
