@@ -9,6 +9,7 @@ seconds (extraction included, model loading included).
 
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -18,7 +19,8 @@ from omegaconf import DictConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from glai.config import register_configs  # noqa: E402
+from glai.config import precheck_overrides, register_configs  # noqa: E402
+from glai.errors import ConfigError  # noqa: E402
 
 register_configs()
 
@@ -50,4 +52,10 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    if os.environ.get("HYDRA_FULL_ERROR") != "1":
+        try:  # a misspelled key or group option: one line and exit 2, as run.py (issue 30)
+            precheck_overrides(sys.argv[1:])
+        except ConfigError as err:
+            print(f"[glai] ConfigError: {err}", file=sys.stderr)
+            raise SystemExit(2) from None
     main()

@@ -25,8 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-figures", action="store_true", help="tables only")
     args = parser.parse_args(argv)
     if not Path(args.runs).is_dir():
-        print(f"no run records: {args.runs} is not a folder (run experiments/*.sh first)", file=sys.stderr)
-        return 1
+        print(f"make_tables: no run records: {args.runs} is not a folder. Fix: --runs <the results_dir of your runs> "
+              "(run experiments/*.sh or run.py first)", file=sys.stderr)
+        return 2
     pairs = {(r["experiment"], r["head"]) for r in load_records(args.runs) if r.get("status") != "invalid"}
     references = reference_configs(pairs, args.conf)
     written = write_all(args.runs, args.out, tag=args.tag, conf_dir=args.conf, figures=not args.no_figures,

@@ -36,7 +36,7 @@ import yaml
 from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException
 
-from glai.config import CONF_DIR, compose_config
+from glai.config import CONF_DIR, compose_config, compose_error_line
 from glai.errors import ConfigError
 from glai.results.identity import is_variant_key
 from glai.results.records import atomic_write_text, read_record
@@ -277,7 +277,9 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError, ConfigError, RuntimeError, HydraException, OmegaConfBaseException) as err:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
-        print(f"save_tuned: {type(err).__name__}: {str(err).strip().splitlines()[0]}", file=sys.stderr)
+        line = (compose_error_line(err) if isinstance(err, (HydraException, OmegaConfBaseException))
+                else str(err).strip().splitlines()[0])
+        print(f"save_tuned: {type(err).__name__}: {line}", file=sys.stderr)
         return 2
     out = tuned_path(args.out, experiment, head, group)
     atomic_write_text(out, render(experiment, head, settings, search, args.sweep_dir, group))

@@ -28,7 +28,10 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from glai.config import compose_config  # noqa: E402
+from hydra.errors import HydraException  # noqa: E402
+from omegaconf.errors import OmegaConfBaseException  # noqa: E402
+
+from glai.config import compose_config, compose_error_line  # noqa: E402
 from glai.errors import ConfigError  # noqa: E402
 from glai.results.records import atomic_write_text  # noqa: E402
 from glai.runner import objective, run  # noqa: E402
@@ -80,10 +83,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         result = choose(args.overrides, args.candidates, args.out)
-    except (ConfigError, ValueError, RuntimeError) as err:
+    except (ConfigError, ValueError, RuntimeError, HydraException, OmegaConfBaseException) as err:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
-        print(f"structure_threshold: {err}", file=sys.stderr)
+        line = compose_error_line(err) if isinstance(err, (HydraException, OmegaConfBaseException)) else err
+        print(f"structure_threshold: {line}", file=sys.stderr)
         return 2
     for s in result["scores"]:
         print(f"# threshold {s['threshold']:.4g}: tuning score {s['score']:.4g}, {s['reduced_epochs']} reduced epochs",

@@ -160,3 +160,19 @@ def test_images_below_the_class_level_are_counted_not_dropped_silently(assets, t
         splits = load_splits(cfg.dataset, ("train", "val"), data_root=str(tmp_path), cache_dir=str(tmp_path / "c"))
     assert sum(len(s.samples) for s in splits.values()) == 8
     assert any("2 images in sub-folders of class folders are left out" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize(("script", "args", "named"), [
+    ("scripts/make_tables.py", ["--runs", "{tmp}/nowhere"], "--runs"),
+    ("scripts/save_tuned.py", ["--find", "hed.lr=3"], "did you mean head.lr?"),
+    ("scripts/structure_threshold.py", ["hed.lr=3"], "did you mean head.lr?"),
+    ("scripts/cache_embeddings.py", ["experiment=A9"], "no conf/experiment/A9.yaml"),
+    ("scripts/save_tuned.py", ["{tmp}/not_a_sweep"], "search.yaml is missing"),
+])
+def test_the_scripts_answer_bad_input_in_one_line(script, args, named, tmp_path):
+    done = subprocess.run([sys.executable, script, *(a.format(tmp=tmp_path) for a in args)], cwd=ROOT,
+                          capture_output=True, text=True, env={k: v for k, v in os.environ.items()
+                                                               if k != "HYDRA_FULL_ERROR"})
+    lines = [ln for ln in done.stderr.splitlines() if ln.strip()]
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert any(named in ln for ln in lines[-1:]), lines[-3:]
