@@ -125,8 +125,9 @@ def load_search(sweep_dir: Path) -> tuple[dict, optuna.Study]:
     """
     path = sweep_dir / "search.yaml"
     if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: is {sweep_dir} the folder of a `python run.py -m tuning=search "
-                                "...` sweep (hydra/sweeper=glai_optuna)?")
+        raise FileNotFoundError(f"{path} is missing: {sweep_dir} is not the folder of a search. Fix: give the "
+                                "hydra.sweep.dir of a `python run.py -m tuning=search ...` sweep (it holds "
+                                "search.yaml and optuna.journal)")
     try:
         info = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
