@@ -45,7 +45,7 @@ FFN_HEADS = ("ffn_mlp", "ffn_relu", "ffn_lora", "ffn_glai")
 FFN_ACTIVATIONS = ("model", "relu")
 REDUCED_MODES = ("fixed", "auto", "structure")
 #: paper 3.6: the reduced MLP trains for this fraction of the MLP's epochs to convergence, by family
-REDUCED_FRACTION = {"A": 0.20, "B": 0.15, "C": 0.10}
+REDUCED_FRACTION = {"A": 0.20, "B": 0.15, "C": 0.10, "T": 0.20}  # T: classification like A (SPEC 13)
 FAMILIES = ("A", "B", "C", "T")
 
 
@@ -324,10 +324,10 @@ def _validate_ffn(cfg) -> None:
         _fail("backbone", cfg.backbone.name, "family T reads a Hugging Face encoder's feed-forward blocks",
               "backbone=minilm (or another BERT-style encoder of conf/backbone/)")
     if head.name == "ffn_glai":
-        if exp.reduced_epochs_mode != "fixed":
+        if exp.reduced_epochs_mode == "structure":
             _fail("experiment.reduced_epochs_mode", exp.reduced_epochs_mode, "ffn_glai's selector phase (fine-tuning "
-                  "the ReLU-switched block before the conversion) runs a fixed count in this version",
-                  "experiment.reduced_epochs_mode=fixed")
+                  "the ReLU-switched block before the conversion) runs a fixed count or the auto rule (a fraction "
+                  "of the same-seed ffn_relu run's epochs)", "experiment.reduced_epochs_mode=auto")
         if exp.reduced_epochs < 0:
             _fail("experiment.reduced_epochs", exp.reduced_epochs, "ffn_glai's selector phase: epochs >= 0 (0: the "
                   "pretrained block's own paths)", "experiment.reduced_epochs=0")

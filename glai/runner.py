@@ -462,7 +462,8 @@ def mlp_partner_config(cfg: DictConfig) -> DictConfig:
     """The same-configuration MLP run of a GLAI run (SPEC 12), derived by resetting every section that is not
     the protocol's, explicitly:
 
-    - ``head``: ``conf/head/mlp.yaml`` as ``head=mlp`` composes it (its values interpolate the experiment's).
+    - ``head``: ``conf/head/mlp.yaml`` as ``head=mlp`` composes it (its values interpolate the experiment's); family
+      T: ``conf/head/ffn_relu.yaml`` (the ReLU-switched block GLAI converts), on the family's optimiser.
     - ``study``: ``standard`` (a study trains its own MLP arms; its partner is the protocol MLP on the same
       data, whose epochs set the reduced phase; ``retrain/*`` and ``combine/*`` default to ``auto``).
     - ``tag``: cleared (a tag names the GLAI variant, ``tag=sgd``, ``tag=fixed``; the partner is the untagged
@@ -475,7 +476,11 @@ def mlp_partner_config(cfg: DictConfig) -> DictConfig:
     seed and environment are the GLAI run's.
     """
     partner = copy.deepcopy(cfg)
-    head = OmegaConf.merge(OmegaConf.structured(HeadConfig), OmegaConf.load(CONF_DIR / "head" / "mlp.yaml"))
+    # family T's partner is the ReLU-switched block fine-tuned (ffn_relu): the block GLAI converts (SPEC 13)
+    name = "ffn_relu" if cfg.experiment.family == "T" else "mlp"
+    head = OmegaConf.merge(OmegaConf.structured(HeadConfig), OmegaConf.load(CONF_DIR / "head" / f"{name}.yaml"))
+    if cfg.experiment.family == "T":
+        head.optimizer = cfg.head.optimizer  # the family's experiments set one optimiser for every head
     study = OmegaConf.structured(StudyConfig)
     with open_dict(partner):
         partner.head = head
@@ -510,7 +515,8 @@ def _resolve_reduced_epochs(cfg: DictConfig) -> tuple[DictConfig, dict[str, Any]
     # the partner's record lists the overrides it was run with: the GLAI job's, its head ones replaced
     # (tuning=best selects GLAI's tuned settings: the partner is the protocol MLP, tuned or not)
     overrides = [o for o in _overrides()
-                 if not (o.lstrip("+~").startswith(("head", "tag", "study")) or o == "tuning=best")] + ["head=mlp"]
+                 if not (o.lstrip("+~").startswith(("head", "tag", "study")) or o == "tuning=best")] + [
+        f"head={partner.head.name}"]
     mlp = run(partner, overrides)
     if mlp.get("status") == "running":
         # another job of a parallel sweep trains the same partner right now: wait for it, then read its record

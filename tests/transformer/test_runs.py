@@ -114,12 +114,27 @@ def test_a_model_whose_blocks_cannot_be_read_is_refused_before_any_record(assets
 @pytest.mark.parametrize(("override", "key"), [
     ("head=glai", "head"), ("ffn.blocks=2", "ffn.blocks"), ("ffn.lora_rank=0", "ffn.lora_rank"),
     ("ffn.activation=tanh", "ffn.activation"), ("tuning=search", "tuning"),
-    ("experiment.reduced_epochs_mode=auto", "experiment.reduced_epochs_mode"),
+    ("experiment.reduced_epochs_mode=structure", "experiment.reduced_epochs_mode"),
 ])
 def test_bad_family_t_settings_name_their_key(override, key, assets, tmp_path):
     head = [] if override.startswith("head=") else ["head=ffn_glai"]
     with pytest.raises(ConfigError, match=rf"^{key}="):
         run(compose_config(_overrides(assets, tmp_path) + head + [override]))
+
+
+def test_the_auto_selector_phase_reads_the_relu_blocks_epochs(assets, tmp_path):
+    """experiment.reduced_epochs_mode=auto (SPEC 12 through SPEC 13): ffn_glai fine-tunes the ReLU-switched block for
+    ceil(0.2 x the same-seed ffn_relu run's epochs) before the conversion; that run is recorded as its own."""
+    import math
+
+    rec = run(compose_config(_overrides(assets, tmp_path) + ["head=ffn_glai", "experiment.reduced_epochs_mode=auto",
+                                                            "experiment.max_epochs=6"]))
+    assert rec["status"] == "done", rec.get("error")
+    rule = rec["metrics"]["reduced_epochs_rule"]
+    partner = json.loads(Path(rule["mlp_record"]).read_text())
+    assert partner["head"] == "ffn_relu" and partner["status"] == "done"
+    assert rule["reduced_epochs"] == max(1, math.ceil(0.2 * partner["metrics"]["epochs"] - 1e-9))
+    assert rec["metrics"]["selector_epochs"] == rule["reduced_epochs"] and rec["cost"]["time_s"]["selector"] > 0
 
 
 def test_an_arch_that_is_not_the_blocks_names_the_fix(assets, tmp_path):
