@@ -1,7 +1,14 @@
 """Time the conversion and one training step of the MLP, the dense GLAI estimator and the sparse one.
 
 Shapes: the paper's six (SPEC 6) and two large ones (issue 13): a Transformer-sized MLP block
-(768, 3072, 768) and a two-hidden-layer head (768, 512, 512, 10), all at rho = 0.5.
+(768, 3072, 768) and a two-hidden-layer head (768, 512, 512, 10), all at rho = 0.5; and family T's block
+(issue 29, SPEC 13): ``FFN384`` = (384, 1536, 384), all-MiniLM-L6-v2's feed-forward block as ``ffn_glai`` trains it
+(the block's own first layer as the selector, the estimator pruned to the block's parameter count, at token
+batches 1024, 4096 and 16384, against the block's GELU MLP on Adam).
+
+Every sparse row carries its arithmetic limit (``macs_ratio``, issue 29): the estimator's active multiply-adds per
+sample, measured from the batch's gates, over the MLP's; the step ratio beside it says how far the kernels are from
+doing that work at the MLP's rate.
 
 Conversion: for each shape a random reduced MLP is converted and pruned for real, streaming
 (``glai.method.pruning.prune_streaming``: the dense path tensor is never built) on random inputs, down to
@@ -57,7 +64,7 @@ sys.path.insert(0, str(ROOT))
 
 from glai.kernels.estimator import cpp_available, resolve_backend, triton_available  # noqa: E402
 from glai.kernels.estimator import triton as triton_kernels  # noqa: E402
-from glai.method.budget import parameter_budget  # noqa: E402
+from glai.method.budget import ParamBudget, parameter_budget  # noqa: E402
 from glai.method.conversion import path_structure  # noqa: E402
 from glai.method.dense_estimator import DenseEstimator  # noqa: E402
 from glai.method.heads import MLPHead, reduced_arch  # noqa: E402
@@ -76,7 +83,14 @@ SHAPES = {
     # issue 13: a Transformer MLP block and a two-hidden-layer head
     "T768": (768, 3072, 768),
     "D768": (768, 512, 512, 10),
+    # issue 29: family T's block (all-MiniLM-L6-v2's feed-forward block, SPEC 13) as ffn_glai trains it
+    "FFN384": (384, 1536, 384),
 }
+#: Family T's blocks (SPEC 13): the selector is the block's own first layer (full width, no rho), the estimator is
+#: pruned to the block's parameter count (2 d d_ff + d_ff kept paths + d output biases), the reference is the block's
+#: GELU MLP on Adam (ffn_mlp), and the batches are token batches (rows of ~62 tokens x 16-64 rows).
+BLOCKS = {"FFN384"}
+TOKEN_BATCHES = (1024, 4096, 16384)
 RHO = 0.5
 #: ``--batches full``: one full-batch pass (what full-batch L-BFGS pays per evaluation, issue 20) at the training
 #: rows of each shape's offline stand-in (family C: one episode's support set); the large shapes have none.
@@ -87,7 +101,7 @@ DENSE_MAX_ELEMENTS = 2e8
 # Inputs used to score paths for pruning (the role of the training embeddings Omega).
 NUM_SCORE_SAMPLES = 2048
 COLUMNS = ["shape", "batch", "full_batch", "device", "threads", "method", "backend", "step_ms", "ratio_to_mlp",
-           "kept_paths", "conversion_s", "conversion_peak_mib"]
+           "macs_ratio", "kept_paths", "conversion_s", "conversion_peak_mib"]
 
 
 def convert_shape(arch: tuple[int, ...], seed: int = 0) -> dict:
@@ -95,7 +109,13 @@ def convert_shape(arch: tuple[int, ...], seed: int = 0) -> dict:
     (gate columns renumbered to the used ones, as the GLAI head keeps them), counts, seconds."""
     torch.manual_seed(seed)
     budget = parameter_budget(arch, RHO)  # O, R counted from the modules, E from the paths (SPEC 3)
-    selector = MLPHead(reduced_arch(arch, RHO))
+    selector = MLPHead(_selector_arch(arch))
+    if tuple(arch) in {SHAPES[b] for b in BLOCKS}:
+        # SPEC 13: the selector is the block's pretrained first layer (d d_ff + d_ff), the estimator keeps the block's
+        # own parameter count O = 2 d d_ff + d_ff + d (kept paths + the d output biases)
+        d, d_ff = arch[0], arch[1]
+        o, e = 2 * d * d_ff + d_ff + d, (d + 1) * d_ff * d + d
+        budget = ParamBudget(O=o, R=d * d_ff + d_ff, E=e, mu=o / e, kept=o, kept_paths=o - d, mu_clipped=False)
     x = torch.randn(NUM_SCORE_SAMPLES, arch[0])
     t0 = time.perf_counter()
     structure = path_structure(selector)
@@ -108,6 +128,21 @@ def convert_shape(arch: tuple[int, ...], seed: int = 0) -> dict:
                 gate_idx=gate_idx, used=used, values=kept.values, n_in=structure.n_in, seconds=seconds,
                 counts=dict(O=budget.O, R=budget.R, E=budget.E, mu=budget.mu, P=budget.kept_paths,
                             gate_columns=structure.n_gates, gate_columns_used=used.numel()))
+
+
+def _selector_arch(arch: tuple[int, ...]) -> tuple[int, ...]:
+    """The path selector's widths: the block itself for family T's blocks, else the rho-reduced MLP (SPEC 3)."""
+    return tuple(arch) if tuple(arch) in {SHAPES[b] for b in BLOCKS} else tuple(reduced_arch(arch, RHO))
+
+
+def macs_ratio(gates: torch.Tensor, gate_idx: torch.Tensor, arch: tuple[int, ...]) -> float:
+    """The arithmetic limit of a row (issue 29): the estimator's multiply-adds per sample -- its kept paths with an
+    active gate, measured on the batch's gates -- over the MLP's forward multiply-adds per sample
+    (``sum n_l n_{l+1}``). A step ratio at this value would be the estimator doing its work at the MLP's rate."""
+    from glai.method.sparsity import active_paths_per_sample
+
+    mlp = sum(a * b for a, b in zip(arch[:-1], arch[1:], strict=True))
+    return active_paths_per_sample(gates.cpu(), gate_idx.cpu()) / mlp
 
 
 def _maxrss_bytes() -> int:
@@ -189,10 +224,12 @@ def bench_shape(name: str, batches: list, device: torch.device, repeats: int, wa
     arch = SHAPES[name]
     full = {FULL_ROWS[name]} if "full" in batches and name in FULL_ROWS else set()
     batches = [b for b in batches if b != "full"] + sorted(full)
+    if name in BLOCKS:
+        batches = list(TOKEN_BATCHES)  # a block trains on token batches (SPEC 13), whatever --batches says
     n0, n_out = arch[0], arch[-1]
     conv = convert_in_child(name, max(threads))
     counts = conv["counts"]
-    selector = MLPHead(reduced_arch(arch, RHO))
+    selector = MLPHead(_selector_arch(arch))
     selector.load_state_dict(conv["selector"])
     selector.to(device)
     structure = path_structure(selector)
@@ -217,9 +254,16 @@ def bench_shape(name: str, batches: list, device: torch.device, repeats: int, wa
         with torch.no_grad():
             gates = structure.gates(selector, x)[:, used]  # [B, used gate columns] uint8
 
-        mlp = MLPHead(arch).to(device)
+        if name in BLOCKS:
+            # the fine-tuned block (ffn_mlp): GELU, Adam, as family T trains every head
+            mlp = nn.Sequential(nn.Linear(arch[0], arch[1]), nn.GELU(), nn.Linear(arch[1], arch[2])).to(device)
+            mlp_opt = build_optimizer("adam", mlp.parameters(), 1e-4, 0.0)
+        else:
+            mlp = MLPHead(arch).to(device)
+            mlp_opt = build_optimizer("sgd", mlp.parameters(), 1e-3, 1e-3)
         # every method's optimiser comes from the runner's builder: the fused kernel where the device has one
-        steps = {"mlp/-": make_step(mlp, build_optimizer("sgd", mlp.parameters(), 1e-3, 1e-3), (x,), target)}
+        steps = {"mlp/-": make_step(mlp, mlp_opt, (x,), target)}
+        limit = macs_ratio(gates, conv["gate_idx"].to(device), arch)
         # The dense reference is timed on its own, after the others: interleaved, its steps (up to seconds,
         # gigabytes of temporaries) evicted the caches of the millisecond steps after them and inflated their
         # medians (B1, batch 16: the torch backend read 3.4x the MLP interleaved with it, 2.0x without).
@@ -256,10 +300,13 @@ def bench_shape(name: str, batches: list, device: torch.device, repeats: int, wa
                 line += f" | {n}t {ms:10.3f} ms {ms / mlp_ms:6.2f}x MLP"
                 rows.append(dict(shape=name, batch=batch, full_batch=batch in full, device=device.type, threads=n,
                                  method=method, backend=backend, step_ms=round(ms, 4),
-                                 ratio_to_mlp=round(ms / mlp_ms, 4), **extra_cols))
+                                 ratio_to_mlp=round(ms / mlp_ms, 4),
+                                 macs_ratio=round(limit, 4) if method == "sparse" else "", **extra_cols))
             first = by_threads[threads[0]]
             if method == "sparse" and "dense/einsum" in first:
                 line += f"  ({first['dense/einsum'] / first[key]:.1f}x faster than dense)"
+            if method == "sparse":
+                line += f"  [limit {limit:.2f}x: active multiply-adds / the MLP's]"
             if method == "sparse" and backend == auto:
                 line += "  <- auto"
             print(line, flush=True)

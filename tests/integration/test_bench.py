@@ -40,3 +40,19 @@ def test_the_benchmark_refuses_bad_thread_counts(tmp_path):
     bench = _bench_module()
     with pytest.raises(SystemExit):
         bench.main(["--shapes", "A2", "--threads", "0", "--out", str(tmp_path / "x.csv")])
+
+
+def test_the_block_shape_runs_at_token_batches_with_its_arithmetic_limit(tmp_path, monkeypatch):
+    """Issue 29: family T's block (384, 1536, 384) at token batches, the GELU block on Adam as the reference, and
+    every sparse row with macs_ratio = active multiply-adds per sample over the MLP's (here measured on the gates
+    of a random selector: about half the gates on)."""
+    bench = _bench_module()
+    monkeypatch.setattr(bench, "TOKEN_BATCHES", (64, 200))  # odd, small token batches: a test, not the bench
+    out = tmp_path / "bench.csv"
+    bench.main(["--shapes", "FFN384", "--repeats", "1", "--warmup", "1", "--threads", "1", "--out", str(out)])
+    rows = list(csv.DictReader(out.open()))
+    assert {int(r["batch"]) for r in rows} == {64, 200}
+    sparse = [r for r in rows if r["method"] == "sparse"]
+    assert sparse and all(0.1 < float(r["macs_ratio"]) < 1.0 for r in sparse)
+    assert all(r["macs_ratio"] == "" for r in rows if r["method"] != "sparse")
+    assert {int(r["kept_paths"]) for r in rows} == {2 * 384 * 1536 + 1536}  # the block's budget minus d biases
