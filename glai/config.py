@@ -302,9 +302,15 @@ def _validate_ffn(cfg) -> None:
     if len(arch) != 3 or min(arch) < 1:
         _fail("experiment.arch", arch, "family T's arch is the block's (d, d_ff) and the classes: (d, d_ff, n_out)",
               "experiment.arch=[384,1536,14]")
-    if ffn.blocks != 1:
-        _fail("ffn.blocks", ffn.blocks, "only the last layer's block trains in this version (the frozen attention "
-              "between trained blocks is still to come, issue 28)", "ffn.blocks=1")
+    if ffn.blocks < 1:
+        _fail("ffn.blocks", ffn.blocks, "the last ffn.blocks layers' feed-forward blocks train: at least one",
+              "ffn.blocks=1")
+    if ffn.blocks > 1 and head.name == "ffn_glai":
+        # a block above another trained one must pass a gradient to its input: the sparse estimator's kernels
+        # compute none (its inputs are constants in every other use, SPEC 2)
+        _fail("ffn.blocks", ffn.blocks, "ffn_glai trains one block in this version: the sparse estimator has no "
+              "gradient with respect to its input, which a block above another trained one needs (the other heads "
+              "train any number)", "ffn.blocks=1")
     if ffn.lora_rank < 1:
         _fail("ffn.lora_rank", ffn.lora_rank, "LoRA's rank must be a positive integer", "ffn.lora_rank=8")
     if not ffn.lora_alpha > 0:

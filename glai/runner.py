@@ -140,13 +140,17 @@ def train_ffn(cfg, train: EmbeddingSplit, val: EmbeddingSplit, device: torch.dev
     """
     from glai.data.backbones import build_backbone
     from glai.transformer import Tokens, read_ffn_blocks
+    from glai.transformer.model import FrozenAttention
     from glai.transformer.train import FFNOptions, train_ffn_head
 
     model = build_backbone(cfg.backbone, data_root=cfg.data_root, device=device.type).model
     try:
-        block = read_ffn_blocks(model, int(cfg.ffn.blocks))[-1]
+        blocks = read_ffn_blocks(model, int(cfg.ffn.blocks))
     except ValueError as err:
         raise ConfigError(f"backbone={cfg.backbone.name}: {err}") from err
+    block = blocks[0]
+    # between two trained blocks the layer's own attention runs, frozen, on every head alike
+    attentions = [FrozenAttention(b.attention, model.config).to(device) for b in blocks[1:]]
     arch = list(cfg.experiment.arch)
     if arch[:2] != [block.d, block.d_ff]:
         raise ConfigError(f"experiment.arch={arch}: the feed-forward block of backbone {cfg.backbone.name!r} is "
@@ -158,8 +162,8 @@ def train_ffn(cfg, train: EmbeddingSplit, val: EmbeddingSplit, device: torch.dev
                      lora_rank=int(cfg.ffn.lora_rank), lora_alpha=float(cfg.ffn.lora_alpha),
                      selector=str(head.selector), activation=str(cfg.ffn.activation),
                      selector_epochs=int(exp.reduced_epochs) if head.name == "ffn_glai" else 0)
-    return train_ffn_head(ffn, block, (Tokens(train.x, train.mask), train.y), (Tokens(val.x, val.mask), val.y),
-                          n_classes=arch[-1], seed=int(cfg.seed))
+    return train_ffn_head(ffn, blocks, (Tokens(train.x, train.mask), train.y), (Tokens(val.x, val.mask), val.y),
+                          n_classes=arch[-1], seed=int(cfg.seed), attentions=attentions)
 
 
 def _union_backends(out: dict[str, Any], results: list[dict[str, Any]]) -> None:

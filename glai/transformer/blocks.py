@@ -38,6 +38,8 @@ class FFNBlock:
         fc2: ``W2, b2``: Linear(d_ff, d).
         norm: the LayerNorm after the residual, over d.
         dropout: the dropout on ``fc2``'s output (inactive in eval mode).
+        attention: the layer's self-attention (``encoder.layer[i].attention``), which runs before the block: frozen
+            between two trained blocks (``ffn.blocks`` > 1, :class:`glai.transformer.FrozenAttention`).
     """
 
     layer: int
@@ -46,6 +48,7 @@ class FFNBlock:
     fc2: nn.Linear
     norm: nn.LayerNorm
     dropout: nn.Module
+    attention: nn.Module | None = None
 
     @property
     def d(self) -> int:
@@ -105,7 +108,7 @@ def read_ffn_blocks(model: nn.Module, n_blocks: int = 1) -> list[FFNBlock]:
             raise ValueError(f"{type(model).__name__}: layer {index}'s feed-forward block is {fc1.in_features} -> "
                              f"{fc1.out_features}, then {fc2.in_features} -> {fc2.out_features}: not d -> d_ff -> d")
         blocks.append(FFNBlock(index, fc1, parts["intermediate.intermediate_act_fn"], fc2, parts["output.LayerNorm"],
-                               _get(layer, "output.dropout") or nn.Identity()))
+                               _get(layer, "output.dropout") or nn.Identity(), _get(layer, "attention")))
     return blocks
 
 

@@ -29,7 +29,8 @@ from torch import nn
 from glai.method.pipeline import convert
 from glai.transformer.blocks import FFNBlock, ResidualFFN, block_parameters, relu_mlp
 
-__all__ = ["FFN_HEADS", "TokenClassifier", "Tokens", "build_ffn_head", "trainable_parameters"]
+__all__ = ["FFN_HEADS", "FrozenAttention", "TokenClassifier", "Tokens", "build_ffn_head", "convert_blocks",
+           "trainable_parameters"]
 
 #: The heads of family T built here.
 FFN_HEADS = ("ffn_mlp", "ffn_relu", "ffn_lora", "ffn_glai", "linear")
@@ -75,24 +76,80 @@ class Tokens:
         return int(self.mask.sum())
 
 
-class TokenClassifier(nn.Module):
-    """``Linear(mean over valid tokens of LN(a + f(a)))``: the block runs on the valid tokens only.
+class FrozenAttention(nn.Module):
+    """A frozen layer's self-attention between two trained blocks (``ffn.blocks`` > 1): ``[B, L, d] -> [B, L, d]``
+    under the attention mask, the model's own module (an fp32 copy, never trained, always in eval mode), on every
+    head alike.
 
     Args:
-        ffn: the block (:class:`ResidualFFN`) applied to every valid token.
-        d: the hidden size.
-        n_classes: outputs of the classifier.
+        attention: the layer's attention module (``encoder.layer[i].attention`` of a BERT-style model).
+        config: the model's config (the mask is built as the model builds it:
+            ``transformers.masking_utils.create_bidirectional_mask``).
     """
 
-    def __init__(self, ffn: ResidualFFN, d: int, n_classes: int):
+    def __init__(self, attention: nn.Module, config):
         super().__init__()
-        self.ffn = ffn
+        self.attention = copy.deepcopy(attention).float().requires_grad_(False).eval()
+        self.config = config
+
+    def train(self, mode: bool = True) -> FrozenAttention:
+        super().train(mode)
+        self.attention.eval()  # frozen: its dropout stays off whatever the head's mode
+        return self
+
+    def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        from transformers.masking_utils import create_bidirectional_mask
+
+        mask4 = create_bidirectional_mask(config=self.config, inputs_embeds=h, attention_mask=mask.long())
+        return self.attention(h, mask4)[0]
+
+
+class TokenClassifier(nn.Module):
+    """``Linear(mean over valid tokens of the trained blocks' output)``: each block runs on the valid tokens only,
+    a frozen attention between two blocks (``ffn.blocks`` > 1) on the padded rows under the mask.
+
+    Args:
+        ffn: the block (:class:`ResidualFFN`) applied to every valid token, or the list of them, lowest first.
+        d: the hidden size.
+        n_classes: outputs of the classifier.
+        attentions: the frozen attention of each layer above the first trained one (``len(ffn) - 1`` of them).
+
+    Raises:
+        ValueError: ``attentions`` not one fewer than the blocks.
+    """
+
+    def __init__(self, ffn: ResidualFFN | list[ResidualFFN], d: int, n_classes: int,
+                 attentions: list[FrozenAttention] = ()):
+        super().__init__()
+        self.ffns = nn.ModuleList(ffn if isinstance(ffn, (list, tuple, nn.ModuleList)) else [ffn])
+        if len(attentions) != len(self.ffns) - 1:
+            raise ValueError(f"{len(self.ffns)} blocks need {len(self.ffns) - 1} attentions between them, "
+                             f"got {len(attentions)}")
+        self.attentions = nn.ModuleList(attentions)
         self.classifier = nn.Linear(d, n_classes)
+
+    @property
+    def ffn(self) -> ResidualFFN:
+        """The first (lowest) trained block, whose input is the cached tokens (its gates can be cached)."""
+        return self.ffns[0]
+
+    def blocks_output(self, a: torch.Tensor, mask: torch.Tensor, *inner_args) -> torch.Tensor:
+        """``[B, L, d]``: the trained blocks, with the frozen attention between each two, over ``a`` under ``mask``;
+        ``inner_args`` go to the first block. Padding positions hold zeros."""
+        h = a
+        for i in range(len(self.ffns)):
+            out = self.ffns[i](h[mask], *(inner_args if i == 0 else ()))  # [T, d]: padding never enters a block
+            h = a.new_zeros(a.shape)
+            h[mask] = out
+            if i < len(self.attentions):  # the attention of the layer above block i (never after the last block)
+                h = self.attentions[i](h, mask) * mask.unsqueeze(-1)
+        return h
 
     def forward(self, a: torch.Tensor | Tokens, mask: torch.Tensor | None = None, *inner_args) -> torch.Tensor:
         """Logits float32 [B, n_classes] of ``a`` float32 [B, L, d] under ``mask`` bool [B, L] (True = a token);
-        ``inner_args`` (e.g. a GLAI head's cached gates of the valid tokens, in ``a[mask]`` order) go to the block.
-        ``a`` may be :class:`Tokens` instead (the training loop's batches): its mask, and its gates when cached.
+        ``inner_args`` (e.g. a GLAI head's cached gates of the valid tokens, in ``a[mask]`` order) go to the first
+        block. ``a`` may be :class:`Tokens` instead (the training loop's batches): its mask, and its gates when
+        cached.
 
         Raises:
             ValueError: a row without a single valid token.
@@ -104,10 +161,7 @@ class TokenClassifier(nn.Module):
         counts = mask.sum(1, keepdim=True)  # [B, 1]
         if bool((counts == 0).any()):
             raise ValueError("a row of the batch has no valid token (attention mask all False)")
-        out = self.ffn(a[mask], *inner_args)  # [T, d]: padding never enters the block
-        h = a.new_zeros(a.shape)
-        h[mask] = out
-        return self.classifier(h.sum(1) / counts)
+        return self.classifier(self.blocks_output(a, mask, *inner_args).sum(1) / counts)
 
 
 def _gelu_block(block: FFNBlock) -> nn.Sequential:
@@ -117,61 +171,121 @@ def _gelu_block(block: FFNBlock) -> nn.Sequential:
                          copy.deepcopy(block.fc2).float()).requires_grad_(True)
 
 
-def build_ffn_head(kind: str, block: FFNBlock, n_classes: int, tokens: torch.Tensor | None = None,
+def _random_first_layer(mlp: nn.Sequential, block: FFNBlock, offset: int) -> None:
+    """``mlp[0]`` drawn at random (seeded ``nn.Linear`` initialisation) from a stream of its own (the caller's seed +
+    ``offset``): the classifier drawn after it starts as the trained selector's head of the same seed does."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(torch.initial_seed() + offset)
+        mlp[0] = nn.Linear(block.d, block.d_ff)
+
+
+def convert_blocks(blocks: list[FFNBlock], attentions: list[FrozenAttention], train: Tokens,
+                   val_tokens: torch.Tensor, *, backend: str = "auto", selector: str = "trained",
+                   relu_blocks: list[nn.Sequential] | None = None, batch_rows: int = 64) -> list[nn.Module]:
+    """``ffn_glai``'s estimators, one per trained block, lowest first: the exact conversion of each ReLU-switched
+    block (paper Theorem 1) pruned by path norm to the block's own parameter count (``2 d d_ff + d_ff + d``), the
+    path norms taken over the tokens that block sees at the start of training -- the cached tokens for the first,
+    for each one above the output of the converted blocks and frozen attentions below it.
+
+    Args:
+        blocks: the pretrained blocks; attentions: the frozen attentions between them.
+        train: the training rows (their valid tokens are Omega of the first block).
+        val_tokens: float32 [T_val, d] validation tokens of the first block: their gates are cached too
+            (``conversion.gates[1]``).
+        selector: ``trained`` (the blocks' pretrained ``W1``) | ``random`` (random hyperplanes).
+        relu_blocks: a selector phase's fine-tuned ReLU blocks to convert instead of the pretrained ones.
+        batch_rows: rows per forward when the upper blocks' inputs are computed.
+
+    Returns:
+        The GLAI heads (``glai.GLAIHead``), one per block.
+
+    Raises:
+        ValueError: an unknown ``selector``.
+    """
+    if selector not in ("trained", "random"):
+        raise ValueError(f"selector={selector!r}: choose trained or random")
+    inners: list[nn.Module] = []
+    rows, mask = train.a, train.mask  # [N, L, d]: the input of block i, padded
+    for i, block in enumerate(blocks):
+        mlp = copy.deepcopy(relu_blocks[i]) if relu_blocks is not None else relu_mlp(block)
+        if selector == "random":
+            _random_first_layer(mlp, block, 1 + i)
+        keep = block_parameters(block.d, block.d_ff) - block.d  # + the d output biases = the block's budget
+        inner = convert(mlp, rows[mask].float(), keep=keep, backend=backend, cache=(val_tokens,) if i == 0 else ())
+        inners.append(inner)
+        if i + 1 < len(blocks):
+            # the next block's Omega: the tokens it sees at the start of training (this block, then the attention)
+            ffn = ResidualFFN(inner, block).eval()
+            nxt = torch.zeros_like(rows)
+            with torch.no_grad():
+                for r in range(0, len(train), batch_rows):
+                    m = mask[r:r + batch_rows]
+                    h = torch.zeros_like(rows[r:r + batch_rows])
+                    h[m] = ffn(rows[r:r + batch_rows][m])
+                    nxt[r:r + batch_rows] = attentions[i](h, m) * m.unsqueeze(-1)
+            rows = nxt
+    return inners
+
+
+def build_ffn_head(kind: str, block: FFNBlock | list[FFNBlock], n_classes: int, tokens: torch.Tensor | None = None,
                    backend: str = "auto", *, lora_rank: int = 8, lora_alpha: float = 16.0, selector: str = "trained",
                    relu_block: nn.Sequential | None = None, cache: tuple[torch.Tensor, ...] = (),
-                   activation: str = "model") -> TokenClassifier:
-    """One head of family T over ``block`` (see the module docstring). Call after ``torch.manual_seed``: the
-    classifier's (and a random selector's) initialisation is drawn here.
+                   activation: str = "model", attentions: list[FrozenAttention] = (),
+                   inners: list[nn.Module] | None = None) -> TokenClassifier:
+    """One head of family T over ``block`` (or the stack of trained blocks, lowest first; see the module docstring).
+    Call after ``torch.manual_seed``: the classifier's (and a random selector's) initialisation is drawn here.
 
     Args:
         kind: one of :data:`FFN_HEADS`.
-        block: the pretrained block (:func:`glai.transformer.read_ffn_blocks`); copied, never modified.
+        block: the pretrained block (:func:`glai.transformer.read_ffn_blocks`), or the list of them; copied, never
+            modified.
         n_classes: the classifier's outputs.
-        tokens: float32 [T, d] training tokens (valid ones): ``ffn_glai`` converts on them (path norms for the
-            pruning, and the gates it caches in ``head.ffn.inner.conversion.gates[0]``).
+        tokens: one block's ``ffn_glai``: float32 [T, d] training tokens (valid ones) it converts on (path norms
+            for the pruning, and the gates it caches in ``head.ffn.inner.conversion.gates[0]``).
         backend: the sparse estimator's backend (``ffn_glai``).
         lora_rank, lora_alpha: ``ffn_lora``'s adapters (``ffn.lora_rank``, ``ffn.lora_alpha``).
         selector: ``ffn_glai``'s path selector: ``trained`` (the pretrained ``W1, b1``) | ``random``.
-        relu_block: ``ffn_glai``: the ReLU-switched block to convert instead of the pretrained one (a selector phase's
-            fine-tuned block); None: :func:`relu_mlp` of ``block``.
-        cache: ``ffn_glai``: more token sets float32 [T_k, d] whose gates the conversion computes
+        relu_block: one block's ``ffn_glai``: the ReLU-switched block to convert instead of the pretrained one (a
+            selector phase's fine-tuned block); None: :func:`relu_mlp` of ``block``.
+        cache: one block's ``ffn_glai``: more token sets float32 [T_k, d] whose gates the conversion computes
             (``conversion.gates[k + 1]``).
         activation: ``linear``: ``model`` (the block as it is) | ``relu`` (its ReLU switch, the switch's own cost).
+        attentions: the frozen attentions between the blocks of a stack.
+        inners: a stack's ``ffn_glai``: the converted blocks (:func:`convert_blocks`).
 
     Raises:
-        ValueError: an unknown ``kind`` or ``selector``, or ``ffn_glai`` without ``tokens``.
+        ValueError: an unknown ``kind`` or ``selector``, or ``ffn_glai`` without ``tokens`` or ``inners``.
     """
     if kind not in FFN_HEADS:
         raise ValueError(f"head={kind!r}: family T's heads are {FFN_HEADS}")
+    blocks = list(block) if isinstance(block, (list, tuple)) else [block]
     if kind == "ffn_glai":
-        if tokens is None:
-            raise ValueError("ffn_glai converts the block on training tokens: pass tokens=[T, d]")
-        if selector not in ("trained", "random"):
-            raise ValueError(f"selector={selector!r}: choose trained or random")
-        mlp = copy.deepcopy(relu_block) if relu_block is not None else relu_mlp(block)
-        if selector == "random":
-            # random hyperplanes as the gates, from a stream of their own (seed + 1): the classifier drawn below
-            # starts as the trained selector's head of the same seed does
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(torch.initial_seed() + 1)
-                mlp[0] = nn.Linear(block.d, block.d_ff)
-        # the block's own budget: keep + the d output biases = 2 d d_ff + d_ff + d trainable values (SPEC 13)
-        keep = block_parameters(block.d, block.d_ff) - block.d
-        inner = convert(mlp, tokens.float(), keep=keep, backend=backend, cache=cache)
+        if inners is None:
+            if tokens is None or len(blocks) != 1:
+                raise ValueError("ffn_glai converts the block on training tokens: pass tokens=[T, d] (one block) or "
+                                 "inners=convert_blocks(...) (a stack)")
+            if selector not in ("trained", "random"):
+                raise ValueError(f"selector={selector!r}: choose trained or random")
+            mlp = copy.deepcopy(relu_block) if relu_block is not None else relu_mlp(blocks[0])
+            if selector == "random":
+                _random_first_layer(mlp, blocks[0], 1)
+            keep = block_parameters(blocks[0].d, blocks[0].d_ff) - blocks[0].d  # + d output biases: the budget
+            inners = [convert(mlp, tokens.float(), keep=keep, backend=backend, cache=cache)]
     elif kind == "ffn_relu" or (kind == "linear" and activation == "relu"):
-        inner = relu_mlp(block)
+        inners = [relu_mlp(b) for b in blocks]
     else:
-        inner = _gelu_block(block)
-    head = TokenClassifier(ResidualFFN(inner, block), block.d, n_classes)
+        inners = [_gelu_block(b) for b in blocks]
+    head = TokenClassifier([ResidualFFN(inner, b) for inner, b in zip(inners, blocks, strict=True)], blocks[0].d,
+                           n_classes, list(attentions))
     if kind == "linear":
-        head.ffn.requires_grad_(False)
+        head.ffns.requires_grad_(False)
     elif kind == "ffn_lora":
         from peft import LoraConfig, inject_adapter_in_model
 
-        # freezes the block's weights; adapters A ~ Kaiming, B = 0 (the head starts as the pretrained block)
-        inject_adapter_in_model(LoraConfig(r=int(lora_rank), lora_alpha=float(lora_alpha), lora_dropout=0.0,
-                                           target_modules=["0", "2"]), head.ffn.inner)
+        # freezes the blocks' weights; adapters A ~ Kaiming, B = 0 (the head starts as the pretrained blocks)
+        for ffn in head.ffns:
+            inject_adapter_in_model(LoraConfig(r=int(lora_rank), lora_alpha=float(lora_alpha), lora_dropout=0.0,
+                                               target_modules=["0", "2"]), ffn.inner)
     return head
 
 

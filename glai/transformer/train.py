@@ -21,7 +21,7 @@ from glai.method.sparsity import active_paths_per_sample
 from glai.training.loop import History, LoopOptions, OptimizerOptions, fit, wall_clock
 from glai.training.tasks import SupervisedTask
 from glai.transformer.blocks import FFNBlock
-from glai.transformer.model import Tokens, build_ffn_head, trainable_parameters
+from glai.transformer.model import FrozenAttention, Tokens, build_ffn_head, convert_blocks, trainable_parameters
 
 __all__ = ["FFNOptions", "peak_rss", "train_ffn_head"]
 
@@ -91,16 +91,22 @@ def _phase(hist: History, tokens: int) -> dict[str, Any]:
             "tokens_per_s": tokens * hist.epochs / hist.step_s if hist.step_s > 0 else math.nan}
 
 
-def train_ffn_head(opts: FFNOptions, block: FFNBlock, train: tuple[Tokens, torch.Tensor],
-                   val: tuple[Tokens, torch.Tensor], n_classes: int, seed: int) -> dict[str, Any]:
+def train_ffn_head(opts: FFNOptions, block: FFNBlock | list[FFNBlock], train: tuple[Tokens, torch.Tensor],
+                   val: tuple[Tokens, torch.Tensor], n_classes: int, seed: int,
+                   attentions: list[FrozenAttention] = ()) -> dict[str, Any]:
     """Train one family T head and return the record's ``metrics`` and ``cost`` parts.
 
     Args:
         opts: the head (:class:`FFNOptions`).
-        block: the frozen encoder's trained block (:func:`glai.transformer.read_ffn_blocks`); never modified.
-        train, val: ``(tokens, y int64 [N])``.
+        block: the frozen encoder's trained block (:func:`glai.transformer.read_ffn_blocks`), or the stack of them,
+            lowest first; never modified.
+        train, val: ``(tokens, y int64 [N])``: the tokens enter the first block.
         n_classes: the classifier's outputs.
         seed: the head's initialisation (classifier, adapters, a random selector) and the batch order.
+        attentions: the frozen attentions between the blocks of a stack (``ffn.blocks`` > 1), on every head alike.
+            ``ffn_glai``'s first block has its gates cached; the blocks above it run their selectors in the loop (their
+            inputs change as the blocks below them train), on its clock. ``kept_paths`` sums the blocks;
+            ``active_paths_per_token`` and ``firing_ratio`` are the first block's on the validation tokens.
 
     Returns:
         ``{"metrics": {...}, "cost": {...}}``: BVS, curves, tokens per second, trainable parameters; ``ffn_glai``
@@ -114,9 +120,11 @@ def train_ffn_head(opts: FFNOptions, block: FFNBlock, train: tuple[Tokens, torch
     n_tokens = x.count()
     fit_kw = dict(task=SupervisedTask(), seed=seed, **opts.optim.kwargs(), **opts.loop.kwargs())
     torch.manual_seed(seed)
+    blocks = list(block) if isinstance(block, (list, tuple)) else [block]
+    attentions = list(attentions)
     if opts.kind != "ffn_glai":
-        head = build_ffn_head(opts.kind, block, n_classes, lora_rank=opts.lora_rank, lora_alpha=opts.lora_alpha,
-                              activation=opts.activation).to(x.device)
+        head = build_ffn_head(opts.kind, blocks, n_classes, lora_rank=opts.lora_rank, lora_alpha=opts.lora_alpha,
+                              activation=opts.activation, attentions=attentions).to(x.device)
         hist = fit(head, (x, y), (vx, vy), **fit_kw)
         return {"metrics": _phase(hist, n_tokens),
                 "cost": {"time_s": {"train": hist.time_s}, "total_s": hist.time_s,
@@ -126,16 +134,15 @@ def train_ffn_head(opts: FFNOptions, block: FFNBlock, train: tuple[Tokens, torch
     relu_block, selector_hist = None, None
     if opts.selector_epochs > 0 and opts.selector == "trained":
         # the selector phase: the ReLU-switched block fine-tuned for a fixed count, then converted (on the clock)
-        relu_head = build_ffn_head("ffn_relu", block, n_classes).to(x.device)
+        relu_head = build_ffn_head("ffn_relu", blocks, n_classes, attentions=attentions).to(x.device)
         selector_hist = fit(relu_head, (x, y), (vx, vy), **{**fit_kw, "max_epochs": opts.selector_epochs,
                                                              "patience": None})
-        relu_block, times["selector"] = relu_head.ffn.inner, selector_hist.time_s
+        relu_block, times["selector"] = [f.inner for f in relu_head.ffns], selector_hist.time_s
         torch.manual_seed(seed)
     t0 = wall_clock(x.device)
-    valid, val_valid = x.valid(), vx.valid()
-    head, peak_mib = peak_rss(lambda: build_ffn_head(
-        "ffn_glai", block, n_classes, tokens=valid, backend=opts.backend, selector=opts.selector,
-        relu_block=relu_block, cache=(val_valid,)).to(x.device))
+    inners, peak_mib = peak_rss(lambda: convert_blocks(blocks, attentions, x, vx.valid(), backend=opts.backend,
+                                                       selector=opts.selector, relu_blocks=relu_block))
+    head = build_ffn_head("ffn_glai", blocks, n_classes, inners=inners, attentions=attentions).to(x.device)
     glai = head.ffn.inner
     x, vx = _with_gates(x, glai.conversion.gates[0]), _with_gates(vx, glai.conversion.gates[1])
     times["conversion"] = wall_clock(x.device) - t0
@@ -150,14 +157,16 @@ def train_ffn_head(opts: FFNOptions, block: FFNBlock, train: tuple[Tokens, torch
     metrics = {**_phase(hist, n_tokens), "converted_bvs": converted["val_acc"],
                "selector_epochs": selector_hist.epochs if selector_hist else 0,
                "selector_bvs": selector_hist.bvs if selector_hist else None,
-               "kept_paths": int(glai.conversion.kept.values.numel()),
+               "kept_paths": sum(int(f.inner.conversion.kept.values.numel()) for f in head.ffns),
                "active_paths_per_token": (active_paths_per_sample(val_gates, layout.gate_idx)
                                           if layout is not None and len(val_gates) else None),
                "firing_ratio": [float(val_gates.float().mean())] if len(val_gates) else None,
-               "theorem2_bound": glai.conversion.kept.removed_score}
+               "theorem2_bound": sum(float(f.inner.conversion.kept.removed_score) for f in head.ffns)}
     cost = {"time_s": times, "total_s": sum(times.values()),
-            "params": {"trainable": trainable_parameters(head), "gate_columns": glai.conversion.gate_columns},
-            "conversion": {"seconds": glai.conversion.seconds, "peak_mib": peak_mib, "measure_s": measure_s}}
+            "params": {"trainable": trainable_parameters(head),
+                       "gate_columns": sum(f.inner.conversion.gate_columns for f in head.ffns)},
+            "conversion": {"seconds": sum(f.inner.conversion.seconds for f in head.ffns), "peak_mib": peak_mib,
+                           "measure_s": measure_s}}
     ran = getattr(glai.estimator, "backends_ran", None)
     if ran:
         # token batches vary in size: each backend that ran with the range of batches it ran on

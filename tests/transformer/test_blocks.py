@@ -115,3 +115,27 @@ def test_the_unpruned_glai_block_classifies_as_the_relu_block():
         torch.testing.assert_close(exact(a, mask), relu(a, mask), rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="family T's heads"):
         build_ffn_head("ffn_moe", block, 3)
+
+
+def test_a_stack_converts_each_block_on_the_tokens_it_sees():
+    """convert_blocks: each block pruned to its own budget; the upper block's Omega is the output of the converted
+    lower block and the frozen attention, at every valid token (glai.transformer.model, ffn.blocks > 1)."""
+    from glai.transformer.model import FrozenAttention, Tokens, convert_blocks
+
+    model = _bert()
+    blocks = read_ffn_blocks(model, 2)
+    attention = FrozenAttention(blocks[1].attention, model.config)
+    torch.manual_seed(3)
+    a, mask = torch.randn(5, 7, 16), torch.ones(5, 7, dtype=torch.bool)
+    mask[1, 4:], mask[3, 2:] = False, False
+    a = a * mask.unsqueeze(-1)
+    inners = convert_blocks(blocks, [attention], Tokens(a, mask), a[mask][:9], backend="torch")
+    budget = block_parameters(16, 40) - 16
+    assert [int(i.conversion.kept.values.numel()) for i in inners] == [budget, budget]
+    assert [g.shape[0] for g in inners[0].conversion.gates] == [int(mask.sum()), 9]
+    with torch.no_grad():
+        h = torch.zeros_like(a)
+        h[mask] = ResidualFFN(inners[0], blocks[0]).eval()(a[mask])
+        upper = attention(h, mask)[mask]
+    expected = glai.convert(relu_mlp(blocks[1]), upper, keep=budget, backend="torch")
+    assert torch.equal(inners[1].conversion.gates[0], expected.conversion.gates[0])

@@ -198,3 +198,66 @@ def test_the_suite_script_runs_every_head_and_view(assets, tmp_path):
     assert sorted((r["head"], r["tag"]) for r in records if r["status"] == "done") == sorted(
         [("ffn_mlp", ""), ("ffn_glai", ""), ("ffn_lora", ""), ("ffn_relu", ""), ("linear", ""),
          ("ffn_glai", "random"), ("linear", "relu_switch")])
+
+
+@pytest.fixture(scope="module")
+def deep_bert(assets, tmp_path_factory):
+    """A 3-layer tiny BERT in the hub's format (the fixtures' tokenizer): ffn.blocks=2 trains its last two blocks."""
+    import shutil
+
+    from transformers import BertConfig, BertModel
+
+    folder = tmp_path_factory.mktemp("deep") / "tiny_bert3"
+    torch.manual_seed(1)
+    vocab = json.loads((assets.bert / "tokenizer.json").read_text())["model"]["vocab"]
+    BertModel(BertConfig(vocab_size=len(vocab), hidden_size=D, num_hidden_layers=3, num_attention_heads=2,
+                         intermediate_size=D_FF, max_position_embeddings=64)).save_pretrained(folder)
+    for f in assets.bert.iterdir():
+        if "token" in f.name or f.name == "special_tokens_map.json":
+            shutil.copy(f, folder / f.name)
+    return folder
+
+
+def _deep(assets, tmp_path, deep_bert) -> list[str]:
+    return [o for o in _overrides(assets, tmp_path) if not o.startswith("backbone.path=")] + [
+        f"backbone.path={deep_bert}", "ffn.blocks=2"]
+
+
+def test_two_blocks_with_the_frozen_attention_between_them_are_the_model(assets, tmp_path, deep_bert):
+    """ffn.blocks=2: the cached tokens enter layer 1's block; block 1, layer 2's frozen attention and block 2 (GELU,
+    as pretrained) give the model's own last hidden state at every token."""
+    from transformers import AutoModel, AutoTokenizer
+
+    from glai.data.loading import load_data
+    from glai.transformer import ResidualFFN, TokenClassifier, read_ffn_blocks
+    from glai.transformer.model import FrozenAttention, _gelu_block
+
+    val = load_data(compose_config(_deep(assets, tmp_path, deep_bert) + ["head=ffn_mlp"]))["val"]
+    model = AutoModel.from_pretrained(str(deep_bert)).eval()
+    tok = AutoTokenizer.from_pretrained(str(deep_bert))
+    blocks = read_ffn_blocks(model, 2)
+    stack = TokenClassifier([ResidualFFN(_gelu_block(b), b) for b in blocks], D, CLASSES,
+                            [FrozenAttention(blocks[1].attention, model.config)]).eval()
+    texts = pd.read_csv(assets.text_csv / "val.csv")["text"].astype(str).tolist()
+    rows = torch.tensor([0, 5, len(texts) - 1])
+    with torch.no_grad():
+        ours = stack.blocks_output(val.x[rows], val.mask[rows])
+        for k, i in enumerate(rows.tolist()):
+            theirs = model(**tok([texts[i]], return_tensors="pt", truncation=True, max_length=32)).last_hidden_state[0]
+            torch.testing.assert_close(ours[k][val.mask[i]], theirs, rtol=1e-4, atol=1e-4)
+
+
+def test_two_blocks_of_glai_are_refused_naming_why(assets, tmp_path, deep_bert):
+    """The sparse estimator has no input gradient, which a GLAI block above another trained one needs."""
+    with pytest.raises(ConfigError, match=r"^ffn.blocks=2: ffn_glai trains one block.*Fix: ffn.blocks=1"):
+        run(compose_config(_deep(assets, tmp_path, deep_bert) + ["head=ffn_glai"]))
+
+
+@pytest.mark.parametrize("head", ["ffn_mlp", "ffn_relu", "ffn_lora", "linear"])
+def test_two_blocks_train_every_head_at_twice_the_budget(head, assets, tmp_path, deep_bert):
+    rec = run(compose_config(_deep(assets, tmp_path, deep_bert) + [f"head={head}"]))
+    assert rec["status"] == "done", rec.get("error")
+    classifier = D * CLASSES + CLASSES
+    expected = {"ffn_mlp": 2 * block_parameters(D, D_FF), "ffn_relu": 2 * block_parameters(D, D_FF),
+                "ffn_lora": 2 * 8 * (D + D_FF) * 2, "linear": 0}[head] + classifier
+    assert rec["cost"]["params"]["trainable"] == expected
