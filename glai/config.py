@@ -323,9 +323,6 @@ def _validate_ffn(cfg) -> None:
     if cfg.study.name != "standard":
         _fail("study.name", cfg.study.name, "the method-family studies run on embeddings (family A)",
               "study.name=standard")
-    if cfg.tuning.role != "none":
-        _fail("tuning", cfg.tuning.role, "family T's tuned view is still to come (issue 28): its runs use the "
-              "experiment's settings", "tuning=none")
     if cfg.backbone.library != "transformers":
         _fail("backbone", cfg.backbone.name, "family T reads a Hugging Face encoder's feed-forward blocks",
               "backbone=minilm (or another BERT-style encoder of conf/backbone/)")

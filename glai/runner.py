@@ -170,7 +170,8 @@ def _union_backends(out: dict[str, Any], results: list[dict[str, Any]]) -> None:
     """``cost.estimator_backends`` of several heads (episodes, folds): every batch size any of them ran."""
     ran = {k: v for r in results for k, v in r["cost"].get("estimator_backends", {}).items()}
     if ran:
-        out["cost"]["estimator_backends"] = dict(sorted(ran.items(), key=lambda kv: int(kv[0])))
+        # "<batch>", or family T's "<smallest>-<largest>" token batches
+        out["cost"]["estimator_backends"] = dict(sorted(ran.items(), key=lambda kv: int(kv[0].split("-")[0])))
 
 
 def run_study(cfg: DictConfig, train: EmbeddingSplit, val: EmbeddingSplit) -> dict[str, Any]:
@@ -244,7 +245,13 @@ def _folds(cfg, splits: dict[str, EmbeddingSplit]) -> dict[str, Any]:
     on each fold's other rows and is scored on the fold; the trial's BVS is the mean over folds (what the search
     maximises), its cost the sum. The record's ``metrics.folds`` keeps every fold's BVS and epochs."""
     k = sum(1 for name in splits if name.endswith("/train"))
-    results = [train_head(cfg, splits[f"fold{j}/train"], splits[f"fold{j}/val"], cfg.seed) for j in range(k)]
+
+    def train(tr: EmbeddingSplit, va: EmbeddingSplit) -> dict[str, Any]:
+        if cfg.experiment.family == "T":
+            return train_ffn(cfg, tr, va, tr.x.device)
+        return train_head(cfg, tr, va, cfg.seed)
+
+    results = [train(splits[f"fold{j}/train"], splits[f"fold{j}/val"]) for j in range(k)]
     bvs = [r["metrics"]["bvs"] for r in results]
     n_train = len(splits["fold0/train"]) + len(splits["fold0/val"])
     kind = "repeats" if search_folds(n_train, cfg.tuning.fraction, cfg.tuning.folds, cfg.tuning.repeats) < 0 \
@@ -421,12 +428,12 @@ def _train_and_record(cfg, path, config: dict, fp: str, device: torch.device, sp
     try:
         cfg, reduced = _resolve_reduced_epochs(cfg)
         splits = {k: v.to(device) for k, v in splits.items()}
-        if exp.family == "T":
-            result = train_ffn(cfg, splits["train"], splits["val"], device)
-        elif cfg.study.name != "standard":
+        if cfg.study.name != "standard":
             result = run_study(cfg, splits["train"], splits["val"])
         elif "fold0/train" in splits:
             result = _folds(cfg, splits)
+        elif exp.family == "T":
+            result = train_ffn(cfg, splits["train"], splits["val"], device)
         elif exp.family == "C":
             result = _episodes(cfg, splits["pool"], device)
         else:

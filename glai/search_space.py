@@ -29,8 +29,8 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-__all__ = ["FIRST_ORDER", "FIRST_ORDER_LR", "LBFGS_STEP", "default_trials", "glai_space", "head_space",
-           "max_reduced_epochs", "optimizer_choices", "optimizer_space"]
+__all__ = ["FIRST_ORDER", "FIRST_ORDER_LR", "LBFGS_STEP", "LORA_RANKS", "default_trials", "ffn_space", "glai_space",
+           "head_space", "max_reduced_epochs", "optimizer_choices", "optimizer_space"]
 
 #: The first-order optimisers every search offers.
 FIRST_ORDER = ("sgd", "adam", "adamw")
@@ -42,7 +42,9 @@ LBFGS_STEP = 1.0
 
 def optimizer_choices(family: str) -> tuple[str, ...]:
     """The optimisers a search of an experiment of ``family`` (``"A"``, ``"B"``, ``"C"``) chooses from."""
-    return FIRST_ORDER if family == "B" else (*FIRST_ORDER, "lbfgs")
+    # family B's InfoNCE over every row at once is another objective; family T's full batch is every token of the
+    # data through the block at each of L-BFGS's line-search evaluations
+    return FIRST_ORDER if family in ("B", "T") else (*FIRST_ORDER, "lbfgs")
 
 
 def optimizer_space(cfg: DictConfig, trial: Any) -> None:
@@ -87,14 +89,38 @@ def glai_space(cfg: DictConfig, trial: Any) -> dict[str, Any]:
     return {"experiment.reduced_epochs_mode": "fixed"}
 
 
+#: ``ffn_lora``'s adapter ranks a family T search tries.
+LORA_RANKS = (4, 8, 16, 32)
+
+
+def ffn_space(cfg: DictConfig, trial: Any) -> dict[str, Any]:
+    """Family T's head-specific part (SPEC 13): ``ffn_glai``'s selector (trained, random) and, for the pretrained
+    one, its selector phase as an epoch count (``experiment.reduced_epochs``, 0 .. :func:`max_reduced_epochs`, fixed
+    mode: the ReLU block fine-tuned that long before the conversion); ``ffn_lora``'s rank (:data:`LORA_RANKS`).
+
+    Returns:
+        the overrides the suggestions imply.
+    """
+    name = str(cfg.head.name)
+    if name == "ffn_lora":
+        trial.suggest_categorical("ffn.lora_rank", list(LORA_RANKS))
+    if name != "ffn_glai" or trial.suggest_categorical("head.selector", ["trained", "random"]) == "random":
+        return {}
+    trial.suggest_int("experiment.reduced_epochs", 0, max_reduced_epochs(cfg))
+    return {"experiment.reduced_epochs_mode": "fixed"}
+
+
 def head_space(cfg: DictConfig, trial: Any) -> dict[str, Any]:
     """The search space of ``cfg.head.name`` (``conf/tuning/search.yaml``'s ``custom_search_space``): the optimiser
-    part (:func:`optimizer_space`) for every head, and GLAI's pipeline (:func:`glai_space`) for ``glai``.
+    part (:func:`optimizer_space`) for every head, GLAI's pipeline (:func:`glai_space`) for ``glai``, and family T's
+    head part (:func:`ffn_space`) for its heads.
 
     Returns:
         the fixed overrides the trial's suggestions imply (the sweeper adds them to the trial's).
     """
     optimizer_space(cfg, trial)
+    if str(cfg.experiment.family) == "T":
+        return ffn_space(cfg, trial)
     return glai_space(cfg, trial) if str(cfg.head.name) == "glai" else {}
 
 
@@ -104,5 +130,8 @@ def default_trials(cfg: DictConfig) -> list[tuple[str, list[str]]]:
     The protocol default is the one the one-standard-error rule keeps unless a trial beats it
     (:func:`glai.search.choose`). A GLAI default in ``auto`` mode runs the rule's count on the search's own
     partner MLP (the protocol MLP on the same tuning rows); a tuned file stores the count it ran."""
+    if str(cfg.experiment.family) == "T":
+        # every family T head is on Adam already: the second default is the same head at ten times the step
+        return [("protocol", []), ("lr10", [f"head.lr={10 * float(cfg.head.lr):g}"])]
     adam = ["head.reduced_optimizer=adam"] if str(cfg.head.name) == "glai" else ["head.optimizer=adam"]
     return [("protocol", []), ("adam", adam)]

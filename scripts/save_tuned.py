@@ -106,8 +106,8 @@ def trial_settings(record: dict, keys: list[str]) -> dict[str, Any]:
         except KeyError:
             continue  # a key of another head's config
     rule = (record.get("metrics") or {}).get("reduced_epochs_rule") or {}
-    if record["head"] == "glai" and config["head"].get("selector") != "random" and rule.get("mode") in ("auto",
-                                                                                                         "fixed"):
+    if record["head"] in ("glai", "ffn_glai") and config["head"].get("selector") != "random" and rule.get(
+            "mode") in ("auto", "fixed"):
         # the reduced phase as the count the trial ran (search = application)
         settings.update({"experiment.reduced_epochs_mode": "fixed",
                          "experiment.reduced_epochs": int(rule["reduced_epochs"]),

@@ -110,9 +110,7 @@ def load_data(cfg) -> dict[str, EmbeddingSplit]:
         except (DatasetUnavailableError, BackboneUnavailableError) as err:
             raise type(err)(str(err).replace("<experiment>", cfg.experiment.name)) from err
         splits = {role: EmbeddingSplit(t["a"], t["y"], t["mask"]) for role, t in tensors.items()}
-        check_splits(cfg, splits)
-        return splits
-    if cfg.dataset.source == "sklearn_digits":
+    elif cfg.dataset.source == "sklearn_digits":
         split_seed = cfg.dataset.subset_seed if cfg.dataset.get("fixed_split", False) else cfg.seed
         splits = load_digits(cfg.dataset.val_fraction, split_seed)
         if cfg.experiment.family == "C":
@@ -197,8 +195,7 @@ def tuning_folds(train: EmbeddingSplit, k: int, seed: int) -> list[dict[str, Emb
         offset += len(rows)
 
     def part(mask: np.ndarray) -> EmbeddingSplit:
-        index = torch.from_numpy(np.flatnonzero(mask)).to(train.x.device)
-        return EmbeddingSplit(train.x[index], None if train.y is None else train.y[index])
+        return train.rows(torch.from_numpy(np.flatnonzero(mask)).to(train.x.device))
 
     return [{"train": part(fold != j), "val": part(fold == j)} for j in range(k)]
 
@@ -272,7 +269,6 @@ def tuning_splits(train: EmbeddingSplit, fraction: float, seed: int) -> dict[str
                          "fraction that keeps rows on both sides (e.g. tuning.fraction=0.2)")
 
     def part(rows: np.ndarray) -> EmbeddingSplit:
-        index = torch.from_numpy(rows).to(train.x.device)
-        return EmbeddingSplit(train.x[index], None if train.y is None else train.y[index])
+        return train.rows(torch.from_numpy(rows).to(train.x.device))
 
     return {"train": part(rest), "val": part(held)}

@@ -25,6 +25,11 @@ class EmbeddingSplit:
     y: torch.Tensor | None
     mask: torch.Tensor | None = None
 
+    def rows(self, index: torch.Tensor) -> EmbeddingSplit:
+        """The split's rows ``index`` (int64 [n]), their labels and (family T) their token masks."""
+        return EmbeddingSplit(self.x[index], None if self.y is None else self.y[index],
+                              None if self.mask is None else self.mask[index])
+
     def to(self, device) -> EmbeddingSplit:
         """The split on ``device``."""
         return EmbeddingSplit(self.x.to(device), None if self.y is None else self.y.to(device),

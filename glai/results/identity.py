@@ -36,6 +36,7 @@ __all__ = [
     "CLASSES",
     "DEPENDS_ON",
     "FAMILY_ONLY",
+    "FFN_HEAD_KEYS",
     "GLAI_HEADS",
     "GLAI_ONLY",
     "IDENTITY",
@@ -138,6 +139,9 @@ UNREAD: dict[str, frozenset] = {
        for h in ("ffn_mlp", "ffn_relu", "ffn_glai")},
     "ffn_lora": frozenset({"rho", "head.width_factor", "structure_samples", "ffn.activation"}),
 }
+#: Family T's keys that belong to one head (LoRA's adapters, the classifier-only head's activation switch): a
+#: head's variant, like ``head.*``, never another group.
+FFN_HEAD_KEYS = frozenset({"ffn.lora_rank", "ffn.lora_alpha", "ffn.activation"})
 #: The heads that read GLAI's settings (:data:`GLAI_ONLY`): GLAI on embeddings and inside a Transformer block.
 GLAI_HEADS = frozenset({"glai", "ffn_glai"})
 
@@ -152,7 +156,7 @@ def is_variant_key(key: str) -> bool:
     """A key a tagged variant changes without leaving its group (SPEC 12): the head's settings (``head.*``),
     GLAI's reduced-phase rule (:data:`GLAI_ONLY`), the tuning role and the tag. Every other setting (data,
     backbone, arch, protocol) is the group's: it labels the run in the tables and keys its tuned settings."""
-    return key.startswith(("head.", "tuning.")) or key in GLAI_ONLY or key == "tag"
+    return key.startswith(("head.", "tuning.")) or key in GLAI_ONLY or key in FFN_HEAD_KEYS or key == "tag"
 
 
 #: Settings read by a search only (``tuning.role: search``): a tuned run's identity never holds them.

@@ -6,9 +6,10 @@ block, its ReLU switch and LoRA, from the run records.
   (``ffn_mlp``'s) BVS (time to target, SPEC 12; GLAI's selector phase and conversion on its clock), the trainable
   parameters, the training tokens per second, and for ``ffn_glai`` the converted block's score before any
   estimator step and the active paths per token; mean ± std over seeds.
-- ``transformer_tests.md``: ``ffn_glai`` against each other head, paired by (experiment, seed) over the family's
-  experiments: one-sided Wilcoxon p-values of the time to early stop, the BVS and the time to target (no p-value
-  below :data:`glai.results.stats.MIN_PAIRS` pairs).
+- ``transformer_tests.md``: ``ffn_glai`` against each other head of the same view (protocol, tuned), paired by
+  (experiment, seed) over the family's experiments: one-sided Wilcoxon p-values of the time to early stop, the BVS
+  and the time to target (no p-value below :data:`glai.results.stats.MIN_PAIRS` pairs). A tuned row's time to
+  target is against the tuned ``ffn_mlp``.
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ __all__ = ["T_HEADS", "is_family_t", "transformer_table", "transformer_tests", "
 
 #: Rows of the family's table in order: (head, tag); the tags are those of experiments/transformer.sh.
 T_HEADS = (("ffn_mlp", ""), ("ffn_relu", ""), ("ffn_lora", ""), ("ffn_glai", ""), ("ffn_glai", "random"),
-           ("linear", ""), ("linear", "relu_switch"))
+           ("linear", ""), ("linear", "relu_switch"),
+           ("ffn_mlp", "tuned"), ("ffn_relu", "tuned"), ("ffn_lora", "tuned"), ("ffn_glai", "tuned"),
+           ("linear", "tuned"))
 #: What each row is, in the table's words.
 T_LABELS = {"ffn_mlp": "fine-tuned block (GELU)", "ffn_relu": "fine-tuned block, ReLU", "ffn_lora": "LoRA",
             "ffn_glai": "GLAI", "linear": "classifier only"}
@@ -62,7 +65,9 @@ def transformer_table(records: Sequence[Mapping]) -> pd.DataFrame:
     by = defaultdict(list)
     for r in done:
         by[(r["experiment"], r["head"], r.get("tag") or "")].append(r)
-    ref = {(r["experiment"], r["seed"]): r for r in done if r["head"] == "ffn_mlp" and not r.get("tag")}
+    # the reference: the same-seed fine-tuned block of the same view (a tuned row races the tuned ffn_mlp)
+    ref = {(r["experiment"], r["seed"], r.get("tag") or ""): r for r in done if r["head"] == "ffn_mlp"
+           and (r.get("tag") or "") in ("", "tuned")}
     known = [(h, t) for h, t in T_HEADS]
     extra = sorted({(h, t) for (_, h, t) in by} - set(known))
     rows = []
@@ -71,9 +76,10 @@ def transformer_table(records: Sequence[Mapping]) -> pd.DataFrame:
             recs = sorted(by.get((exp, head, tag), []), key=lambda r: r["seed"])
             if not recs:
                 continue
-            ttt = [_ttt(r, ref.get((exp, r["seed"]))) for r in recs]
+            view = "tuned" if tag == "tuned" else ""
+            ttt = [_ttt(r, ref.get((exp, r["seed"], view))) for r in recs]
             reached = [t for t in ttt if t is not None]
-            never = sum(1 for r, t in zip(recs, ttt, strict=True) if t is None and ref.get((exp, r["seed"])))
+            never = sum(1 for r, t in zip(recs, ttt, strict=True) if t is None and ref.get((exp, r["seed"], view)))
             m = [r["metrics"] for r in recs]
             glai = head == "ffn_glai"
             rows.append({
@@ -91,17 +97,19 @@ def transformer_table(records: Sequence[Mapping]) -> pd.DataFrame:
 
 
 def transformer_tests(records: Sequence[Mapping]) -> pd.DataFrame:
-    """``ffn_glai`` (untagged) against every other head of the family, pooled over its experiments."""
+    """``ffn_glai`` against every other head of the family in each view (protocol: untagged; tuned: tag tuned, each
+    head with its own search's settings), pooled over the family's experiments."""
     done = _done(records)
     experiments = sorted({r["experiment"] for r in done}, key=st.experiment_order)
     rows = []
-    for ref in ("ffn_mlp", "ffn_lora", "ffn_relu", "linear"):
-        if not any(r["head"] == ref and not r.get("tag") for r in done):
+    for view, ref in [(v, h) for v in ("", "tuned") for h in ("ffn_mlp", "ffn_lora", "ffn_relu", "linear")]:
+        if not any(r["head"] == ref and (r.get("tag") or "") == view for r in done) or not any(
+                r["head"] == "ffn_glai" and (r.get("tag") or "") == view for r in done):
             continue
-        con = st.paired_contrast(done, "ffn_glai", ref, experiments=experiments, tag={"ffn_glai": "", ref: ""})
+        con = st.paired_contrast(done, "ffn_glai", ref, experiments=experiments, tag={"ffn_glai": view, ref: view})
         d_time = [p.d_time for p in con.pairs]
         d_score = [p.d_score for p in con.pairs]
-        rows.append({"Comparison": f"ffn_glai vs {ref}", "n pairs": len(con.pairs),
+        rows.append({"View": view or "protocol", "Comparison": f"ffn_glai vs {ref}", "n pairs": len(con.pairs),
                      "mean log(T_ref/T_glai)": f"{np.mean(d_time):+.3f}" if d_time else "n/a",
                      "mean BVS difference (pp)": f"{np.mean(d_score):+.2f}" if d_score else "n/a",
                      "Time p-value": con.time_test.cell(), "BVS p-value": con.score_test.cell(),

@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from glai.config import compose_config
 from glai.errors import ConfigError
@@ -190,7 +191,7 @@ def test_the_suite_script_runs_every_head_and_view(assets, tmp_path):
 
     root = Path(__file__).resolve().parents[2]
     extra = [o for o in _overrides(assets, tmp_path) if not o.startswith("experiment=")]
-    env = {**os.environ, "PYTHON": sys.executable, "SEEDS": "0", "EXPERIMENTS": "ffn/dbpedia"}
+    env = {**os.environ, "PYTHON": sys.executable, "SEEDS": "0", "EXPERIMENTS": "ffn/dbpedia", "TUNE": "0"}
     done = subprocess.run(["bash", "experiments/transformer.sh", "basic", *extra,
                            f"hydra.sweep.dir={tmp_path}/multirun"], cwd=root, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -261,3 +262,43 @@ def test_two_blocks_train_every_head_at_twice_the_budget(head, assets, tmp_path,
     expected = {"ffn_mlp": 2 * block_parameters(D, D_FF), "ffn_relu": 2 * block_parameters(D, D_FF),
                 "ffn_lora": 2 * 8 * (D + D_FF) * 2, "linear": 0}[head] + classifier
     assert rec["cost"]["params"]["trainable"] == expected
+
+
+@pytest.mark.parametrize("head", ["ffn_glai", "ffn_lora"])
+def test_the_tuned_view_searches_saves_and_applies_what_ran(head, assets, tmp_path):
+    """Family T's tuned view (issue 28 item 5, through issue 27's search): a search of the head on k-fold tuning
+    splits of the training rows (tokens and masks carried), scripts/save_tuned.py, then tuning=best runs the chosen
+    trial's settings (ffn_glai: its selector and selector phase as an epoch count; ffn_lora: its rank)."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    from glai.tuned import apply_tuned
+
+    root = Path(__file__).resolve().parents[2]
+    sweep, tuned = tmp_path / "sweep", tmp_path / "tuned"
+    base = [o for o in _overrides(assets, tmp_path) if not o.startswith("results_dir=")]
+    done = subprocess.run([sys.executable, "run.py", "-m", "tuning=search", f"head={head}", *base,
+                           "hydra.sweeper.n_trials=4", "hydra.sweeper.n_jobs=1", f"hydra.sweep.dir={sweep}",
+                           f"results_dir={tmp_path}/runs", "tuning.max_reduced_epochs=2"], cwd=root,
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    trials = [json.loads(p.read_text()) for p in (tmp_path / "runs").rglob("*.json")]
+    assert trials and all(t["status"] == "done" and t["metrics"]["folds"]["k"] == 5 for t in trials)
+    saved = subprocess.run([sys.executable, "scripts/save_tuned.py", str(sweep), "--out", str(tuned)], cwd=root,
+                           capture_output=True, text=True, timeout=300)
+    assert saved.returncode == 0, saved.stderr
+    (path,) = (tuned / "ffn" / "dbpedia" / head).glob("*.yaml")
+    settings = yaml.safe_load(path.read_text())["settings"]
+    assert "head.lr" in settings and "head.optimizer" in settings
+    if head == "ffn_lora":
+        assert settings.get("ffn.lora_rank") in (4, 8, 16, 32)
+    elif settings.get("head.selector") != "random":
+        assert settings["experiment.reduced_epochs_mode"] == "fixed"
+    cfg = apply_tuned(compose_config(["tuning=best", f"head={head}", *base, f"results_dir={tmp_path}/best",
+                                      f"tuned_dir={tuned}", "tuning.shipped=false"]))
+    for key, value in settings.items():
+        assert OmegaConf.select(cfg, key) == value, key
+    rec = run(cfg)
+    assert rec["status"] == "done" and rec["tag"] == "tuned"
