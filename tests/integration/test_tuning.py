@@ -77,8 +77,9 @@ def test_search_settings_count_in_the_fingerprint_only_when_searching():
 @pytest.mark.parametrize("overrides, match", [
     (["tuning.role=held_out"], "held_out splits a family C pool"),
     (["tuning=search", "tuning.fraction=1.0"], "tuning.fraction"),
-    (["tuning=best", "head=linear"], r"no tuned settings .* Fix: python run.py -m tuning=search experiment=digits "
-                                     r"head=linear"),
+    # mlp_reduced: a head the shipped settings (conf/tuned/best) have no search of
+    (["tuning=best", "head=mlp_reduced"], r"no tuned settings .* Fix: python run.py -m tuning=search "
+                                          r"experiment=digits head=mlp_reduced"),
     (["tuning=search", "study.name=retrain"], "study.name=standard"),
 ])
 def test_bad_tuning_requests_fail_before_any_work(tmp_path, overrides, match):
