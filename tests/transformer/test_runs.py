@@ -114,7 +114,7 @@ def test_a_model_whose_blocks_cannot_be_read_is_refused_before_any_record(assets
 
 @pytest.mark.parametrize(("override", "key"), [
     ("head=glai", "head"), ("ffn.blocks=2", "ffn.blocks"), ("ffn.lora_rank=0", "ffn.lora_rank"),
-    ("ffn.activation=tanh", "ffn.activation"), ("tuning=search", "tuning"),
+    ("ffn.activation=tanh", "ffn.activation"),
     ("experiment.reduced_epochs_mode=structure", "experiment.reduced_epochs_mode"),
 ])
 def test_bad_family_t_settings_name_their_key(override, key, assets, tmp_path):
