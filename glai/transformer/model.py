@@ -179,6 +179,17 @@ def _random_first_layer(mlp: nn.Sequential, block: FFNBlock, offset: int) -> Non
         mlp[0] = nn.Linear(block.d, block.d_ff)
 
 
+def _convert_block(block: FFNBlock, tokens: torch.Tensor, relu_block: nn.Sequential | None, selector: str,
+                   offset: int, backend: str, cache: tuple[torch.Tensor, ...]) -> nn.Module:
+    """One block's GLAI head: its ReLU switch (or ``relu_block``; a random first layer for ``selector="random"``,
+    seed stream ``offset``) converted on ``tokens`` [T, d] and pruned to the block's own parameter count."""
+    mlp = copy.deepcopy(relu_block) if relu_block is not None else relu_mlp(block)
+    if selector == "random":
+        _random_first_layer(mlp, block, offset)
+    keep = block_parameters(block.d, block.d_ff) - block.d  # + the d output biases = the block's budget
+    return convert(mlp, tokens.float(), keep=keep, backend=backend, cache=cache)
+
+
 def convert_blocks(blocks: list[FFNBlock], attentions: list[FrozenAttention], train: Tokens,
                    val_tokens: torch.Tensor, *, backend: str = "auto", selector: str = "trained",
                    relu_blocks: list[nn.Sequential] | None = None, batch_rows: int = 64) -> list[nn.Module]:
@@ -207,11 +218,8 @@ def convert_blocks(blocks: list[FFNBlock], attentions: list[FrozenAttention], tr
     inners: list[nn.Module] = []
     rows, mask = train.a, train.mask  # [N, L, d]: the input of block i, padded
     for i, block in enumerate(blocks):
-        mlp = copy.deepcopy(relu_blocks[i]) if relu_blocks is not None else relu_mlp(block)
-        if selector == "random":
-            _random_first_layer(mlp, block, 1 + i)
-        keep = block_parameters(block.d, block.d_ff) - block.d  # + the d output biases = the block's budget
-        inner = convert(mlp, rows[mask].float(), keep=keep, backend=backend, cache=(val_tokens,) if i == 0 else ())
+        inner = _convert_block(block, rows[mask], None if relu_blocks is None else relu_blocks[i], selector,
+                               1 + i, backend, (val_tokens,) if i == 0 else ())
         inners.append(inner)
         if i + 1 < len(blocks):
             # the next block's Omega: the tokens it sees at the start of training (this block, then the attention)
@@ -266,11 +274,7 @@ def build_ffn_head(kind: str, block: FFNBlock | list[FFNBlock], n_classes: int, 
                                  "inners=convert_blocks(...) (a stack)")
             if selector not in ("trained", "random"):
                 raise ValueError(f"selector={selector!r}: choose trained or random")
-            mlp = copy.deepcopy(relu_block) if relu_block is not None else relu_mlp(blocks[0])
-            if selector == "random":
-                _random_first_layer(mlp, blocks[0], 1)
-            keep = block_parameters(blocks[0].d, blocks[0].d_ff) - blocks[0].d  # + d output biases: the budget
-            inners = [convert(mlp, tokens.float(), keep=keep, backend=backend, cache=cache)]
+            inners = [_convert_block(blocks[0], tokens, relu_block, selector, 1, backend, cache)]
     elif kind == "ffn_relu" or (kind == "linear" and activation == "relu"):
         inners = [relu_mlp(b) for b in blocks]
     else:
