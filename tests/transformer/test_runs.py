@@ -179,6 +179,12 @@ def test_make_tables_gives_the_family_its_own_table(assets, tmp_path):
     tests = pd.read_csv(out / "transformer_tests.csv")
     assert set(tests["Comparison"]) == {"ffn_glai vs ffn_mlp", "ffn_glai vs ffn_lora"}
     assert set(tests["n pairs"]) == {2} and all("too few pairs" in c for c in tests["BVS p-value"])
+    # the BVS difference is in percentage points, the same-seed records' BVS subtracted (not the relative d_score)
+    recs = [json.loads(p.read_text()) for p in (tmp_path / "runs").rglob("*.json")]
+    bvs = {(r["head"], r["seed"]): r["metrics"]["bvs"] for r in recs if not r.get("tag")}
+    lora = tests[tests["Comparison"] == "ffn_glai vs ffn_lora"].iloc[0]
+    expected = sum(bvs[("ffn_glai", s)] - bvs[("ffn_lora", s)] for s in (0, 1)) / 2
+    assert float(lora["mean BVS difference (pp)"]) == pytest.approx(expected, abs=0.006)
     assert "ffn/" not in (out / "table3.md").read_text()
 
 
