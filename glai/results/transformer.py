@@ -101,6 +101,7 @@ def transformer_tests(records: Sequence[Mapping]) -> pd.DataFrame:
     head with its own search's settings), pooled over the family's experiments."""
     done = _done(records)
     experiments = sorted({r["experiment"] for r in done}, key=st.experiment_order)
+    bvs = {r["_path"]: float(r["metrics"]["bvs"]) for r in done}
     rows = []
     for view, ref in [(v, h) for v in ("", "tuned") for h in ("ffn_mlp", "ffn_lora", "ffn_relu", "linear")]:
         if not any(r["head"] == ref and (r.get("tag") or "") == view for r in done) or not any(
@@ -108,10 +109,8 @@ def transformer_tests(records: Sequence[Mapping]) -> pd.DataFrame:
             continue
         con = st.paired_contrast(done, "ffn_glai", ref, experiments=experiments, tag={"ffn_glai": view, ref: view})
         d_time = [p.d_time for p in con.pairs]
-        # percentage points (a pair's d_score is relative, paper 4.3): GLAI's BVS minus the partner's, same seed
-        bvs = {(r["experiment"], r["seed"], r["head"]): float(r["metrics"]["bvs"]) for r in done
-               if (r.get("tag") or "") == view}
-        d_score = [bvs[(p.experiment, p.seed, "ffn_glai")] - bvs[(p.experiment, p.seed, ref)] for p in con.pairs]
+        # percentage points (a pair's d_score is relative, paper 4.3): the paired records' BVS subtracted
+        d_score = [bvs[p.model_path] - bvs[p.ref_path] for p in con.pairs]
         rows.append({"View": view or "protocol", "Comparison": f"ffn_glai vs {ref}", "n pairs": len(con.pairs),
                      "mean log(T_ref/T_glai)": f"{np.mean(d_time):+.3f}" if d_time else "n/a",
                      "mean BVS difference (pp)": f"{np.mean(d_score):+.2f}" if d_score else "n/a",
