@@ -6,7 +6,8 @@ block, its ReLU switch and LoRA, from the run records.
   (``ffn_mlp``'s) BVS (time to target, SPEC 12; GLAI's selector phase and conversion on its clock), the trainable
   parameters, the training tokens per second, and for ``ffn_glai`` the converted block's score before any
   estimator step and the active paths per token; mean ± std over seeds.
-- ``transformer_tests.md``: ``ffn_glai`` against each other head of the same view (protocol, tuned), paired by
+- ``transformer_tests.md``: ``ffn_glai`` against each other head of the same view (protocol, tuned) and against
+  ``ffn_glai [random]`` (random gates, tag random: the pretrained selector's worth), paired by
   (experiment, seed) over the family's experiments: one-sided Wilcoxon p-values of the time to early stop, the BVS
   and the time to target (no p-value below :data:`glai.results.stats.MIN_PAIRS` pairs). A tuned row's time to
   target is against the tuned ``ffn_mlp``.
@@ -98,16 +99,25 @@ def transformer_table(records: Sequence[Mapping]) -> pd.DataFrame:
 
 def transformer_tests(records: Sequence[Mapping]) -> pd.DataFrame:
     """``ffn_glai`` against every other head of the family in each view (protocol: untagged; tuned: tag tuned, each
-    head with its own search's settings), pooled over the family's experiments."""
+    head with its own search's settings), and against ``ffn_glai [random]`` (its own random-gates control, what the
+    pretrained selector is worth), pooled over the family's experiments."""
     done = _done(records)
     experiments = sorted({r["experiment"] for r in done}, key=st.experiment_order)
     bvs = {r["_path"]: float(r["metrics"]["bvs"]) for r in done}
+    # (view, reference label, records, tags): the reference heads of each view, then the pretrained selector against
+    # random gates (protocol view), whose records (tag random) are relabelled as a head of their own to be paired
+    control = _label("ffn_glai", "random")
+    comparisons = [(view, ref, done, {"ffn_glai": view, ref: view}) for view in ("", "tuned")
+                   for ref in ("ffn_mlp", "ffn_lora", "ffn_relu", "linear")]
+    comparisons.append(("", control, done + [{**r, "head": control, "tag": ""} for r in done
+                                             if r["head"] == "ffn_glai" and r.get("tag") == "random"],
+                        {"ffn_glai": "", control: ""}))
     rows = []
-    for view, ref in [(v, h) for v in ("", "tuned") for h in ("ffn_mlp", "ffn_lora", "ffn_relu", "linear")]:
-        if not any(r["head"] == ref and (r.get("tag") or "") == view for r in done) or not any(
-                r["head"] == "ffn_glai" and (r.get("tag") or "") == view for r in done):
+    for view, ref, recs, tags in comparisons:
+        if not any(r["head"] == ref and (r.get("tag") or "") == tags[ref] for r in recs) or not any(
+                r["head"] == "ffn_glai" and (r.get("tag") or "") == view for r in recs):
             continue
-        con = st.paired_contrast(done, "ffn_glai", ref, experiments=experiments, tag={"ffn_glai": view, ref: view})
+        con = st.paired_contrast(recs, "ffn_glai", ref, experiments=experiments, tag=tags)
         d_time = [p.d_time for p in con.pairs]
         # percentage points (a pair's d_score is relative, paper 4.3): the paired records' BVS subtracted
         d_score = [bvs[p.model_path] - bvs[p.ref_path] for p in con.pairs]

@@ -177,7 +177,7 @@ def test_make_tables_gives_the_family_its_own_table(assets, tmp_path):
     assert glai["Trainable params"] == table[table["Head"] == "ffn_mlp"].iloc[0]["Trainable params"]
     assert "±" in glai["Converted BVS (%)"] and "±" in glai["Active paths/token"]
     tests = pd.read_csv(out / "transformer_tests.csv")
-    assert set(tests["Comparison"]) == {"ffn_glai vs ffn_mlp", "ffn_glai vs ffn_lora"}
+    assert set(tests["Comparison"]) == {"ffn_glai vs ffn_mlp", "ffn_glai vs ffn_lora", "ffn_glai vs ffn_glai [random]"}
     assert set(tests["n pairs"]) == {2} and all("too few pairs" in c for c in tests["BVS p-value"])
     # the BVS difference is in percentage points, the same-seed records' BVS subtracted (not the relative d_score)
     recs = [json.loads(p.read_text()) for p in (tmp_path / "runs").rglob("*.json")]
@@ -185,6 +185,12 @@ def test_make_tables_gives_the_family_its_own_table(assets, tmp_path):
     lora = tests[tests["Comparison"] == "ffn_glai vs ffn_lora"].iloc[0]
     expected = sum(bvs[("ffn_glai", s)] - bvs[("ffn_lora", s)] for s in (0, 1)) / 2
     assert float(lora["mean BVS difference (pp)"]) == pytest.approx(expected, abs=0.006)
+    # the trained selector against its random-gates control: the same seeds' ffn_glai records, tag random vs none
+    rand = {r["seed"]: r["metrics"]["bvs"] for r in recs if r["head"] == "ffn_glai" and r.get("tag") == "random"}
+    control = tests[tests["Comparison"] == "ffn_glai vs ffn_glai [random]"].iloc[0]
+    expected = sum(bvs[("ffn_glai", s)] - rand[s] for s in (0, 1)) / 2
+    assert control["Unpaired"] == 0
+    assert float(control["mean BVS difference (pp)"]) == pytest.approx(expected, abs=0.006)
     assert "ffn/" not in (out / "table3.md").read_text()
 
 
