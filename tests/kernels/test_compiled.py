@@ -82,3 +82,20 @@ def test_loading_a_layout_rederives_path_row_and_the_kernel_caches(monkeypatch):
     assert torch.equal(a.path_row, b.path_row) and a.path_row.dtype == torch.int32
     fresh = compiled.forward_segments(b, 64)[0]
     assert torch.equal(compiled.forward_segments(a, 64)[0], fresh) and not torch.equal(stale, fresh)
+
+
+def test_gate_major_rule_counts_rows_per_gate_gates_and_outputs(monkeypatch):
+    """compiled.gate_major: at batch > 16, when the rows average GATE_MAJOR_MIN_ROWS_PER_GATE per used gate or the
+    layout uses GATE_MAJOR_MIN_GATES gates, and never above GATE_MAJOR_MAX_OUTPUTS outputs (issue 29)."""
+    out = torch.tensor([0, 1, 2, 0, 1, 2])  # 3 outputs x 2 gates: 6 rows, 3 per gate
+    layout = PathLayout(out, torch.tensor([0, 1, 2, 3, 0, 1]), torch.tensor([0, 0, 0, 1, 1, 1]), 4, 2, 3)
+    monkeypatch.setattr(compiled, "GATE_MAJOR_MIN_GATES", 1 << 20)
+    monkeypatch.setattr(compiled, "GATE_MAJOR_MIN_ROWS_PER_GATE", 3)
+    assert compiled.gate_major(layout, 64) and not compiled.gate_major(layout, 16)
+    monkeypatch.setattr(compiled, "GATE_MAJOR_MAX_OUTPUTS", 2)
+    assert not compiled.gate_major(layout, 64)
+    monkeypatch.setattr(compiled, "GATE_MAJOR_MAX_OUTPUTS", 3)
+    monkeypatch.setattr(compiled, "GATE_MAJOR_MIN_ROWS_PER_GATE", 4)
+    assert not compiled.gate_major(layout, 64)
+    monkeypatch.setattr(compiled, "GATE_MAJOR_MIN_GATES", 2)
+    assert compiled.gate_major(layout, 64)

@@ -225,11 +225,13 @@ def test_cpp_blocking_matches_reference_and_keeps_the_forward_bitwise(tiles, bat
     forwards = []
     for chunk in (16, 100, 1 << 20):
         monkeypatch.setattr(compiled, "TILES_PER_GROUP", tiles)
+        monkeypatch.setattr(compiled, "FORWARD_TILES", tiles)
         monkeypatch.setattr(compiled, "CHUNK_PATHS", chunk)
         y, gv, gb = backend_and_grads(p, grad_y, "cpp")
         assert rel_err(y, y_ref) < TOL and rel_err(gv, gv_ref) < TOL and rel_err(gb, gb_ref) < TOL
         forwards.append(y)
     monkeypatch.setattr(compiled, "TILES_PER_GROUP", 1)
+    monkeypatch.setattr(compiled, "FORWARD_TILES", 1)
     forwards.append(backend_and_grads(p, grad_y, "cpp")[0])
     assert all(torch.equal(forwards[0], y) for y in forwards[1:])
 

@@ -38,6 +38,12 @@ SOURCE = Path(__file__).with_name("csrc") / "estimator_cpu.cpp"
 #: (Xeon, AVX-512, 48 KiB L1d, 2 MiB L2; one thread; forward + backward at batch 1024 on the six paper shapes,
 #: issue 21): 2 tiles were 10-25% faster than 1 (A1 3.8 vs 5.4 ms, C2 17.0 vs 19.5 ms) and 0-10% faster than 4.
 TILES_PER_GROUP = 2
+#: Tiles per group of the output-major forward without input segments: 4 (the x of 4 tiles is read once per row's
+#: path indices and values). Measured (AMD EPYC, AVX-512, 32 KiB L1d, 1 MiB L2; one thread; forward at batch 1024,
+#: ms, 2 / 4 tiles; issue 29): T768 189 / 154, FFN384 85 / 70, the real all-MiniLM-L6-v2 block 80 / 71, D768 31 / 25,
+#: A1 2.07 / 2.06, B1 24.0 / 24.3, B2 15.7 / 15.3; with segments 2 stays (A2 1.90 / 2.08, C1 2.73 / 3.28, C2 7.97 /
+#: 9.98). The forward is bitwise the same under every tile grouping, so this choice changes no number.
+FORWARD_TILES = 4
 #: Paths per chunk: a chunk's values, indices and gradients stay in the L2 cache while every tile group walks
 #: them. 65,536 was 2-8% faster than 32,768 and 5-12% faster than 16,384 at batch 1024 (same measurement).
 CHUNK_PATHS = 65536
@@ -48,9 +54,16 @@ SEGMENT_BYTES = 65536
 #: ... provided the rows keep at least this many paths per segment on average: a segment costs each row a partial
 #: sum written and read, which short rows do not repay (see :func:`forward_segments`).
 MIN_SEGMENT_PATHS = 50
-#: The gate-major forward (:func:`gate_major`): rows per used gate from which it runs, and its tiles per group.
+#: The gate-major forward (:func:`gate_major`): rows per used gate from which it runs, and its tiles per group ...
 GATE_MAJOR_MIN_ROWS_PER_GATE = 16
 GATE_MAJOR_TILES = 4
+#: ... or used gates from which it runs whatever the rows per gate (output-major then reads a tile's gates, 64 bytes
+#: each, at random: D768's 3,390 used gates, 2.7 rows per gate: gate-major 18.2 ms vs output-major 25.4 at batch 1024)
+GATE_MAJOR_MIN_GATES = 2048
+#: ... provided the outputs' buffer of a tile group (n_out x GATE_MAJOR_TILES x 64 bytes, read and written once per
+#: row) stays within 32 KiB: at n_out 384 / 768 with short rows that read-modify-write dominated (batch 1024, ms,
+#: output-major 4 tiles / gate-major: T768 154 / 264, FFN384 70 / 75, the real MiniLM block 71 / 92; issue 29).
+GATE_MAJOR_MAX_OUTPUTS = 128
 # -fopenmp: ATen's parallel_for is inline code whose OpenMP pragmas a build without it ignores; without the flag
 # the kernels ran on one thread at any torch.set_num_threads (the 2-thread column of the benchmark, issue 21).
 CFLAGS = ("-O3", "-march=native", "-fopenmp")
@@ -184,12 +197,13 @@ def gate_major(layout: PathLayout, batch: int) -> bool:
     most inputs (B2: 89% of a row's inputs are in the 8 rows before it in gate order, 37% in output order), and
     their x rows are still cached. Measured (one thread, forward at batch 1024, ms, output-major 2 tiles /
     gate-major 4 tiles): B1 (22 rows per gate) 14.6 / 12.7, B2 (22) 10.8 / 9.7, A1 (9.8) 1.49 / 1.46, A2 (5.4)
-    1.60 / 1.66, C1 (3.0) 1.92 / 2.42, C2 (2.6, with input segments) 4.86 / 6.28.
+    1.60 / 1.66, C1 (3.0) 1.92 / 2.42, C2 (2.6, with input segments) 4.86 / 6.28. Not above
+    :data:`GATE_MAJOR_MAX_OUTPUTS` outputs; from :data:`GATE_MAJOR_MIN_GATES` used gates at any rows per gate.
     """
-    if batch <= 16 or layout.num_rows == 0:
+    if batch <= 16 or layout.num_rows == 0 or layout.n_out > GATE_MAJOR_MAX_OUTPUTS:
         return False
     gates_used = _cached(layout, "gates_used", lambda: int(torch.unique(layout.row_gate).numel()))
-    return layout.num_rows / gates_used >= GATE_MAJOR_MIN_ROWS_PER_GATE
+    return layout.num_rows / gates_used >= GATE_MAJOR_MIN_ROWS_PER_GATE or gates_used >= GATE_MAJOR_MIN_GATES
 
 
 def _gate_order(layout: PathLayout) -> torch.Tensor:
@@ -235,7 +249,8 @@ def estimator_fwd_cpp(
     if gate_major(layout, batch):
         order, (seg_ptr, segments), tiles = _gate_order(layout), (_NONE, 1), GATE_MAJOR_TILES
     else:
-        order, (seg_ptr, segments), tiles = _NONE, forward_segments(layout, batch), TILES_PER_GROUP
+        order, (seg_ptr, segments) = _NONE, forward_segments(layout, batch)
+        tiles = TILES_PER_GROUP if segments > 1 else FORWARD_TILES
     return _ops().fwd(x_tilde.contiguous(), _gates_u8(gates), layout.row_ptr, layout.col, layout.row_out,
                       layout.row_gate, values.detach().contiguous(), bias.detach().contiguous(), order, seg_ptr,
                       segments, tiles, CHUNK_PATHS)
