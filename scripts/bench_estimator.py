@@ -4,7 +4,10 @@ Shapes: the paper's six (SPEC 6) and two large ones (issue 13): a Transformer-si
 (768, 3072, 768) and a two-hidden-layer head (768, 512, 512, 10), all at rho = 0.5; and family T's block
 (issue 29, SPEC 13): ``FFN384`` = (384, 1536, 384), all-MiniLM-L6-v2's feed-forward block as ``ffn_glai`` trains it
 (the block's own first layer as the selector, the estimator pruned to the block's parameter count, at token
-batches 1024, 4096 and 16384, against the block's GELU MLP on Adam).
+batches 1024, 4096 and 16384, against the block's GELU MLP on Adam), with random weights and inputs, and ``MiniLM``: the
+pretrained block itself, converted and timed on the tokens that reach it from DBPedia-14 training texts
+(``GLAI_DATA_ROOT``, default ``../shared``; skipped without them), whose gates fire as in the family T study (about
+23 % of them per token, against about 50 % for random weights).
 
 Every sparse row carries its arithmetic limit (``macs_ratio``, issue 29): the estimator's active multiply-adds per
 sample, measured from the batch's gates, over the MLP's; the step ratio beside it says how far the kernels are from
@@ -83,13 +86,23 @@ SHAPES = {
     # issue 13: a Transformer MLP block and a two-hidden-layer head
     "T768": (768, 3072, 768),
     "D768": (768, 512, 512, 10),
-    # issue 29: family T's block (all-MiniLM-L6-v2's feed-forward block, SPEC 13) as ffn_glai trains it
+    # issue 29: family T's block (all-MiniLM-L6-v2's feed-forward block, SPEC 13) as ffn_glai trains it: random
+    # weights and inputs (FFN384), and the pretrained block itself on its own input tokens (MiniLM)
     "FFN384": (384, 1536, 384),
+    "MiniLM": (384, 1536, 384),
 }
+#: The pretrained blocks (SPEC 13) under GLAI_DATA_ROOT (default ../shared): all-MiniLM-L6-v2's last feed-forward
+#: block, converted as ``ffn_glai`` converts it (its ReLU switch, pruned by path norm on the tokens), timed on the
+#: tokens that reach it from DBPedia-14 training texts (the family T stand-in's). Skipped, with a message, when the
+#: weights or the texts are not there.
+PRETRAINED = {"MiniLM": ("weights/all-MiniLM-L6-v2", "data/dbpedia14/train.csv")}
+#: Training texts run through the frozen layers for the pretrained block's tokens (about 50 tokens each): Omega for
+#: the conversion and the timed batches (up to 16,384 tokens).
+PRETRAINED_TEXTS = 600
 #: Family T's blocks (SPEC 13): the selector is the block's own first layer (full width, no rho), the estimator is
 #: pruned to the block's parameter count (2 d d_ff + d_ff kept paths + d output biases), the reference is the block's
 #: GELU MLP on Adam (ffn_mlp), and the batches are token batches (rows of ~62 tokens x 16-64 rows).
-BLOCKS = {"FFN384"}
+BLOCKS = {"FFN384", "MiniLM"}
 TOKEN_BATCHES = (1024, 4096, 16384)
 RHO = 0.5
 #: ``--batches full``: one full-batch pass (what full-batch L-BFGS pays per evaluation, issue 20) at the training
@@ -98,25 +111,79 @@ FULL_ROWS = {"A1": 5000, "A2": 3500, "B1": 5000, "B2": 1841, "C1": 20, "C2": 20}
 # Dense steps whose [B, n_in, n_gates] einsum intermediate or [n_out, n_in, n_gates] weight exceeds this many
 # floats are skipped (memory: the weight and its two Adam moments).
 DENSE_MAX_ELEMENTS = 2e8
+# The torch backend's [R, B] float temporaries (four of them in a step) above this many floats are skipped: the
+# family T blocks at batch 16,384 (131,101 rows x 16,384 = 2.1e9 floats, 8.6 GB each) ran the machine out of memory.
+TORCH_MAX_ELEMENTS = 5e8
 # Inputs used to score paths for pruning (the role of the training embeddings Omega).
 NUM_SCORE_SAMPLES = 2048
 COLUMNS = ["shape", "batch", "full_batch", "device", "threads", "method", "backend", "step_ms", "ratio_to_mlp",
            "macs_ratio", "kept_paths", "conversion_s", "conversion_peak_mib"]
 
 
-def convert_shape(arch: tuple[int, ...], seed: int = 0) -> dict:
-    """Streaming conversion of a random reduced MLP of ``arch`` (this process): selector, kept paths
-    (gate columns renumbered to the used ones, as the GLAI head keeps them), counts, seconds."""
+def data_root() -> Path:
+    """``$GLAI_DATA_ROOT``, else ``../shared`` beside the repository (the config's ``data_root``)."""
+    return Path(os.environ.get("GLAI_DATA_ROOT", ROOT.parent / "shared"))
+
+
+def pretrained_block(name: str, n_texts: int = PRETRAINED_TEXTS) -> tuple[nn.Module, torch.Tensor]:
+    """The pretrained block of ``name`` (:data:`PRETRAINED`) as ``ffn_glai`` reads it: its ReLU-switched
+    ``Linear-ReLU-Linear`` (fp32 copies) and float32 [T, d] tokens at its input (the valid tokens of the first
+    ``n_texts`` training texts, in text order).
+
+    Raises:
+        FileNotFoundError: the weights or texts are not under :func:`data_root` (the message names GLAI_DATA_ROOT).
+    """
+    import pandas as pd
+    from transformers import AutoModel, AutoTokenizer
+
+    from glai.transformer.blocks import read_ffn_blocks, relu_mlp
+
+    weights, texts = (data_root() / part for part in PRETRAINED[name])
+    for path in (weights, texts):
+        if not path.exists():
+            raise FileNotFoundError(f"{path} not found: the {name} block needs GLAI_DATA_ROOT (now {data_root()}) "
+                                    "holding weights/all-MiniLM-L6-v2 and data/dbpedia14")
+    model = AutoModel.from_pretrained(str(weights)).eval()
+    tokenizer = AutoTokenizer.from_pretrained(str(weights))
+    block = read_ffn_blocks(model, 1)[0]
+    seen = []
+    hook = block.fc1.register_forward_pre_hook(lambda _m, args: seen.append(args[0].detach()))
+    rows = pd.read_csv(texts)["text"].astype(str).tolist()[:n_texts]
+    tokens = []
+    with torch.no_grad():
+        for start in range(0, len(rows), 64):
+            batch = tokenizer(rows[start:start + 64], padding=True, truncation=True, max_length=128,
+                              return_tensors="pt")
+            seen.clear()
+            model(**batch)
+            tokens.append(seen[0][batch["attention_mask"].bool()])
+    hook.remove()
+    return relu_mlp(block), torch.cat(tokens).float()
+
+
+def convert_shape(name: str, seed: int = 0) -> dict:
+    """Streaming conversion of the selector of shape ``name`` (this process): a random reduced MLP of its arch, or
+    a family T block (SPEC 13), random or pretrained (:data:`PRETRAINED`): selector, kept paths (gate columns
+    renumbered to the used ones, as the GLAI head keeps them), counts, seconds; a pretrained block's tokens too."""
+    arch = SHAPES[name]
     torch.manual_seed(seed)
     budget = parameter_budget(arch, RHO)  # O, R counted from the modules, E from the paths (SPEC 3)
     selector = MLPHead(_selector_arch(arch))
-    if tuple(arch) in {SHAPES[b] for b in BLOCKS}:
+    tokens = None
+    if name in PRETRAINED:
+        mlp, tokens = pretrained_block(name)
+        with torch.no_grad():
+            for layer, linear in zip(selector.layers, (mlp[0], mlp[2]), strict=True):
+                layer.weight.copy_(linear.weight)
+                layer.bias.copy_(linear.bias)
+    if name in BLOCKS:
         # SPEC 13: the selector is the block's pretrained first layer (d d_ff + d_ff), the estimator keeps the block's
         # own parameter count O = 2 d d_ff + d_ff + d (kept paths + the d output biases)
         d, d_ff = arch[0], arch[1]
         o, e = 2 * d * d_ff + d_ff + d, (d + 1) * d_ff * d + d
         budget = ParamBudget(O=o, R=d * d_ff + d_ff, E=e, mu=o / e, kept=o, kept_paths=o - d, mu_clipped=False)
-    x = torch.randn(NUM_SCORE_SAMPLES, arch[0])
+    # Omega: random inputs, or a pretrained block's own tokens (every one, as ffn_glai converts on them)
+    x = torch.randn(NUM_SCORE_SAMPLES, arch[0]) if tokens is None else tokens
     t0 = time.perf_counter()
     structure = path_structure(selector)
     gates = structure.gates(selector, x)
@@ -124,7 +191,7 @@ def convert_shape(arch: tuple[int, ...], seed: int = 0) -> dict:
     kept = prune_streaming(selector, x_tilde, gates, budget.kept_paths)
     used, gate_idx = torch.unique(kept.gate_idx, return_inverse=True)
     seconds = time.perf_counter() - t0
-    return dict(selector=selector.state_dict(), arch=arch, out_idx=kept.out_idx, in_idx=kept.in_idx,
+    return dict(selector=selector.state_dict(), arch=arch, tokens=tokens, out_idx=kept.out_idx, in_idx=kept.in_idx,
                 gate_idx=gate_idx, used=used, values=kept.values, n_in=structure.n_in, seconds=seconds,
                 counts=dict(O=budget.O, R=budget.R, E=budget.E, mu=budget.mu, P=budget.kept_paths,
                             gate_columns=structure.n_gates, gate_columns_used=used.numel()))
@@ -227,6 +294,9 @@ def bench_shape(name: str, batches: list, device: torch.device, repeats: int, wa
     if name in BLOCKS:
         batches = list(TOKEN_BATCHES)  # a block trains on token batches (SPEC 13), whatever --batches says
     n0, n_out = arch[0], arch[-1]
+    if name in PRETRAINED and not all((data_root() / part).exists() for part in PRETRAINED[name]):
+        print(f"\n{name}: skipped (no {' or '.join(PRETRAINED[name])} under GLAI_DATA_ROOT={data_root()})")
+        return []
     conv = convert_in_child(name, max(threads))
     counts = conv["counts"]
     selector = MLPHead(_selector_arch(arch))
@@ -248,7 +318,13 @@ def bench_shape(name: str, batches: list, device: torch.device, repeats: int, wa
     rows = []
     for batch in batches:
         torch.manual_seed(1)
-        x = torch.randn(batch, n0, device=device)
+        if conv["tokens"] is not None:  # a pretrained block: its own tokens, a random draw of them
+            if len(conv["tokens"]) < batch:
+                print(f"  B{batch}: skipped ({len(conv['tokens']):,} tokens from {PRETRAINED_TEXTS} texts)")
+                continue
+            x = conv["tokens"][torch.randperm(len(conv["tokens"]))[:batch]].to(device)
+        else:
+            x = torch.randn(batch, n0, device=device)
         target = torch.randint(0, n_out, (batch,), device=device)
         x_tilde = torch.cat([x, torch.ones(batch, 1, device=device)], 1)
         with torch.no_grad():
@@ -277,6 +353,10 @@ def bench_shape(name: str, batches: list, device: torch.device, repeats: int, wa
             print(f"  B{batch}: dense skipped ([max(B, n_out), n_in, n_gates] = {dense_size:.2g} floats)")
         for backend in backends:
             sparse = SparseEstimator.from_paths(*paths, torch.zeros(n_out), backend=backend, **dims).to(device)
+            if backend == "torch" and sparse.layout.num_rows * batch > TORCH_MAX_ELEMENTS:
+                # its [R, B] temporaries (gate rows, row sums, their gradients) would not fit beside the others
+                print(f"  B{batch}: sparse/torch skipped ([R, B] = {sparse.layout.num_rows * batch:.2g} floats)")
+                continue
             steps[f"sparse/{backend}"] = make_step(sparse, build_optimizer("adam", sparse.parameters(), 1e-3, 0.1),
                                                    (x_tilde, gates), target)
             if backend == "triton" and batch >= triton_kernels.BATCH_MAJOR_MIN_BATCH:
@@ -352,7 +432,7 @@ def main(argv: list[str] | None = None) -> None:
         # child process of convert_in_child: one conversion, its peak memory above the post-import baseline
         torch.set_num_threads(int(args.threads))
         baseline = _maxrss_bytes()
-        result = convert_shape(SHAPES[args.convert_only])
+        result = convert_shape(args.convert_only)
         peak = _maxrss_bytes()
         torch.save(result, args.kept_out)
         print(json.dumps({"peak_mib": (peak - baseline) / 2**20, "baseline_mib": baseline / 2**20}))

@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> None:
     rows = []
     for name in args.shapes.split(","):
         arch = SHAPES[name]
-        conv = convert_shape(arch)
+        conv = convert_shape(name)
         selector = MLPHead(reduced_arch(arch, 0.5))
         selector.load_state_dict(conv["selector"])
         selector, used, counts = selector.to(device), conv["used"].to(device), conv["counts"]

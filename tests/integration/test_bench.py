@@ -56,3 +56,43 @@ def test_the_block_shape_runs_at_token_batches_with_its_arithmetic_limit(tmp_pat
     assert sparse and all(0.1 < float(r["macs_ratio"]) < 1.0 for r in sparse)
     assert all(r["macs_ratio"] == "" for r in rows if r["method"] != "sparse")
     assert {int(r["kept_paths"]) for r in rows} == {2 * 384 * 1536 + 1536}  # the block's budget minus d biases
+
+
+def test_the_pretrained_block_is_skipped_with_its_reason_without_the_data(tmp_path, monkeypatch, capsys):
+    """The MiniLM row (the pretrained block on its own tokens) needs GLAI_DATA_ROOT's weights and texts: without them
+    the bench says so and goes on, and pretrained_block names the variable."""
+    bench = _bench_module()
+    monkeypatch.setenv("GLAI_DATA_ROOT", str(tmp_path / "nowhere"))
+    out = tmp_path / "bench.csv"
+    bench.main(["--shapes", "MiniLM,A2", "--batches", "16", "--repeats", "1", "--warmup", "1", "--threads", "1",
+                "--out", str(out)])
+    assert "MiniLM: skipped (no weights/all-MiniLM-L6-v2 or data/dbpedia14/train.csv under GLAI_DATA_ROOT=" in (
+        capsys.readouterr().out)
+    assert {r["shape"] for r in csv.DictReader(out.open())} == {"A2"}
+    with pytest.raises(FileNotFoundError, match="GLAI_DATA_ROOT"):
+        bench.pretrained_block("MiniLM")
+
+
+def test_the_pretrained_block_reads_its_own_tokens(tmp_path, monkeypatch):
+    """pretrained_block on the tests' tiny BERT (the hub's format) and a CSV of texts in DBPedia's columns: the ReLU
+    switch of the last block, and one d-wide token per valid (attention-masked) token of the texts at its input."""
+    import shutil
+
+    import torch
+    from transformers import AutoTokenizer
+
+    from tests.data.tiny_fixtures import TEXT_DIM, _make_text_models
+
+    bench = _bench_module()
+    root = tmp_path / "root"
+    bert, _ = _make_text_models(tmp_path / "models")
+    shutil.copytree(bert, root / "weights" / "all-MiniLM-L6-v2")
+    (root / "data" / "dbpedia14").mkdir(parents=True)
+    texts = ["red apple", "blue ocean sky whale river", "moss"]
+    (root / "data" / "dbpedia14" / "train.csv").write_text("label,text\n" + "".join(f"0,{t}\n" for t in texts))
+    monkeypatch.setenv("GLAI_DATA_ROOT", str(root))
+    mlp, tokens = bench.pretrained_block("MiniLM")
+    assert tuple(mlp[0].weight.shape) == (64, TEXT_DIM) and isinstance(mlp[1], torch.nn.ReLU)
+    tokenizer = AutoTokenizer.from_pretrained(str(bert))
+    assert tokens.dtype == torch.float32
+    assert tokens.shape == (sum(len(tokenizer(t)["input_ids"]) for t in texts), TEXT_DIM)
