@@ -5,7 +5,16 @@ from glai.method.budget import ParamBudget, count_parameters, parameter_budget
 from glai.method.conversion import PathExpansion, mlp_to_glai
 from glai.method.dense_estimator import DenseEstimator
 from glai.method.heads import GLAIHead, LinearHead, MLPHead, reduced_arch
-from glai.method.pipeline import Conversion, GLAIOptions, GLAIRun, as_mlp_head, build_glai_head, convert, train_glai
+from glai.method.pipeline import (
+    Conversion,
+    GLAIOptions,
+    GLAIRun,
+    as_mlp_head,
+    build_glai_head,
+    conversion_error,
+    convert,
+    train_glai,
+)
 from glai.method.pruning import KeptPaths, prune
 from glai.method.sparse_estimator import SparseEstimator
 
@@ -23,6 +32,7 @@ __all__ = [
     "SparseEstimator",
     "as_mlp_head",
     "build_glai_head",
+    "conversion_error",
     "convert",
     "count_parameters",
     "mlp_to_glai",

@@ -28,7 +28,8 @@ from glai.training.loop import History, LoopOptions, OptimizerOptions, fit, wall
 from glai.training.penalty import ActivationPenaltyTask
 from glai.training.tasks import SupervisedTask, Task
 
-__all__ = ["Conversion", "GLAIOptions", "GLAIRun", "as_mlp_head", "build_glai_head", "convert", "train_glai"]
+__all__ = ["Conversion", "GLAIOptions", "GLAIRun", "as_mlp_head", "build_glai_head", "conversion_error", "convert",
+           "train_glai"]
 
 # Layers that compute the identity at inference (eval mode) and are skipped when reading a user's MLP.
 _IDENTITY_LAYERS = (nn.Identity, nn.Dropout)
@@ -263,6 +264,45 @@ def convert(
     elif keep is None:
         keep = path_structure(selector).num_paths
     return build_glai_head(selector.to(x_train.device), x_train, int(keep), estimator, backend, cache)
+
+
+@torch.no_grad()
+def conversion_error(head: GLAIHead, x: torch.Tensor, gates: torch.Tensor | None = None, rows: int = 4096) -> float:
+    """The estimator's output error against the MLP it was converted from, on ``x``: the relative Frobenius norm
+    ``||estimator(x) - selector(x)|| / ||selector(x)||`` (the selector is that MLP, frozen).
+
+    Before pruning it is zero up to float32 rounding (paper Theorem 1: the expansion is exact); after pruning it is
+    what the kept paths lose of the function, the measured side of the paper Theorem 2 bound. Measured in eval mode,
+    ``rows`` inputs at a time; the head's training mode is restored.
+
+    Args:
+        head: a converted head (:func:`convert`), before or after estimator training.
+        x: float32 [N, n0] inputs, N >= 1.
+        gates: their cached gate columns, uint8 [N, n_gates] (``head.conversion.gates[k]``), or None to run the
+            selector.
+        rows: inputs per forward.
+
+    Returns:
+        The relative error (float, >= 0; nan where the MLP's output is all zeros).
+
+    Raises:
+        ValueError: empty ``x``, or ``gates`` not one row per input.
+    """
+    if len(x) == 0:
+        raise ValueError("conversion_error needs at least one input row, got x of shape " f"{tuple(x.shape)}")
+    if gates is not None and len(gates) != len(x):
+        raise ValueError(f"gates has {len(gates)} rows for {len(x)} inputs: pass head.conversion.gates[k] of x")
+    was_training = head.training
+    head.eval()
+    num = den = 0.0
+    for i in range(0, len(x), rows):
+        xi = x[i:i + rows].float()
+        ref = head.selector(xi)
+        out = head(xi, None if gates is None else gates[i:i + rows])
+        num += float((out - ref).double().pow(2).sum())
+        den += float(ref.double().pow(2).sum())
+    head.train(was_training)
+    return (num / den) ** 0.5 if den > 0 else float("nan")
 
 
 @dataclass

@@ -49,6 +49,8 @@ def summary(record: dict[str, Any], path: str | Path | None = None) -> str:
         lines.append(f"  tokens/s (training step): {m['tokens_per_s']:,.0f}" + (
             f"   converted BVS before any estimator step: {m['converted_bvs']:.4g}{unit}   active paths per "
             f"token: {m['active_paths_per_token']:,.0f} of {m['kept_paths']:,} kept"
+            + (f"   output error vs the ReLU block: {m['conversion_error']:.2%}"
+               if m.get("conversion_error") is not None else "")
             if m.get("converted_bvs") is not None else ""))
     phases = ", ".join(f"{k} {v:.2f}s" for k, v in c["time_s"].items())
     lines.append(f"  time: {c['total_s']:.2f}s ({phases})")

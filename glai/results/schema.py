@@ -49,8 +49,10 @@ METRICS_FIELDS = frozenset({
     # retrain / combine studies
     "study",
     # family T (SPEC 13): training tokens per second of a step; ffn_glai: the converted block's score before any
-    # estimator step, its selector phase, kept paths and active paths per validation token
-    "tokens_per_s", "converted_bvs", "selector_epochs", "selector_bvs", "kept_paths", "active_paths_per_token",
+    # estimator step and its output error against the ReLU block it converts, its selector phase, kept paths and
+    # active paths per validation token
+    "tokens_per_s", "converted_bvs", "conversion_error", "selector_epochs", "selector_bvs", "kept_paths",
+    "active_paths_per_token",
 })
 
 #: Keys of ``cost``.

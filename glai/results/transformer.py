@@ -92,6 +92,9 @@ def transformer_table(records: Sequence[Mapping]) -> pd.DataFrame:
                 "Trainable params": f"{int(np.median([r['cost']['params']['trainable'] for r in recs])):,}",
                 "Tokens/s": mean_std_cell([x.get("tokens_per_s") for x in m]),
                 "Converted BVS (%)": mean_std_cell([x.get("converted_bvs") for x in m]) if glai else "",
+                # the pruned conversion's relative output error against the ReLU block it converts (validation tokens)
+                "Conversion error (%)": mean_std_cell([100 * x["conversion_error"] if x.get("conversion_error")
+                                                       is not None else None for x in m]) if glai else "",
                 "Active paths/token": mean_std_cell([x.get("active_paths_per_token") for x in m]) if glai else "",
             })
     return pd.DataFrame(rows)

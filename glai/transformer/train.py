@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from glai.method.pipeline import conversion_error
 from glai.method.sparsity import active_paths_per_sample
 from glai.training.loop import History, LoopOptions, OptimizerOptions, fit, wall_clock
 from glai.training.tasks import SupervisedTask
@@ -110,8 +111,11 @@ def train_ffn_head(opts: FFNOptions, block: FFNBlock | list[FFNBlock], train: tu
 
     Returns:
         ``{"metrics": {...}, "cost": {...}}``: BVS, curves, tokens per second, trainable parameters; ``ffn_glai``
-        adds the converted model's score before any estimator step (``converted_bvs``), the kept paths, the active
-        paths and the firing ratio per validation token, and the conversion's seconds and peak memory.
+        adds the converted model's score before any estimator step (``converted_bvs``: the classifier is new, so
+        about chance) and its fidelity (``conversion_error``: the first block's relative output error against the
+        ReLU block it converts, on the validation tokens; :func:`glai.method.pipeline.conversion_error`), the kept
+        paths, the active paths and the firing ratio per validation token, and the conversion's seconds and peak
+        memory.
 
     Raises:
         glai.training.loop.NonFiniteLossError: a NaN/inf loss.
@@ -149,12 +153,16 @@ def train_ffn_head(opts: FFNOptions, block: FFNBlock | list[FFNBlock], train: tu
     head.eval()
     t_measure = time.perf_counter()
     converted = SupervisedTask().evaluate(head, vx, vy, None)  # measured, not on the clock
+    # the first block's pruned estimator against the ReLU block it converts, on the validation tokens (Theorem 1: 0
+    # before pruning); with random gates, against the random-first-layer MLP converted
+    val_tokens = vx.valid()
+    error = conversion_error(glai, val_tokens, glai.conversion.gates[1]) if len(val_tokens) else None
     measure_s = time.perf_counter() - t_measure
     hist = fit(head, (x, y), (vx, vy), **fit_kw)
     times["estimator"] = hist.time_s
     layout = getattr(glai.estimator, "layout", None)
     val_gates = glai.conversion.gates[1]
-    metrics = {**_phase(hist, n_tokens), "converted_bvs": converted["val_acc"],
+    metrics = {**_phase(hist, n_tokens), "converted_bvs": converted["val_acc"], "conversion_error": error,
                "selector_epochs": selector_hist.epochs if selector_hist else 0,
                "selector_bvs": selector_hist.bvs if selector_hist else None,
                "kept_paths": sum(int(f.inner.conversion.kept.values.numel()) for f in head.ffns),

@@ -42,6 +42,32 @@ def test_convert_without_a_budget_is_the_mlp_itself(widths):
     assert torch.equal(head.conversion.gates[1], head.gates(x[:10]))
 
 
+@pytest.mark.parametrize("widths", [(13, 9, 4), (11, 7, 5, 3)], ids=["L1", "L2"])
+def test_conversion_error_is_zero_unpruned_and_grows_as_paths_are_pruned(widths):
+    """conversion_error: Theorem 1 (every path kept: 0 up to fp32 rounding); pruned, the relative Frobenius error of
+    the estimator against the MLP, computed here by hand, larger the fewer paths are kept; cached gates and the
+    selector's give the same figure, in any number of row batches."""
+    mlp = _user_mlp(widths, seed=4)
+    x = torch.randn(257, widths[0])
+    assert glai.conversion_error(glai.convert(mlp, x), x) < 1e-5
+    errors = []
+    for keep in (200, 60, 15):
+        head = glai.convert(mlp, x, keep=keep)
+        with torch.no_grad():
+            want = float((head(x) - mlp(x)).norm() / mlp(x).norm())
+        got = glai.conversion_error(head, x, head.conversion.gates[0], rows=50)
+        assert got == pytest.approx(want, rel=1e-4) and got == pytest.approx(glai.conversion_error(head, x), rel=1e-6)
+        errors.append(got)
+    assert 0 < errors[0] < errors[1] < errors[2]
+    head.train()
+    glai.conversion_error(head, x)
+    assert head.training  # the head's mode is restored
+    with pytest.raises(ValueError, match="gates has 10 rows for 257 inputs"):
+        glai.conversion_error(head, x, head.conversion.gates[0][:10])
+    with pytest.raises(ValueError, match="at least one input row"):
+        glai.conversion_error(head, x[:0])
+
+
 def test_convert_leaves_the_users_module_alone():
     mlp = _user_mlp((8, 6, 3)).train()
     before = {k: v.clone() for k, v in mlp.state_dict().items()}
