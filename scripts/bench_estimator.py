@@ -32,7 +32,9 @@ Each (shape, batch) is timed at every ``--threads`` count (default 1 and 2: a co
 its own warm-up). Prints each median step time and its ratio to the MLP's at the same thread count, marks the
 backend ``head.backend=auto`` resolves to at that batch (``<- auto``), and writes one CSV row per
 (shape, batch, device, threads, method, backend) to ``results/bench/estimator-<device>.csv`` (atomically), with
-the shape's conversion seconds and peak memory on every row.
+the shape's conversion seconds and peak memory on every row, and the step's optimiser phase (``optimizer_ms``:
+``opt.step()`` and ``zero_grad``, median over the same timed steps; ``optimizer_share`` = its part of the step,
+issue 29).
 
 A full-batch row (``--batches ...,full``, ``full_batch`` in the CSV) times the same step at the stand-in's training
 rows (A1 5,000, A2 3,500, B1 5,000, B2 1,841; C1 / C2 one episode's 20 support rows): the cost of one pass of
@@ -117,7 +119,7 @@ TORCH_MAX_ELEMENTS = 5e8
 # Inputs used to score paths for pruning (the role of the training embeddings Omega).
 NUM_SCORE_SAMPLES = 2048
 COLUMNS = ["shape", "batch", "full_batch", "device", "threads", "method", "backend", "step_ms", "ratio_to_mlp",
-           "macs_ratio", "kept_paths", "conversion_s", "conversion_peak_mib"]
+           "optimizer_ms", "optimizer_share", "macs_ratio", "kept_paths", "conversion_s", "conversion_peak_mib"]
 
 
 def data_root() -> Path:
@@ -238,36 +240,64 @@ def convert_in_child(name: str, threads: int = 1) -> dict:
     return result
 
 
-def make_step(model: nn.Module, opt: torch.optim.Optimizer, inputs: tuple, target: torch.Tensor) -> Callable:
-    def step():
-        loss = F.cross_entropy(model(*inputs), target)
+class Step:
+    """One training step of ``model`` (forward, cross-entropy, backward, optimiser step, zero_grad), callable.
+
+    Times its optimiser phase (``opt.step()`` and ``zero_grad``, with the Python around them) with ``clock``, in
+    milliseconds, into ``optimizer_ms`` (issue 29: the optimiser's share of each method's step); ``sync`` waits for
+    the device on both sides of the phase, so on CUDA the phase holds its kernels, not their launch."""
+
+    def __init__(self, model: nn.Module, opt: torch.optim.Optimizer, inputs: tuple, target: torch.Tensor):
+        self.model, self.opt, self.inputs, self.target = model, opt, inputs, target
+        self.clock: Callable[[], float] = time.perf_counter
+        self.sync: Callable[[], None] = lambda: None
+        self.optimizer_ms: list[float] = []
+
+    def __call__(self) -> None:
+        loss = F.cross_entropy(self.model(*self.inputs), self.target)
         loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+        self.sync()
+        t0 = self.clock()
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+        self.sync()
+        self.optimizer_ms.append((self.clock() - t0) * 1e3)
 
-    return step
+
+def make_step(model: nn.Module, opt: torch.optim.Optimizer, inputs: tuple, target: torch.Tensor) -> Step:
+    return Step(model, opt, inputs, target)
 
 
-def row_major(step: Callable) -> Callable:
+class RowMajor(Step):
     """``step`` with the Triton kernels' batch-major switch off (row-major kernels at every batch)."""
-    def wrapped():
+
+    def __init__(self, step: Step):
+        super().__init__(step.model, step.opt, step.inputs, step.target)
+
+    def __call__(self) -> None:
         saved = triton_kernels.BATCH_MAJOR_MIN_BATCH
         triton_kernels.BATCH_MAJOR_MIN_BATCH = 1 << 62
         try:
-            step()
+            super().__call__()
         finally:
             triton_kernels.BATCH_MAJOR_MIN_BATCH = saved
 
-    return wrapped
 
 
 def time_interleaved(steps: dict[str, Callable], repeats: int, warmup: int, device: torch.device,
-                     budget_s: float, clock: Callable[[], float] = time.perf_counter) -> dict[str, float]:
-    """Median milliseconds per step of each callable, run round-robin so load drifts hit all alike."""
+                     budget_s: float, clock: Callable[[], float] = time.perf_counter,
+                     phases: dict[str, float] | None = None) -> dict[str, float]:
+    """Median milliseconds per step of each callable, run round-robin so load drifts hit all alike.
+
+    ``phases``, when given, receives the median optimiser phase (ms) of every :class:`Step` among them."""
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     for step in steps.values():
+        if isinstance(step, Step):
+            step.clock, step.sync = clock, sync
         for _ in range(warmup):
             step()
+        if isinstance(step, Step):
+            step.optimizer_ms.clear()  # the timed steps' phases only
     sync()
     times: dict[str, list[float]] = {k: [] for k in steps}
     start = time.perf_counter()
@@ -281,6 +311,8 @@ def time_interleaved(steps: dict[str, Callable], repeats: int, warmup: int, devi
             step()
             sync()
             times[name].append((clock() - t0) * 1e3)
+    if phases is not None:
+        phases.update({k: statistics.median(s.optimizer_ms) for k, s in steps.items() if isinstance(s, Step)})
     return {k: statistics.median(v) for k, v in times.items()}
 
 
@@ -361,14 +393,15 @@ def bench_shape(name: str, batches: list, device: torch.device, repeats: int, wa
                                                    (x_tilde, gates), target)
             if backend == "triton" and batch >= triton_kernels.BATCH_MAJOR_MIN_BATCH:
                 # the row-major kernels at this batch too, for the comparison behind BATCH_MAJOR_MIN_BATCH
-                steps["sparse/triton-rowmajor"] = row_major(steps["sparse/triton"])
+                steps["sparse/triton-rowmajor"] = RowMajor(steps["sparse/triton"])
         if batch == batches[0]:
             print(f"  layout: {sparse.layout.extra_repr()}")
-        by_threads = {}
+        by_threads, opt_by_threads = {}, {}
         for n in threads:
             torch.set_num_threads(n)
-            medians = time_interleaved(steps, repeats, warmup, device, budget_s, clock)
-            medians.update(time_interleaved(reference, repeats, warmup, device, budget_s, clock))
+            opt_by_threads[n] = {}
+            medians = time_interleaved(steps, repeats, warmup, device, budget_s, clock, opt_by_threads[n])
+            medians.update(time_interleaved(reference, repeats, warmup, device, budget_s, clock, opt_by_threads[n]))
             by_threads[n] = medians
         auto = resolve_backend("auto", device, batch, sparse.layout)
         label = f"N{batch}" if batch in full else f"B{batch}"  # N: one full-batch pass
@@ -376,13 +409,16 @@ def bench_shape(name: str, batches: list, device: torch.device, repeats: int, wa
             method, backend = key.split("/")
             line = f"  {label:<6} {method:<6} {backend:<7}"
             for n, medians in by_threads.items():
-                ms, mlp_ms = medians[key], medians["mlp/-"]
+                ms, mlp_ms, opt_ms = medians[key], medians["mlp/-"], opt_by_threads[n][key]
                 line += f" | {n}t {ms:10.3f} ms {ms / mlp_ms:6.2f}x MLP"
                 rows.append(dict(shape=name, batch=batch, full_batch=batch in full, device=device.type, threads=n,
                                  method=method, backend=backend, step_ms=round(ms, 4),
-                                 ratio_to_mlp=round(ms / mlp_ms, 4),
+                                 ratio_to_mlp=round(ms / mlp_ms, 4), optimizer_ms=round(opt_ms, 4),
+                                 optimizer_share=round(opt_ms / ms, 4),
                                  macs_ratio=round(limit, 4) if method == "sparse" else "", **extra_cols))
             first = by_threads[threads[0]]
+            opt_first = opt_by_threads[threads[0]][key]
+            line += f"  (optimiser {opt_first:.3f} ms, {opt_first / first[key]:.0%})"
             if method == "sparse" and "dense/einsum" in first:
                 line += f"  ({first['dense/einsum'] / first[key]:.1f}x faster than dense)"
             if method == "sparse":

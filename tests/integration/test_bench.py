@@ -32,8 +32,11 @@ def test_the_benchmark_writes_a_row_per_method_and_thread_count(tmp_path, capsys
     for r in rows:
         mlp = next(q for q in rows if q["threads"] == r["threads"] and q["method"] == "mlp")
         assert float(r["ratio_to_mlp"]) == pytest.approx(float(r["step_ms"]) / float(mlp["step_ms"]), rel=1e-3)
+        # the optimiser phase (issue 29) is timed inside each step: a positive part of it, its share consistent
+        assert 0 < float(r["optimizer_ms"]) <= float(r["step_ms"])
+        assert float(r["optimizer_share"]) == pytest.approx(float(r["optimizer_ms"]) / float(r["step_ms"]), abs=1e-3)
     printed = capsys.readouterr().out
-    assert "| 1t" in printed and "| 2t" in printed and "<- auto" in printed
+    assert "| 1t" in printed and "| 2t" in printed and "<- auto" in printed and "(optimiser " in printed
 
 
 def test_the_benchmark_refuses_bad_thread_counts(tmp_path):
