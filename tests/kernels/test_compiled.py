@@ -99,3 +99,27 @@ def test_gate_major_rule_counts_rows_per_gate_gates_and_outputs(monkeypatch):
     assert not compiled.gate_major(layout, 64)
     monkeypatch.setattr(compiled, "GATE_MAJOR_MIN_GATES", 2)
     assert compiled.gate_major(layout, 64)
+
+
+@pytest.mark.skipif(not compiled.cpp_available(), reason="the compiled CPU estimator is not built (make install)")
+@pytest.mark.parametrize("batch", [1, 16, 37, 70])
+def test_the_forward_hands_the_backward_its_gates_as_bit_masks(batch):
+    """The forward's third output (issue 29): int16 [n_gates, T], bit l of [s, t] set exactly when gate s of sample
+    16 t + l is on; the padded samples of a partial last tile are 0. And a gate that is off contributes nothing:
+    with every gate off the output is the bias, bitwise."""
+    n_in, n_gates, n_out = 5, 19, 3
+    g = torch.Generator().manual_seed(batch)
+    layout = PathLayout(torch.randint(0, n_out, (40,), generator=g), torch.randint(0, n_in, (40,), generator=g),
+                        torch.randint(0, n_gates, (40,), generator=g), n_in, n_gates, n_out)
+    x = torch.randn(batch, n_in, generator=g)
+    gates = torch.rand(batch, n_gates, generator=g) < 0.3
+    values, bias = torch.randn(layout.num_paths, generator=g), torch.randn(n_out, generator=g)
+    _, xt, gm = compiled.estimator_fwd_cpp(x, gates, layout, values, bias)
+    tiles = -(-batch // 16)
+    assert gm.dtype == torch.int16 and gm.shape == (n_gates, tiles) and xt.shape == (tiles, n_in, 16)
+    bits = (gm.long().unsqueeze(-1) >> torch.arange(16)) & 1  # [n_gates, T, 16]
+    want = torch.zeros(tiles * 16, n_gates, dtype=torch.long)
+    want[:batch] = gates.long()
+    assert torch.equal(bits.reshape(n_gates, -1).T, want)
+    y, _, gm = compiled.estimator_fwd_cpp(x * 1e30, torch.zeros_like(gates), layout, values, bias)
+    assert torch.equal(y, bias.expand(batch, n_out)) and not gm.any()

@@ -236,8 +236,9 @@ def estimator_fwd_cpp(
         values: float32 [P] in layout order. bias: float32 [n_out].
 
     Returns:
-        ``(y float32 [B, n_out], xt float32 [T, n_in, 16], gt float32 [T, n_gates, 16])``: the output and, for
-        the backward, the inputs and gates tile-major (T = ceil(B / 16) tiles of 16 samples, zero-padded).
+        ``(y float32 [B, n_out], xt float32 [T, n_in, 16], gm int16 [n_gates, T])``: the output and, for the
+        backward, the inputs tile-major (T = ceil(B / 16) tiles of 16 samples, zero-padded) and the gates as bit
+        masks (bit l of ``gm[s, t]``: gate s of sample 16 t + l; 2 bytes per gate and tile, issue 29).
 
     Raises:
         RuntimeError: when the extension is not built (:func:`build`) or an input is not on the CPU.
@@ -259,19 +260,19 @@ def estimator_fwd_cpp(
 def estimator_bwd_cpp(
     grad_y: torch.Tensor,
     xt: torch.Tensor,
-    gt: torch.Tensor,
+    gm: torch.Tensor,
     layout: PathLayout,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Gradients of the values (an SDDMM over the kept paths, paper Listing 3) and of the bias.
 
     Args:
-        grad_y: float32 [B, n_out]. xt, gt: from :func:`estimator_fwd_cpp` of the same batch.
+        grad_y: float32 [B, n_out]. xt, gm: from :func:`estimator_fwd_cpp` of the same batch.
         layout: the :class:`PathLayout`.
 
     Returns:
         ``(grad_values float32 [P] in layout order, grad_bias float32 [n_out])``.
     """
-    return _ops().bwd(grad_y.contiguous(), xt, gt, layout.row_ptr, layout.col, layout.row_out, layout.row_gate,
+    return _ops().bwd(grad_y.contiguous(), xt, gm, layout.row_ptr, layout.col, layout.row_out, layout.row_gate,
                       layout.path_row, TILES_PER_GROUP, CHUNK_PATHS)
 
 

@@ -82,8 +82,8 @@ class EstimatorFunction(torch.autograd.Function):
             y = estimator_fwd(x_tilde, gates, layout, values, bias)
             ctx.save_for_backward(x_tilde, gates)
         elif backend == "cpp":
-            y, xt, gt = estimator_fwd_cpp(x_tilde, gates, layout, values, bias)
-            ctx.save_for_backward(xt, gt)
+            y, xt, gm = estimator_fwd_cpp(x_tilde, gates, layout, values, bias)
+            ctx.save_for_backward(xt, gm)
         else:
             y, gate_rows, rows = estimator_fwd_torch(x_tilde, gates, layout, values, bias)
             ctx.save_for_backward(x_tilde, gate_rows)
@@ -98,8 +98,8 @@ class EstimatorFunction(torch.autograd.Function):
             x_tilde, gates = ctx.saved_tensors
             grad_values, grad_bias = estimator_bwd(grad_y, x_tilde, gates, ctx.layout)
         elif ctx.backend == "cpp":
-            xt, gt = ctx.saved_tensors
-            grad_values, grad_bias = estimator_bwd_cpp(grad_y, xt, gt, ctx.layout)
+            xt, gm = ctx.saved_tensors
+            grad_values, grad_bias = estimator_bwd_cpp(grad_y, xt, gm, ctx.layout)
         else:
             x_tilde, gate_rows = ctx.saved_tensors
             grad_values, grad_bias = estimator_bwd_torch(grad_y, x_tilde, gate_rows, ctx.layout, ctx.rows)

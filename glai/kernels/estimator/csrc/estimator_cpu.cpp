@@ -12,6 +12,8 @@
 // gradients stay in the L2 cache), then groups of `tiles` tiles (1, 2 or 4), then the chunk's paths. The earlier
 // order (each path over the whole batch) read a fresh cache line of x~ per multiply-add and ran at 1/2 to 1/5 of
 // this speed at batch 1024 (issue 21; compiled.py holds the measured choices).
+// The gates enter as bit masks, int16 [n_gates, T] (bit l of [s, t]: gate s of sample 16 t + l), not as float tiles:
+// a gate's term is its row sum with the off lanes zeroed (`masked`), and the masks of a tile group are one load.
 // - Forward: four independent accumulators per row and tile break the multiply-add latency chain; a row whose
 //   gate is off for every sample of the group is skipped. Rows run output by output (long rows optionally one
 //   segment of inputs at a time), or gate by gate (`row_order`), where rows of one gate share their inputs:
@@ -105,17 +107,10 @@ __attribute__((always_inline)) inline void transpose16(v16f* m) {
   for (int r = 0; r < 16; ++r) if (!(r & 1)) GLAI_SWAP(r, r + 1, GLAI_LO1, GLAI_HI1);
 }
 
-typedef uint8_t v16u8 __attribute__((vector_size(16)));
 typedef int32_t v16i __attribute__((vector_size(64)));
-inline v16f load16(const uint8_t* p) {  // 16 bytes as 16 floats (widened to int32 first: GCC scalarises u8 -> f32)
-  v16u8 v;
-  std::memcpy(&v, p, sizeof v);
-  return __builtin_convertvector(__builtin_convertvector(v, v16i), v16f);
-}
 
 // [B, n] row-major -> tile-major [T, n, 16] (zero-padded samples B..16T): 16 x 16 blocks transposed in registers.
-template <typename In>
-at::Tensor to_tiles(const In* src, int64_t batch, int64_t n) {
+at::Tensor to_tiles(const float* src, int64_t batch, int64_t n) {
   const int64_t tiles = num_tiles(batch);
   at::Tensor out = at::empty({tiles, n, kT}, at::kFloat);
   float* dst = out.data_ptr<float>();
@@ -124,7 +119,7 @@ at::Tensor to_tiles(const In* src, int64_t batch, int64_t n) {
   at::parallel_for(0, tiles, std::max<int64_t>(1, 16384 / std::max<int64_t>(n, 1)), [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) {
       float* d = dst + t * n * kT;
-      const In* rows = src + t * kT * n;
+      const float* rows = src + t * kT * n;
       const int64_t lanes = std::min(kT, batch - t * kT);
       int64_t j0 = 0;
       if (lanes == kT) {
@@ -136,22 +131,40 @@ at::Tensor to_tiles(const In* src, int64_t batch, int64_t n) {
         }
       }
       for (int64_t l = 0; l < lanes; ++l)  // the last columns, and a partial tile
-        for (int64_t j = j0; j < n; ++j) d[j * kT + l] = static_cast<float>(rows[l * n + j]);
+        for (int64_t j = j0; j < n; ++j) d[j * kT + l] = rows[l * n + j];
     }
   });
   return out;
 }
 
-// Whether gate s is on for any sample of tile t: [T, n_gates], from the [B, n_gates] gates (an OR over rows).
-std::vector<uint8_t> any_active(const uint8_t* gates, int64_t batch, int64_t n_gates) {
+// The gates as bit masks, gate-major: int16 [n_gates, T], bit l of [s, t] = gates[16 t + l, s] (0 for the padded
+// samples of the last tile). Two bytes per (gate, tile) instead of a 64-byte float tile: the tiles of one tile group
+// are adjacent (one load tells whether the gate is on in any of them), and at token batches (thousands of rows) the
+// masks stay cached where float tiles [T, n_gates, 16] did not (4096 tokens x 1,480 gates: 24 MB; issue 29).
+at::Tensor gate_masks(const uint8_t* gates, int64_t batch, int64_t n_gates) {
   const int64_t tiles = num_tiles(batch);
-  std::vector<uint8_t> act(tiles * n_gates, 0);
-  for (int64_t b = 0; b < batch; ++b) {
-    uint8_t* a = act.data() + (b / kT) * n_gates;
-    const uint8_t* g = gates + b * n_gates;
-    for (int64_t s = 0; s < n_gates; ++s) a[s] |= g[s];
-  }
-  return act;
+  at::Tensor out = at::empty({n_gates, tiles}, at::kShort);
+  uint16_t* dst = reinterpret_cast<uint16_t*>(out.data_ptr<int16_t>());
+  at::parallel_for(0, tiles, std::max<int64_t>(1, 65536 / std::max<int64_t>(n_gates, 1)), [&](int64_t t0, int64_t t1) {
+    std::vector<uint16_t> m(n_gates);
+    for (int64_t t = t0; t < t1; ++t) {
+      std::fill(m.begin(), m.end(), 0);
+      const int64_t lanes = std::min(kT, batch - t * kT);
+      for (int64_t l = 0; l < lanes; ++l) {
+        const uint8_t* g = gates + (t * kT + l) * n_gates;
+        for (int64_t s = 0; s < n_gates; ++s) m[s] |= static_cast<uint16_t>((g[s] != 0) << l);
+      }
+      for (int64_t s = 0; s < n_gates; ++s) dst[s * tiles + t] = m[s];
+    }
+  });
+  return out;
+}
+
+// The lanes of v whose bit is set in mask, +0 elsewhere: a gate of 1 or 0 times v without the multiply.
+inline v16f masked(v16f v, uint32_t mask) {
+  const v16i bits = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768};
+  const v16i on = (bits & static_cast<int32_t>(mask)) != 0;  // -1 (all bits) where set
+  return (v16f)((v16i)v & on);
 }
 
 // f(std::integral_constant<int, NT>{}, t) for the tile groups of tiles t_begin..t_end: groups of tiles_per_group
@@ -174,8 +187,7 @@ inline void for_each_group(int64_t t_begin, int64_t t_end, int64_t tiles_per_gro
 
 struct Forward {
   const float* xp;      // [T, n_in, 16]
-  const float* gp;      // [T, n_gates, 16]
-  const uint8_t* act;   // [T, n_gates]
+  const uint16_t* gm;   // [n_gates, T] gate bit masks
   const float* vp;      // [P]
   const int32_t* rp;    // [R + 1]
   const int32_t* cp;    // [P]
@@ -183,7 +195,7 @@ struct Forward {
   const int64_t* out_row;  // [n_out + 1]
   float* yp;            // [T, n_out, 16]
   const int32_t* seg_ptr;  // [R * segments + 1]: row r's paths with inputs in segment k: [r*S + k]..[r*S + k + 1]
-  int64_t n_in, n_gates, n_out, segments;
+  int64_t n_in, n_gates, n_out, segments, tiles;
 };
 
 // h[t] = sum over paths start..end of values[p] * x[t][i_p] (tile t0 + t): four accumulators per tile.
@@ -209,9 +221,12 @@ inline void row_sums(const Forward& f, const float* const* x, int32_t start, int
   for (int t = 0; t < NT; ++t) h[t] = (a[t][0] + a[t][1]) + (a[t][2] + a[t][3]);
 }
 
-inline bool group_active(const Forward& f, int64_t t0, int nt, int64_t s) {
-  uint8_t on = 0;
-  for (int t = 0; t < nt; ++t) on |= f.act[(t0 + t) * f.n_gates + s];
+// The masks of gate s on tiles t0..t0+NT-1 (m[t]); whether any bit is set (the gate is on for a sample of the group).
+template <int NT>
+inline bool group_masks(const Forward& f, int64_t t0, int64_t s, uint16_t* m) {
+  std::memcpy(m, f.gm + s * f.tiles + t0, NT * sizeof(uint16_t));
+  uint16_t on = 0;
+  for (int t = 0; t < NT; ++t) on |= m[t];
   return on;
 }
 
@@ -223,9 +238,10 @@ void forward_group(const Forward& f, int64_t t0, int64_t o0, int64_t o1, float* 
   for (int t = 0; t < NT; ++t) x[t] = f.xp + (t0 + t) * f.n_in * kT;
   const int64_t segments = f.segments, r_lo = f.out_row[o0], r_hi = f.out_row[o1];
   v16f h[NT];
+  uint16_t m[NT];
   for (int64_t k = 0; segments > 1 && k < segments; ++k) {
     for (int64_t r = r_lo; r < r_hi; ++r) {
-      if (!group_active(f, t0, NT, f.rg[r])) continue;
+      if (!group_masks<NT>(f, t0, f.rg[r], m)) continue;
       const int32_t* seg = f.seg_ptr + r * segments + k;
       row_sums<NT>(f, x, seg[0], seg[1], h);
       float* acc = scratch + (r - r_lo) * NT * kT;
@@ -239,14 +255,13 @@ void forward_group(const Forward& f, int64_t t0, int64_t o0, int64_t o1, float* 
     v16f y[NT];
     for (int t = 0; t < NT; ++t) y[t] = v16f{0};
     for (int64_t r = f.out_row[o]; r < f.out_row[o + 1]; ++r) {
-      const int64_t s = f.rg[r];
-      if (!group_active(f, t0, NT, s)) continue;  // the gate is off for every sample of the group: no term
+      if (!group_masks<NT>(f, t0, f.rg[r], m)) continue;  // the gate is off for every sample of the group: no term
       if (segments > 1) {
         for (int t = 0; t < NT; ++t) h[t] = load16(scratch + ((r - r_lo) * NT + t) * kT);
       } else {
         row_sums<NT>(f, x, f.rp[r], f.rp[r + 1], h);
       }
-      for (int t = 0; t < NT; ++t) y[t] += load16(f.gp + ((t0 + t) * f.n_gates + s) * kT) * h[t];
+      for (int t = 0; t < NT; ++t) y[t] += masked(h[t], m[t]);
     }
     for (int t = 0; t < NT; ++t) std::memcpy(f.yp + ((t0 + t) * f.n_out + o) * kT, &y[t], sizeof(v16f));
   }
@@ -262,24 +277,25 @@ void forward_group_by_gate(const Forward& f, int64_t t0, const int32_t* order, i
   for (int t = 0; t < NT; ++t) x[t] = f.xp + (t0 + t) * f.n_in * kT;
   std::memset(ybuf, 0, f.n_out * NT * kT * sizeof(float));
   v16f h[NT];
+  uint16_t m[NT];
   for (int64_t k = k0; k < k1; ++k) {
-    const int64_t r = order[k], s = f.rg[r];
-    if (!group_active(f, t0, NT, s)) continue;
+    const int64_t r = order[k];
+    if (!group_masks<NT>(f, t0, f.rg[r], m)) continue;
     row_sums<NT>(f, x, f.rp[r], f.rp[r + 1], h);
     float* y = ybuf + ro[r] * NT * kT;
     for (int t = 0; t < NT; ++t) {
-      const v16f v = load16(y + t * kT) + load16(f.gp + ((t0 + t) * f.n_gates + s) * kT) * h[t];
+      const v16f v = load16(y + t * kT) + masked(h[t], m[t]);
       std::memcpy(y + t * kT, &v, sizeof v);
     }
   }
 }
 
 // Output-major order (rows as stored): chunks of whole outputs, each item (chunk, tile group) writes its outputs.
-void forward_by_output(const at::Tensor& xt, const at::Tensor& gt, const std::vector<uint8_t>& act,
+void forward_by_output(const at::Tensor& xt, const at::Tensor& gm,
                        const at::Tensor& row_ptr, const at::Tensor& col, const at::Tensor& row_out,
                        const at::Tensor& row_gate, const at::Tensor& values, const at::Tensor& seg_ptr,
                        int64_t segments, int64_t tiles_per_group, int64_t chunk_paths, at::Tensor& yt) {
-  const int64_t tiles = xt.size(0), n_in = xt.size(1), n_gates = gt.size(1), n_out = yt.size(1);
+  const int64_t tiles = xt.size(0), n_in = xt.size(1), n_gates = gm.size(0), n_out = yt.size(1);
   const int64_t num_rows = row_out.size(0);
   const int32_t* rp = row_ptr.data_ptr<int32_t>();
   const int64_t* ro = row_out.data_ptr<int64_t>();
@@ -298,9 +314,10 @@ void forward_by_output(const at::Tensor& xt, const at::Tensor& gt, const std::ve
 
   int64_t max_rows = 0;
   for (int64_t c = 0; c < chunks; ++c) max_rows = std::max(max_rows, out_row[chunk_out[c + 1]] - out_row[chunk_out[c]]);
-  const Forward f{xt.data_ptr<float>(), gt.data_ptr<float>(), act.data(), values.data_ptr<float>(), rp,
-                  col.data_ptr<int32_t>(), row_gate.data_ptr<int64_t>(), out_row.data(), yt.data_ptr<float>(),
-                  segments > 1 ? seg_ptr.data_ptr<int32_t>() : nullptr, n_in, n_gates, n_out, segments};
+  const Forward f{xt.data_ptr<float>(), reinterpret_cast<const uint16_t*>(gm.data_ptr<int16_t>()),
+                  values.data_ptr<float>(), rp, col.data_ptr<int32_t>(), row_gate.data_ptr<int64_t>(), out_row.data(),
+                  yt.data_ptr<float>(), segments > 1 ? seg_ptr.data_ptr<int32_t>() : nullptr, n_in, n_gates, n_out,
+                  segments, tiles};
   at::parallel_for(0, chunks * groups, 1, [&](int64_t k0, int64_t k1) {
     std::vector<float> scratch(segments > 1 ? max_rows * tiles_per_group * kT : 0);  // per-row sums of segments
     for (int64_t k = k0; k < k1; ++k) {
@@ -315,11 +332,11 @@ void forward_by_output(const at::Tensor& xt, const at::Tensor& gt, const std::ve
 // Gate-major order: chunks of consecutive rows of row_order (about chunk_paths paths each); each item (chunk, tile
 // group) sums its rows into a partial output, and the partials add up in chunk order (the result depends on the
 // chunks, which depend on chunk_paths only, not on the threads).
-void forward_by_gate(const at::Tensor& xt, const at::Tensor& gt, const std::vector<uint8_t>& act,
+void forward_by_gate(const at::Tensor& xt, const at::Tensor& gm,
                      const at::Tensor& row_ptr, const at::Tensor& col, const at::Tensor& row_out,
                      const at::Tensor& row_gate, const at::Tensor& values, const at::Tensor& row_order,
                      int64_t tiles_per_group, int64_t chunk_paths, at::Tensor& yt) {
-  const int64_t tiles = xt.size(0), n_in = xt.size(1), n_gates = gt.size(1), n_out = yt.size(1);
+  const int64_t tiles = xt.size(0), n_in = xt.size(1), n_gates = gm.size(0), n_out = yt.size(1);
   const int64_t num_rows = row_out.size(0);
   const int32_t* rp = row_ptr.data_ptr<int32_t>();
   const int32_t* order = row_order.data_ptr<int32_t>();
@@ -335,9 +352,9 @@ void forward_by_gate(const at::Tensor& xt, const at::Tensor& gt, const std::vect
   at::Tensor part = chunks == 1 ? yt : at::empty({chunks, tiles, n_out, kT}, at::kFloat);
   float* pp = part.data_ptr<float>();
   std::vector<int64_t> no_out_row(1, 0);
-  const Forward f{xt.data_ptr<float>(), gt.data_ptr<float>(), act.data(), values.data_ptr<float>(), rp,
-                  col.data_ptr<int32_t>(), row_gate.data_ptr<int64_t>(), no_out_row.data(), nullptr, nullptr,
-                  n_in, n_gates, n_out, 1};
+  const Forward f{xt.data_ptr<float>(), reinterpret_cast<const uint16_t*>(gm.data_ptr<int16_t>()),
+                  values.data_ptr<float>(), rp, col.data_ptr<int32_t>(), row_gate.data_ptr<int64_t>(),
+                  no_out_row.data(), nullptr, nullptr, n_in, n_gates, n_out, 1, tiles};
   const int64_t* ro = row_out.data_ptr<int64_t>();
   at::parallel_for(0, chunks * groups, 1, [&](int64_t i0, int64_t i1) {
     std::vector<float> ybuf(n_out * tiles_per_group * kT);
@@ -429,57 +446,64 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> estimator_fwd(
   }
 
   at::Tensor xt = to_tiles(x_tilde.data_ptr<float>(), batch, n_in);      // [T, n_in, 16]
-  at::Tensor gt = to_tiles(gates.data_ptr<uint8_t>(), batch, n_gates);  // [T, n_gates, 16]
-  at::Tensor yt = at::empty({tiles, n_out, kT}, at::kFloat);            // [T, n_out, 16], all written
-  const std::vector<uint8_t> act = any_active(gates.data_ptr<uint8_t>(), batch, n_gates);
+  at::Tensor gm = gate_masks(gates.data_ptr<uint8_t>(), batch, n_gates);  // [n_gates, T] bit masks
+  at::Tensor yt = at::empty({tiles, n_out, kT}, at::kFloat);               // [T, n_out, 16], all written
   if (by_gate) {
-    forward_by_gate(xt, gt, act, row_ptr, col, row_out, row_gate, values, row_order, tiles_per_group, chunk_paths, yt);
+    forward_by_gate(xt, gm, row_ptr, col, row_out, row_gate, values, row_order, tiles_per_group, chunk_paths, yt);
   } else {
-    forward_by_output(xt, gt, act, row_ptr, col, row_out, row_gate, values, seg_ptr, segments, tiles_per_group,
+    forward_by_output(xt, gm, row_ptr, col, row_out, row_gate, values, seg_ptr, segments, tiles_per_group,
                       chunk_paths, yt);
   }
-  return {tiles_to_rows(yt, bias, batch), xt, gt};
+  return {tiles_to_rows(yt, bias, batch), xt, gm};
 }
 
 
 struct Backward {
   const float* xp;     // [T, n_in, 16]
-  const float* gp;     // [T, n_gates, 16]
+  const uint16_t* gm;  // [n_gates, T] gate bit masks
   const float* gyp;    // [T, n_out, 16]
   const int32_t* cp;   // [P]
   const int32_t* pr;   // [P]
   const int64_t* ro;   // [R]
   const int64_t* rg;   // [R]
   float* gv;           // [P]
-  int64_t n_in, n_gates, n_out, num_paths;
+  int64_t n_in, n_gates, n_out, num_paths, tiles;
 };
 
 // dvalues of path blocks k0..k1 (16 paths each) over tiles t0..t0+nt-1, added to (first: written into) gv.
-// coef: scratch for nt x (rows of the blocks) x 16 floats.
+// coef: scratch for (rows of the blocks) x nt x 16 floats.
 template <int NT>
 void backward_group(const Backward& w, int64_t t0, int64_t k0, int64_t k1, bool first, float* coef) {
   const int64_t p_lo = k0 * kT, p_hi = std::min(k1 * kT, w.num_paths);
   const int64_t r_lo = w.pr[p_lo], rows = w.pr[p_hi - 1] - r_lo + 1;
   const float* x[NT];
-  const float* c[NT];
+  const float* dy[NT];
   for (int t = 0; t < NT; ++t) {
     x[t] = w.xp + (t0 + t) * w.n_in * kT;
-    float* ct = coef + t * rows * kT;  // dy[b, o_r] * gates[b, s_r] of this tile's samples
-    const float* dy = w.gyp + (t0 + t) * w.n_out * kT;
-    const float* g = w.gp + (t0 + t) * w.n_gates * kT;
-    for (int64_t r = 0; r < rows; ++r) {
-      const v16f v = load16(dy + w.ro[r_lo + r] * kT) * load16(g + w.rg[r_lo + r] * kT);
-      std::memcpy(ct + r * kT, &v, sizeof v);
-    }
-    c[t] = ct - r_lo * kT;
+    dy[t] = w.gyp + (t0 + t) * w.n_out * kT;
   }
+  // coef [rows, NT, 16]: dy[b, o_r] * gates[b, s_r] of the group's samples, a row's NT tiles adjacent
+  const int64_t* ro = w.ro + r_lo;
+  const int64_t* rg = w.rg + r_lo;
+  const uint16_t* gm = w.gm + t0;
+  for (int64_t r = 0; r < rows; ++r) {
+    uint16_t mask[NT];
+    std::memcpy(mask, gm + rg[r] * w.tiles, sizeof mask);
+    const int64_t o = ro[r] * kT;
+    for (int t = 0; t < NT; ++t) {
+      const v16f v = masked(load16(dy[t] + o), mask[t]);
+      std::memcpy(coef + (r * NT + t) * kT, &v, sizeof v);
+    }
+  }
+  const float* c[NT];
+  for (int t = 0; t < NT; ++t) c[t] = coef + (t - r_lo * NT) * kT;  // c[t] + r * NT * 16: row r's tile t
   for (int64_t k = k0; k < k1; ++k) {
     const int64_t p0 = k * kT;
     const int64_t n = std::min(kT, w.num_paths - p0);
     v16f m[kT];
     if (n == kT) {  // a full block (straight-line code)
       if (w.pr[p0] == w.pr[p0 + kT - 1]) {  // one row (most blocks): its coefficients stay in registers
-        const int64_t r = static_cast<int64_t>(w.pr[p0]) * kT;
+        const int64_t r = static_cast<int64_t>(w.pr[p0]) * NT * kT;
         v16f cr[NT];
         for (int t = 0; t < NT; ++t) cr[t] = load16(c[t] + r);
 #pragma GCC unroll 16
@@ -492,7 +516,7 @@ void backward_group(const Backward& w, int64_t t0, int64_t k0, int64_t k1, bool 
       } else {
 #pragma GCC unroll 16
         for (int64_t j = 0; j < kT; ++j) {
-          const int64_t r = static_cast<int64_t>(w.pr[p0 + j]) * kT, i = static_cast<int64_t>(w.cp[p0 + j]) * kT;
+          const int64_t r = static_cast<int64_t>(w.pr[p0 + j]) * NT * kT, i = static_cast<int64_t>(w.cp[p0 + j]) * kT;
           v16f acc = load16(c[0] + r) * load16(x[0] + i);
           for (int t = 1; t < NT; ++t) acc += load16(c[t] + r) * load16(x[t] + i);
           m[j] = acc;
@@ -502,7 +526,7 @@ void backward_group(const Backward& w, int64_t t0, int64_t k0, int64_t k1, bool 
       for (int64_t j = 0; j < kT; ++j) {
         v16f acc = {0};
         if (j < n) {
-          const int64_t r = static_cast<int64_t>(w.pr[p0 + j]) * kT, i = static_cast<int64_t>(w.cp[p0 + j]) * kT;
+          const int64_t r = static_cast<int64_t>(w.pr[p0 + j]) * NT * kT, i = static_cast<int64_t>(w.cp[p0 + j]) * kT;
           for (int t = 0; t < NT; ++t) acc += load16(c[t] + r) * load16(x[t] + i);
         }
         m[j] = acc;
@@ -521,12 +545,12 @@ void backward_group(const Backward& w, int64_t t0, int64_t k0, int64_t k1, bool 
 }
 
 std::tuple<at::Tensor, at::Tensor> estimator_bwd(
-    const at::Tensor& grad_y, const at::Tensor& xt, const at::Tensor& gt, const at::Tensor& row_ptr,
+    const at::Tensor& grad_y, const at::Tensor& xt, const at::Tensor& gm, const at::Tensor& row_ptr,
     const at::Tensor& col, const at::Tensor& row_out, const at::Tensor& row_gate, const at::Tensor& path_row,
     int64_t tiles_per_group, int64_t chunk_paths) {
   check(grad_y, at::kFloat, 2, "grad_y");
   check(xt, at::kFloat, 3, "xt");
-  check(gt, at::kFloat, 3, "gt");
+  check(gm, at::kShort, 2, "gm");
   check(row_ptr, at::kInt, 1, "row_ptr");
   check(col, at::kInt, 1, "col");
   check(row_out, at::kLong, 1, "row_out");
@@ -537,16 +561,17 @@ std::tuple<at::Tensor, at::Tensor> estimator_bwd(
   TORCH_CHECK(chunk_paths >= 1, "chunk_paths must be >= 1, got ", chunk_paths);
   const int64_t batch = grad_y.size(0), n_out = grad_y.size(1), tiles = num_tiles(batch);
   const int64_t num_paths = col.size(0);
-  TORCH_CHECK(xt.size(0) == tiles && gt.size(0) == tiles && xt.size(2) == kT && gt.size(2) == kT,
-              "xt/gt must come from the forward of this batch");
+  TORCH_CHECK(xt.size(0) == tiles && gm.size(1) == tiles && xt.size(2) == kT,
+              "xt/gm must come from the forward of this batch");
   TORCH_CHECK(path_row.size(0) == num_paths, "path_row must have one entry per path");
 
   at::Tensor gyt = to_tiles(grad_y.data_ptr<float>(), batch, n_out);  // [T, n_out, 16]
   // [P]: the first tile group writes every entry; an empty batch leaves zeros
   at::Tensor grad_values = tiles ? at::empty({num_paths}, at::kFloat) : at::zeros({num_paths}, at::kFloat);
-  const Backward w{xt.data_ptr<float>(), gt.data_ptr<float>(), gyt.data_ptr<float>(), col.data_ptr<int32_t>(),
+  const Backward w{xt.data_ptr<float>(), reinterpret_cast<const uint16_t*>(gm.data_ptr<int16_t>()),
+                   gyt.data_ptr<float>(), col.data_ptr<int32_t>(),
                    path_row.data_ptr<int32_t>(), row_out.data_ptr<int64_t>(), row_gate.data_ptr<int64_t>(),
-                   grad_values.data_ptr<float>(), xt.size(1), gt.size(1), n_out, num_paths};
+                   grad_values.data_ptr<float>(), xt.size(1), gm.size(0), n_out, num_paths, tiles};
   const int64_t blocks = (num_paths + kT - 1) / kT;
   // Chunks of at most chunk_paths paths, as many as a multiple of the threads, of equal size (they split no sum:
   // dvalues do not depend on them).
@@ -575,7 +600,7 @@ TORCH_LIBRARY(glai_estimator_cpu, m) {
   m.def("fwd(Tensor x_tilde, Tensor gates, Tensor row_ptr, Tensor col, Tensor row_out, Tensor row_gate, "
         "Tensor values, Tensor bias, Tensor row_order, Tensor seg_ptr, int segments, int tiles, int chunk_paths) -> "
         "(Tensor, Tensor, Tensor)");
-  m.def("bwd(Tensor grad_y, Tensor xt, Tensor gt, Tensor row_ptr, Tensor col, Tensor row_out, Tensor row_gate, "
+  m.def("bwd(Tensor grad_y, Tensor xt, Tensor gm, Tensor row_ptr, Tensor col, Tensor row_out, Tensor row_gate, "
         "Tensor path_row, int tiles, int chunk_paths) -> (Tensor, Tensor)");
 }
 
