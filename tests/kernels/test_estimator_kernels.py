@@ -227,6 +227,7 @@ def test_cpp_blocking_matches_reference_and_keeps_the_forward_bitwise(tiles, bat
         monkeypatch.setattr(compiled, "TILES_PER_GROUP", tiles)
         monkeypatch.setattr(compiled, "FORWARD_TILES", tiles)
         monkeypatch.setattr(compiled, "CHUNK_PATHS", chunk)
+        monkeypatch.setattr(compiled, "FORWARD_CHUNK_PATHS", chunk)
         y, gv, gb = backend_and_grads(p, grad_y, "cpp")
         assert rel_err(y, y_ref) < TOL and rel_err(gv, gv_ref) < TOL and rel_err(gb, gb_ref) < TOL
         forwards.append(y)

@@ -47,6 +47,12 @@ FORWARD_TILES = 4
 #: Paths per chunk: a chunk's values, indices and gradients stay in the L2 cache while every tile group walks
 #: them. 65,536 was 2-8% faster than 32,768 and 5-12% faster than 16,384 at batch 1024 (same measurement).
 CHUNK_PATHS = 65536
+#: Paths per chunk of the output-major forward (chunks of whole outputs: the forward is bitwise the same under any).
+#: Measured (AMD EPYC, 1 MiB L2; one thread; forward at batch 1024, ms, 65,536 / 32,768 / 16,384; issue 29): the real
+#: all-MiniLM-L6-v2 block 37.4-38.4 / 29.2-30.2 / 28.3-29.3, A1 1.11-1.13 / 1.10-1.15 / 1.48-1.69, C2 4.11-4.22 /
+#: 4.12-4.21 / 4.13-4.30, T768 56.7-58.5 / 55.2-57.4 / 57.0-58.0: half the chunk keeps a chunk's values and indices
+#: (256 KiB) in L2 beside a tile group's x at n_out 384, and costs the paper shapes nothing.
+FORWARD_CHUNK_PATHS = 32768
 #: Input segments of the forward (batch > 16): when a tile group's inputs (tiles x n_in x 64 bytes) exceed this
 #: many bytes, each row is summed one segment of inputs at a time, so that less of x is in use at once, with the
 #: partial sums of the rows in a scratch buffer ...
@@ -247,14 +253,16 @@ def estimator_fwd_cpp(
         raise RuntimeError("backend='cpp' needs the compiled CPU estimator: build it with "
                            "`python -m glai.kernels.estimator` (make install does), or use backend='torch'")
     batch = x_tilde.shape[0]
-    if gate_major(layout, batch):
+    if gate_major(layout, batch):  # its chunks set the order of the partial sums: CHUNK_PATHS, fixed
         order, (seg_ptr, segments), tiles = _gate_order(layout), (_NONE, 1), GATE_MAJOR_TILES
+        chunk = CHUNK_PATHS
     else:
         order, (seg_ptr, segments) = _NONE, forward_segments(layout, batch)
         tiles = TILES_PER_GROUP if segments > 1 else FORWARD_TILES
+        chunk = FORWARD_CHUNK_PATHS
     return _ops().fwd(x_tilde.contiguous(), _gates_u8(gates), layout.row_ptr, layout.col, layout.row_out,
                       layout.row_gate, values.detach().contiguous(), bias.detach().contiguous(), order, seg_ptr,
-                      segments, tiles, CHUNK_PATHS)
+                      segments, tiles, chunk)
 
 
 def estimator_bwd_cpp(
