@@ -15,10 +15,11 @@
 // The gates enter as bit masks, int16 [n_gates, T] (bit l of [s, t]: gate s of sample 16 t + l), not as float tiles:
 // a gate's term is its row sum with the off lanes zeroed (`masked`), and the masks of a tile group are one load.
 // - Forward: four independent accumulators per row and tile break the multiply-add latency chain; a row whose
-//   gate is off for every sample of the group is skipped. Rows run output by output (long rows optionally one
+//   gate is off for every sample of the group is skipped; in output order, a short row's paths (kShortRow) add,
+//   masked by its gate, straight into a second accumulator of its output. Rows run output by output (long rows optionally one
 //   segment of inputs at a time), or gate by gate (`row_order`), where rows of one gate share their inputs:
 //   then each chunk sums into a partial output and the partials add up in chunk order.
-// - Backward: 16 consecutive paths at a time, each a 16-lane product summed over the group's tiles, then a
+// - Backward: the coefficients dy * gate of 1,024 paths' rows at a time (kept in L1), then 16 consecutive paths at a time, each a 16-lane product summed over the group's tiles, then a
 //   transpose-reduction (4 levels of two-vector shuffles) that leaves path j's sum in lane j: no per-path
 //   horizontal sum; the group sums add into dvalues in tile order.
 // Both are deterministic and the same on any number of threads: every sum runs in a fixed order that depends
@@ -31,6 +32,9 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 #include <algorithm>
 #include <cstdint>
@@ -167,6 +171,24 @@ inline v16f masked(v16f v, uint32_t mask) {
   return (v16f)((v16i)v & on);
 }
 
+// y + h in the lanes whose bit is set in mask, y elsewhere (one masked add where AVX-512 has mask registers).
+inline v16f add_masked(v16f y, v16f h, uint32_t mask) {
+#if defined(__AVX512F__)
+  return (v16f)_mm512_mask_add_ps((__m512)y, static_cast<__mmask16>(mask), (__m512)y, (__m512)h);
+#else
+  return y + masked(h, mask);
+#endif
+}
+
+// y + v * x in the lanes whose bit is set in mask, y elsewhere (one masked fused multiply-add with AVX-512).
+inline v16f fma_masked(v16f y, float v, v16f x, uint32_t mask) {
+#if defined(__AVX512F__)
+  return (v16f)_mm512_mask3_fmadd_ps(_mm512_set1_ps(v), (__m512)x, (__m512)y, static_cast<__mmask16>(mask));
+#else
+  return y + masked(v * x, mask);
+#endif
+}
+
 // f(std::integral_constant<int, NT>{}, t) for the tile groups of tiles t_begin..t_end: groups of tiles_per_group
 // (1, 2 or 4) tiles, the last tiles (a short group) in smaller ones.
 template <class F>
@@ -197,6 +219,14 @@ struct Forward {
   const int32_t* seg_ptr;  // [R * segments + 1]: row r's paths with inputs in segment k: [r*S + k]..[r*S + k + 1]
   int64_t n_in, n_gates, n_out, segments, tiles;
 };
+
+// Rows of at most this many paths (the unsegmented output-major forward) skip the row sum: each path's multiply-add
+// goes, masked by the row's gate, straight into a second accumulator of the output. Half the rows of the
+// all-MiniLM-L6-v2 block hold 1 or 2 paths (90 % at most 22), where the row sum's four accumulators and their
+// reduction cost more than the paths. Measured (one thread, forward at batch 1024, ms, issue 29; threshold 0 / 3 /
+// 6 / 12 / 24 / all): that block 31.2-32.7 / 28.4-29.9 / 27.5-30.3 / 26.6-28.3 / 26.2-28.3 / 26.7-26.8; A1, T768
+// (and A2, C1, C2, whose rows run in input segments) the same within noise at 12.
+constexpr int64_t kShortRow = 12;
 
 // h[t] = sum over paths start..end of values[p] * x[t][i_p] (tile t0 + t): four accumulators per tile.
 template <int NT>
@@ -252,18 +282,30 @@ void forward_group(const Forward& f, int64_t t0, int64_t o0, int64_t o1, float* 
     }
   }
   for (int64_t o = o0; o < o1; ++o) {
-    v16f y[NT];
-    for (int t = 0; t < NT; ++t) y[t] = v16f{0};
+    // y: the rows' sums; ys: the short rows' paths, each multiply-add masked by its gate straight into it
+    v16f y[NT], ys[NT];
+    for (int t = 0; t < NT; ++t) y[t] = ys[t] = v16f{0};
     for (int64_t r = f.out_row[o]; r < f.out_row[o + 1]; ++r) {
       if (!group_masks<NT>(f, t0, f.rg[r], m)) continue;  // the gate is off for every sample of the group: no term
+      const int32_t start = f.rp[r], end = f.rp[r + 1];
       if (segments > 1) {
         for (int t = 0; t < NT; ++t) h[t] = load16(scratch + ((r - r_lo) * NT + t) * kT);
+      } else if (end - start <= kShortRow) {
+        for (int32_t p = start; p < end; ++p) {
+          const float v = f.vp[p];
+          const int64_t i = static_cast<int64_t>(f.cp[p]) * kT;
+          for (int t = 0; t < NT; ++t) ys[t] = fma_masked(ys[t], v, load16(x[t] + i), m[t]);
+        }
+        continue;
       } else {
-        row_sums<NT>(f, x, f.rp[r], f.rp[r + 1], h);
+        row_sums<NT>(f, x, start, end, h);
       }
-      for (int t = 0; t < NT; ++t) y[t] += masked(h[t], m[t]);
+      for (int t = 0; t < NT; ++t) y[t] = add_masked(y[t], h[t], m[t]);
     }
-    for (int t = 0; t < NT; ++t) std::memcpy(f.yp + ((t0 + t) * f.n_out + o) * kT, &y[t], sizeof(v16f));
+    for (int t = 0; t < NT; ++t) {
+      const v16f sum = y[t] + ys[t];
+      std::memcpy(f.yp + ((t0 + t) * f.n_out + o) * kT, &sum, sizeof(v16f));
+    }
   }
 }
 
@@ -473,7 +515,7 @@ struct Backward {
 // dvalues of path blocks k0..k1 (16 paths each) over tiles t0..t0+nt-1, added to (first: written into) gv.
 // coef: scratch for (rows of the blocks) x nt x 16 floats.
 template <int NT>
-void backward_group(const Backward& w, int64_t t0, int64_t k0, int64_t k1, bool first, float* coef) {
+void backward_blocks(const Backward& w, int64_t t0, int64_t k0, int64_t k1, bool first, float* coef) {
   const int64_t p_lo = k0 * kT, p_hi = std::min(k1 * kT, w.num_paths);
   const int64_t r_lo = w.pr[p_lo], rows = w.pr[p_hi - 1] - r_lo + 1;
   const float* x[NT];
@@ -542,6 +584,16 @@ void backward_group(const Backward& w, int64_t t0, int64_t k0, int64_t k1, bool 
       for (int64_t j = 0; j < n; ++j) w.gv[p0 + j] = first ? lanes[j] : w.gv[p0 + j] + lanes[j];
     }
   }
+}
+
+// backward_blocks over blocks k0..k1 a sub-range of kCoefBlocks blocks (1,024 paths) at a time, each sub-range's
+// coefficients computed just before its blocks, so that they stay in the L1 cache beside the tiles' inputs (a chunk's
+// were 930 KB on the MiniLM block: 7,300 rows x 2 tiles x 64 bytes). Measured (one thread, backward at batch 1024,
+// ms, issue 29; 16 / 32 / 64 / the whole chunk): the MiniLM block 44-51 / 48-54 / 45-53 / 52-57 (a noisy machine).
+constexpr int64_t kCoefBlocks = 64;
+template <int NT>
+void backward_group(const Backward& w, int64_t t0, int64_t k0, int64_t k1, bool first, float* coef) {
+  for (int64_t k = k0; k < k1; k += kCoefBlocks) backward_blocks<NT>(w, t0, k, std::min(k1, k + kCoefBlocks), first, coef);
 }
 
 std::tuple<at::Tensor, at::Tensor> estimator_bwd(
