@@ -16,12 +16,13 @@
 // a gate's term is its row sum with the off lanes zeroed (`masked`), and the masks of a tile group are one load.
 // - Forward: four independent accumulators per row and tile break the multiply-add latency chain; a row whose
 //   gate is off for every sample of the group is skipped; in output order, a short row's paths (kShortRow) add,
-//   masked by its gate, straight into a second accumulator of its output. Rows run output by output (long rows optionally one
-//   segment of inputs at a time), or gate by gate (`row_order`), where rows of one gate share their inputs:
-//   then each chunk sums into a partial output and the partials add up in chunk order.
-// - Backward: the coefficients dy * gate of 1,024 paths' rows at a time (kept in L1), then 16 consecutive paths at a time, each a 16-lane product summed over the group's tiles, then a
-//   transpose-reduction (4 levels of two-vector shuffles) that leaves path j's sum in lane j: no per-path
-//   horizontal sum; the group sums add into dvalues in tile order.
+//   masked by its gate, straight into a second accumulator of its output. Rows run output by output (long rows
+//   optionally one segment of inputs at a time), or gate by gate (`row_order`), where rows of one gate share their
+//   inputs: then each chunk sums into a partial output and the partials add up in chunk order.
+// - Backward: the coefficients dy * gate of 1,024 paths' rows at a time (kept in L1), then 16 consecutive paths at
+//   a time, each a 16-lane product summed over the group's tiles, then a transpose-reduction (4 levels of
+//   two-vector shuffles) that leaves path j's sum in lane j: no per-path horizontal sum; the group sums add into
+//   dvalues in tile order.
 // Both are deterministic and the same on any number of threads: every sum runs in a fixed order that depends
 // on the layout, the batch and the blocking arguments only; the forward is parallel over (chunk, tile group),
 // the backward over path chunks, and each writes its own entries. Built with -fopenmp: ATen's parallel_for is
@@ -593,7 +594,8 @@ void backward_blocks(const Backward& w, int64_t t0, int64_t k0, int64_t k1, bool
 constexpr int64_t kCoefBlocks = 64;
 template <int NT>
 void backward_group(const Backward& w, int64_t t0, int64_t k0, int64_t k1, bool first, float* coef) {
-  for (int64_t k = k0; k < k1; k += kCoefBlocks) backward_blocks<NT>(w, t0, k, std::min(k1, k + kCoefBlocks), first, coef);
+  for (int64_t k = k0; k < k1; k += kCoefBlocks)
+    backward_blocks<NT>(w, t0, k, std::min(k1, k + kCoefBlocks), first, coef);
 }
 
 std::tuple<at::Tensor, at::Tensor> estimator_bwd(
