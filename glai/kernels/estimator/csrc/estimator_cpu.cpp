@@ -327,7 +327,7 @@ void forward_group_by_gate(const Forward& f, int64_t t0, const int32_t* order, i
     row_sums<NT>(f, x, f.rp[r], f.rp[r + 1], h);
     float* y = ybuf + ro[r] * NT * kT;
     for (int t = 0; t < NT; ++t) {
-      const v16f v = load16(y + t * kT) + masked(h[t], m[t]);
+      const v16f v = add_masked(load16(y + t * kT), h[t], m[t]);
       std::memcpy(y + t * kT, &v, sizeof v);
     }
   }
