@@ -19,10 +19,10 @@
 //   masked by its gate, straight into a second accumulator of its output. Rows run output by output (long rows
 //   optionally one segment of inputs at a time), or gate by gate (`row_order`), where rows of one gate share their
 //   inputs: then each chunk sums into a partial output and the partials add up in chunk order.
-// - Backward: the coefficients dy * gate of 1,024 paths' rows at a time (kept in L1), then 16 consecutive paths at
-//   a time, each a 16-lane product summed over the group's tiles, then a transpose-reduction (4 levels of
-//   two-vector shuffles) that leaves path j's sum in lane j: no per-path horizontal sum; the group sums add into
-//   dvalues in tile order.
+// - Backward: the coefficients dy * gate of 1,024 paths' rows at a time (kept in L1; for short rows, none: each
+//   path's product masked by its gate), then 16 consecutive paths at a time, each a 16-lane product summed over
+//   the group's tiles, then a transpose-reduction (4 levels of two-vector shuffles) that leaves path j's sum in
+//   lane j: no per-path horizontal sum; the group sums add into dvalues in tile order.
 // Both are deterministic and the same on any number of threads: every sum runs in a fixed order that depends
 // on the layout, the batch and the blocking arguments only; the forward is parallel over (chunk, tile group),
 // the backward over path chunks, and each writes its own entries. Built with -fopenmp: ATen's parallel_for is
@@ -47,8 +47,10 @@ namespace {
 
 constexpr int64_t kT = 16;  // samples per vector, and paths per transpose-reduction block
 typedef float v16f __attribute__((vector_size(64)));
+// The small vector helpers below are always inlined into the kernels' loops (see reduce16).
+#define GLAI_INLINE __attribute__((always_inline)) inline
 
-inline v16f load16(const float* p) {
+GLAI_INLINE v16f load16(const float* p) {
   v16f v;
   std::memcpy(&v, p, sizeof v);
   return v;
@@ -69,8 +71,10 @@ inline v16f load16(const float* p) {
   (__builtin_shufflevector(a, b, 0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30) +         \
    __builtin_shufflevector(a, b, 1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31))
 
-// Transpose-reduction of 16 vectors: lane j of the result is the sum of the 16 lanes of m[j].
-inline v16f reduce16(const v16f* m) {
+// Transpose-reduction of 16 vectors: lane j of the result is the sum of the 16 lanes of m[j]. Always inlined: called
+// out of line (as GCC chose once two backward kernels called it), the 16 vectors went through memory and the backward
+// ran 1.5x slower.
+GLAI_INLINE v16f reduce16(const v16f* m) {
   v16f t[8], u[4], v[2];
 #pragma GCC unroll 8
   for (int j = 0; j < 8; ++j) t[j] = GLAI_FOLD16(m[j], m[j + 8]);
@@ -166,14 +170,14 @@ at::Tensor gate_masks(const uint8_t* gates, int64_t batch, int64_t n_gates) {
 }
 
 // The lanes of v whose bit is set in mask, +0 elsewhere: a gate of 1 or 0 times v without the multiply.
-inline v16f masked(v16f v, uint32_t mask) {
+GLAI_INLINE v16f masked(v16f v, uint32_t mask) {
   const v16i bits = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768};
   const v16i on = (bits & static_cast<int32_t>(mask)) != 0;  // -1 (all bits) where set
   return (v16f)((v16i)v & on);
 }
 
 // y + h in the lanes whose bit is set in mask, y elsewhere (one masked add where AVX-512 has mask registers).
-inline v16f add_masked(v16f y, v16f h, uint32_t mask) {
+GLAI_INLINE v16f add_masked(v16f y, v16f h, uint32_t mask) {
 #if defined(__AVX512F__)
   return (v16f)_mm512_mask_add_ps((__m512)y, static_cast<__mmask16>(mask), (__m512)y, (__m512)h);
 #else
@@ -182,7 +186,7 @@ inline v16f add_masked(v16f y, v16f h, uint32_t mask) {
 }
 
 // y + v * x in the lanes whose bit is set in mask, y elsewhere (one masked fused multiply-add with AVX-512).
-inline v16f fma_masked(v16f y, float v, v16f x, uint32_t mask) {
+GLAI_INLINE v16f fma_masked(v16f y, float v, v16f x, uint32_t mask) {
 #if defined(__AVX512F__)
   return (v16f)_mm512_mask3_fmadd_ps(_mm512_set1_ps(v), (__m512)x, (__m512)y, static_cast<__mmask16>(mask));
 #else
@@ -511,6 +515,7 @@ struct Backward {
   const int64_t* rg;   // [R]
   float* gv;           // [P]
   int64_t n_in, n_gates, n_out, num_paths, tiles;
+  const int32_t* pg;   // [P] each path's gate column, row_gate[path_row] (the masked backward's)
 };
 
 // dvalues of path blocks k0..k1 (16 paths each) over tiles t0..t0+nt-1, added to (first: written into) gv.
@@ -598,10 +603,81 @@ void backward_group(const Backward& w, int64_t t0, int64_t k0, int64_t k1, bool 
     backward_blocks<NT>(w, t0, k, std::min(k1, k + kCoefBlocks), first, coef);
 }
 
+// d * x in the lanes whose bit is set in mask, +0 elsewhere (one zero-masked multiply with AVX-512) ...
+GLAI_INLINE v16f mul_masked(v16f d, v16f x, uint32_t mask) {
+#if defined(__AVX512F__)
+  return (v16f)_mm512_maskz_mul_ps(static_cast<__mmask16>(mask), (__m512)d, (__m512)x);
+#else
+  return masked(d, mask) * x;
+#endif
+}
+// ... and m + d * x in the lanes whose bit is set, m elsewhere (one masked fused multiply-add).
+GLAI_INLINE v16f fma_masked_v(v16f m, v16f d, v16f x, uint32_t mask) {
+#if defined(__AVX512F__)
+  return (v16f)_mm512_mask3_fmadd_ps((__m512)d, (__m512)x, (__m512)m, static_cast<__mmask16>(mask));
+#else
+  return m + masked(d, mask) * x;
+#endif
+}
+
+// backward_group for short rows (`masked` in estimator_bwd): no coefficient buffer. A block of 16 paths within one
+// output (all but a few: outputs hold hundreds to thousands of paths) holds that output's dy in registers and masks
+// each path's product dy * x by its gate's bits for the tile (masked multiply, then masked fused multiply-adds).
+// Where most blocks span several rows (the MiniLM block's median row holds 2 paths) the per-row coefficients cost
+// more than the masks: [rows, tiles, 16] per sub-range, 13 % of that block's backward, and out of L1.
+template <int NT>
+void backward_group_masked(const Backward& w, int64_t t0, int64_t k0, int64_t k1, bool first) {
+  const float* x[NT];
+  const float* dy[NT];
+  for (int t = 0; t < NT; ++t) {
+    x[t] = w.xp + (t0 + t) * w.n_in * kT;
+    dy[t] = w.gyp + (t0 + t) * w.n_out * kT;
+  }
+  const uint16_t* gm = w.gm + t0;
+  for (int64_t k = k0; k < k1; ++k) {
+    const int64_t p0 = k * kT;
+    const int64_t n = std::min(kT, w.num_paths - p0);
+    v16f m[kT];
+    const int64_t o = w.ro[w.pr[p0]];
+    if (n == kT && w.ro[w.pr[p0 + kT - 1]] == o) {  // one output: its dy in registers, each path masked
+      v16f d[NT];
+      for (int t = 0; t < NT; ++t) d[t] = load16(dy[t] + o * kT);
+#pragma GCC unroll 16
+      for (int64_t j = 0; j < kT; ++j) {
+        const int64_t i = static_cast<int64_t>(w.cp[p0 + j]) * kT;
+        uint16_t mk[NT];
+        std::memcpy(mk, gm + static_cast<int64_t>(w.pg[p0 + j]) * w.tiles, sizeof mk);
+        v16f acc = mul_masked(d[0], load16(x[0] + i), mk[0]);
+        for (int t = 1; t < NT; ++t) acc = fma_masked_v(acc, d[t], load16(x[t] + i), mk[t]);
+        m[j] = acc;
+      }
+    } else {
+      for (int64_t j = 0; j < kT; ++j) {
+        v16f acc = {0};
+        if (j < n) {
+          const int64_t i = static_cast<int64_t>(w.cp[p0 + j]) * kT, oj = w.ro[w.pr[p0 + j]] * kT;
+          uint16_t mk[NT];
+          std::memcpy(mk, gm + static_cast<int64_t>(w.pg[p0 + j]) * w.tiles, sizeof mk);
+          for (int t = 0; t < NT; ++t) acc = fma_masked_v(acc, load16(dy[t] + oj), load16(x[t] + i), mk[t]);
+        }
+        m[j] = acc;
+      }
+    }
+    v16f s = reduce16(m);  // lane j: the sum of m[j]
+    if (n == kT) {
+      if (!first) s += load16(w.gv + p0);
+      std::memcpy(w.gv + p0, &s, sizeof s);
+    } else {
+      float lanes[kT];
+      std::memcpy(lanes, &s, sizeof s);
+      for (int64_t j = 0; j < n; ++j) w.gv[p0 + j] = first ? lanes[j] : w.gv[p0 + j] + lanes[j];
+    }
+  }
+}
 std::tuple<at::Tensor, at::Tensor> estimator_bwd(
     const at::Tensor& grad_y, const at::Tensor& xt, const at::Tensor& gm, const at::Tensor& row_ptr,
     const at::Tensor& col, const at::Tensor& row_out, const at::Tensor& row_gate, const at::Tensor& path_row,
-    int64_t tiles_per_group, int64_t chunk_paths) {
+    const at::Tensor& path_gate, int64_t tiles_per_group, int64_t chunk_paths) {
   check(grad_y, at::kFloat, 2, "grad_y");
   check(xt, at::kFloat, 3, "xt");
   check(gm, at::kShort, 2, "gm");
@@ -610,6 +686,9 @@ std::tuple<at::Tensor, at::Tensor> estimator_bwd(
   check(row_out, at::kLong, 1, "row_out");
   check(row_gate, at::kLong, 1, "row_gate");
   check(path_row, at::kInt, 1, "path_row");
+  // path_gate: int32 [P] (row_gate[path_row]) selects the masked backward (short rows); empty: the coefficients'
+  const bool masked_bwd = path_gate.numel() > 0;
+  if (masked_bwd) check(path_gate, at::kInt, 1, "path_gate");
   TORCH_CHECK(tiles_per_group == 1 || tiles_per_group == 2 || tiles_per_group == 4, "tiles must be 1, 2 or 4, got ",
               tiles_per_group);
   TORCH_CHECK(chunk_paths >= 1, "chunk_paths must be >= 1, got ", chunk_paths);
@@ -617,7 +696,8 @@ std::tuple<at::Tensor, at::Tensor> estimator_bwd(
   const int64_t num_paths = col.size(0);
   TORCH_CHECK(xt.size(0) == tiles && gm.size(1) == tiles && xt.size(2) == kT,
               "xt/gm must come from the forward of this batch");
-  TORCH_CHECK(path_row.size(0) == num_paths, "path_row must have one entry per path");
+  TORCH_CHECK(path_row.size(0) == num_paths && (!masked_bwd || path_gate.size(0) == num_paths),
+              "path_row (and path_gate) must have one entry per path");
 
   at::Tensor gyt = to_tiles(grad_y.data_ptr<float>(), batch, n_out);  // [T, n_out, 16]
   // [P]: the first tile group writes every entry; an empty batch leaves zeros
@@ -625,7 +705,8 @@ std::tuple<at::Tensor, at::Tensor> estimator_bwd(
   const Backward w{xt.data_ptr<float>(), reinterpret_cast<const uint16_t*>(gm.data_ptr<int16_t>()),
                    gyt.data_ptr<float>(), col.data_ptr<int32_t>(),
                    path_row.data_ptr<int32_t>(), row_out.data_ptr<int64_t>(), row_gate.data_ptr<int64_t>(),
-                   grad_values.data_ptr<float>(), xt.size(1), gm.size(0), n_out, num_paths, tiles};
+                   grad_values.data_ptr<float>(), xt.size(1), gm.size(0), n_out, num_paths, tiles,
+                   masked_bwd ? path_gate.data_ptr<int32_t>() : nullptr};
   const int64_t blocks = (num_paths + kT - 1) / kT;
   // Chunks of at most chunk_paths paths, as many as a multiple of the threads, of equal size (they split no sum:
   // dvalues do not depend on them).
@@ -638,6 +719,12 @@ std::tuple<at::Tensor, at::Tensor> estimator_bwd(
     std::vector<float> coef;
     for (int64_t c = c0; c < c1; ++c) {
       const int64_t k0 = c * chunk_blocks, k1 = std::min(blocks, k0 + chunk_blocks);
+      if (masked_bwd) {
+        for_each_group(0, tiles, tiles_per_group, [&](auto nt, int64_t t) {
+          backward_group_masked<decltype(nt)::value>(w, t, k0, k1, t == 0);
+        });
+        continue;
+      }
       const int64_t rows = w.pr[std::min(k1 * kT, num_paths) - 1] - w.pr[k0 * kT] + 1;
       coef.resize(tiles_per_group * rows * kT);
       for_each_group(0, tiles, tiles_per_group, [&](auto nt, int64_t t) {
@@ -655,7 +742,7 @@ TORCH_LIBRARY(glai_estimator_cpu, m) {
         "Tensor values, Tensor bias, Tensor row_order, Tensor seg_ptr, int segments, int tiles, int chunk_paths) -> "
         "(Tensor, Tensor, Tensor)");
   m.def("bwd(Tensor grad_y, Tensor xt, Tensor gm, Tensor row_ptr, Tensor col, Tensor row_out, Tensor row_gate, "
-        "Tensor path_row, int tiles, int chunk_paths) -> (Tensor, Tensor)");
+        "Tensor path_row, Tensor path_gate, int tiles, int chunk_paths) -> (Tensor, Tensor)");
 }
 
 TORCH_LIBRARY_IMPL(glai_estimator_cpu, CPU, m) {
