@@ -195,11 +195,8 @@ def test_cpp_backend_matches_reference(case):
 
 
 @needs_cpp
-@pytest.mark.parametrize("max_paths_per_row", [0, 10 ** 9], ids=["coefficients", "masked"])
-def test_cpp_backend_is_the_same_on_any_number_of_threads(max_paths_per_row, monkeypatch):
-    """Bitwise: each output and each path is summed by one thread in a fixed order (at::parallel_for), with either
-    backward (per-row coefficients, or each product masked by its gate)."""
-    monkeypatch.setattr(compiled, "MASKED_BACKWARD_MAX_PATHS_PER_ROW", max_paths_per_row)
+def test_cpp_backend_is_the_same_on_any_number_of_threads():
+    """Bitwise: each output and each path is summed by one thread in a fixed order (at::parallel_for)."""
     p = make_problem(63, 384, 128, 37, 0.05, seed=13)
     grad_y = torch.randn(63, 37, generator=torch.Generator().manual_seed(14))
     threads = torch.get_num_threads()
@@ -242,28 +239,23 @@ def test_cpp_blocking_matches_reference_and_keeps_the_forward_bitwise(tiles, bat
 
 @needs_cpp
 @pytest.mark.parametrize("tiles", [1, 2, 4])
-@pytest.mark.parametrize("batch", [1, 16, 63, 200])
-def test_cpp_masked_backward_matches_reference_and_the_coefficients_bitwise(tiles, batch, monkeypatch):
-    """The backward without per-row coefficients (short rows, issue 29: each path's product dy * x masked by its
-    gate's bits, an output's dy in registers) against the reference, and the coefficients' gradients to rounding (the
-    same terms in the same order; the compiler may fuse the coefficients' multiply-adds the other way round). Rows of
-    1-3 paths (density 0.02 of 201 inputs), blocks of 16 spanning rows and outputs, gates off for whole tiles and for
-    one gate everywhere, a short last group of tiles."""
-    p = make_problem(batch, 201, 37, 5, 0.02, seed=7 * batch + tiles)
+@pytest.mark.parametrize("density, batch", [(0.02, 1), (0.02, 63), (0.02, 200), (0.5, 40), (0.5, 200)])
+def test_cpp_backward_on_short_and_long_rows_matches_reference(tiles, density, batch, monkeypatch):
+    """The backward's two kinds of block (issue 29): one row (its gate's masks read once: long rows, density 0.5 of
+    201 inputs) and several rows of one output or more (each path's masks: rows of about 4 paths at density 0.02), each
+    product dy * x masked by the gate's bits; gates off for whole tiles and one gate off everywhere; a short last
+    group of tiles; and every tile grouping gives the same gradients to rounding."""
+    p = make_problem(batch, 201, 37, 5, density, seed=7 * batch + tiles)
     p["gates"][:16, :9] = 0
     p["gates"][:, 9] = 0
     grad_y = torch.randn(batch, 5, generator=torch.Generator().manual_seed(batch))
     y_ref, gv_ref, gb_ref = reference_and_grads(p, grad_y)
     monkeypatch.setattr(compiled, "TILES_PER_GROUP", tiles)
-    grads = []
-    for max_paths_per_row in (10 ** 9, 0):  # masked, then the coefficients
-        monkeypatch.setattr(compiled, "MASKED_BACKWARD_MAX_PATHS_PER_ROW", max_paths_per_row)
-        layout = PathLayout(p["out_idx"], p["in_idx"], p["gate_idx"], 201, 37, 5)
-        assert compiled.masked_backward(layout) == (max_paths_per_row > 0)
-        y, gv, gb = backend_and_grads(p, grad_y, "cpp")
-        assert rel_err(y, y_ref) < TOL and rel_err(gv, gv_ref) < TOL and rel_err(gb, gb_ref) < TOL
-        grads.append(gv)
-    assert rel_err(grads[0], grads[1]) < 1e-6
+    y, gv, gb = backend_and_grads(p, grad_y, "cpp")
+    assert rel_err(y, y_ref) < TOL and rel_err(gv, gv_ref) < TOL and rel_err(gb, gb_ref) < TOL
+    layout = PathLayout(p["out_idx"], p["in_idx"], p["gate_idx"], 201, 37, 5)
+    paths_per_row = layout.num_paths / layout.num_rows
+    assert (paths_per_row < 16) == (density < 0.1)  # the two regimes the test means to cover (16 paths a block)
 
 
 @needs_cpp

@@ -53,12 +53,6 @@ CHUNK_PATHS = 65536
 #: 4.12-4.21 / 4.13-4.30, T768 56.7-58.5 / 55.2-57.4 / 57.0-58.0: half the chunk keeps a chunk's values and indices
 #: (256 KiB) in L2 beside a tile group's x at n_out 384, and costs the paper shapes nothing.
 FORWARD_CHUNK_PATHS = 32768
-#: The backward without per-row coefficients (each path's product masked by its gate's bits) where the rows average
-#: fewer paths than this: most blocks of 16 paths then span several rows, whose coefficients cost more than the masks.
-#: Measured (one thread, backward at batch 1024, ms, coefficients / masked; issue 29): the real all-MiniLM-L6-v2 block
-#: (9.0 paths per row) 40-50 / 35-38, T768 (19.4) 78-100 / 76-84; but A1 (42.9) 1.45-1.70 / 1.65-1.87, B2 (41.5)
-#: 11.0-11.3 / 11.1-11.9, D768 (44.1) 11.2-11.7 / 12.1-13.3, and the rows of A2, B1, C1, C2 are longer still.
-MASKED_BACKWARD_MAX_PATHS_PER_ROW = 32
 #: Input segments of the forward (batch > 16): when a tile group's inputs (tiles x n_in x 64 bytes) exceed this
 #: many bytes, each row is summed one segment of inputs at a time, so that less of x is in use at once, with the
 #: partial sums of the rows in a scratch buffer ...
@@ -287,16 +281,7 @@ def estimator_bwd_cpp(
         ``(grad_values float32 [P] in layout order, grad_bias float32 [n_out])``.
     """
     return _ops().bwd(grad_y.contiguous(), xt, gm, layout.row_ptr, layout.col, layout.row_out, layout.row_gate,
-                      layout.path_row, _path_gate(layout) if masked_backward(layout) else _NONE, TILES_PER_GROUP,
-                      CHUNK_PATHS)
-
-
-def masked_backward(layout: PathLayout) -> bool:
-    """Whether the backward masks each path's product by its gate instead of storing per-row coefficients: when the
-    rows average fewer than :data:`MASKED_BACKWARD_MAX_PATHS_PER_ROW` paths (family T's blocks, T768). Each path's sum
-    runs over the same terms in the same order either way (equal to rounding: the compiler may fuse the coefficients'
-    multiply-adds the other way round), and either is the same on any number of threads and blocking."""
-    return layout.num_rows > 0 and layout.num_paths < MASKED_BACKWARD_MAX_PATHS_PER_ROW * layout.num_rows
+                      layout.path_row, _path_gate(layout), TILES_PER_GROUP, CHUNK_PATHS)
 
 
 def _path_gate(layout: PathLayout) -> torch.Tensor:

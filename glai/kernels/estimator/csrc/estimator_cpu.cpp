@@ -19,8 +19,7 @@
 //   masked by its gate, straight into a second accumulator of its output. Rows run output by output (long rows
 //   optionally one segment of inputs at a time), or gate by gate (`row_order`), where rows of one gate share their
 //   inputs: then each chunk sums into a partial output and the partials add up in chunk order.
-// - Backward: the coefficients dy * gate of 1,024 paths' rows at a time (kept in L1; for short rows, none: each
-//   path's product masked by its gate), then 16 consecutive paths at a time, each a 16-lane product summed over
+// - Backward: 16 consecutive paths at a time, each a 16-lane product dy * x masked by its gate's bits, summed over
 //   the group's tiles, then a transpose-reduction (4 levels of two-vector shuffles) that leaves path j's sum in
 //   lane j: no per-path horizontal sum; the group sums add into dvalues in tile order.
 // Both are deterministic and the same on any number of threads: every sum runs in a fixed order that depends
@@ -515,93 +514,8 @@ struct Backward {
   const int64_t* rg;   // [R]
   float* gv;           // [P]
   int64_t n_in, n_gates, n_out, num_paths, tiles;
-  const int32_t* pg;   // [P] each path's gate column, row_gate[path_row] (the masked backward's)
+  const int32_t* pg;   // [P] each path's gate column, row_gate[path_row]
 };
-
-// dvalues of path blocks k0..k1 (16 paths each) over tiles t0..t0+nt-1, added to (first: written into) gv.
-// coef: scratch for (rows of the blocks) x nt x 16 floats.
-template <int NT>
-void backward_blocks(const Backward& w, int64_t t0, int64_t k0, int64_t k1, bool first, float* coef) {
-  const int64_t p_lo = k0 * kT, p_hi = std::min(k1 * kT, w.num_paths);
-  const int64_t r_lo = w.pr[p_lo], rows = w.pr[p_hi - 1] - r_lo + 1;
-  const float* x[NT];
-  const float* dy[NT];
-  for (int t = 0; t < NT; ++t) {
-    x[t] = w.xp + (t0 + t) * w.n_in * kT;
-    dy[t] = w.gyp + (t0 + t) * w.n_out * kT;
-  }
-  // coef [rows, NT, 16]: dy[b, o_r] * gates[b, s_r] of the group's samples, a row's NT tiles adjacent
-  const int64_t* ro = w.ro + r_lo;
-  const int64_t* rg = w.rg + r_lo;
-  const uint16_t* gm = w.gm + t0;
-  for (int64_t r = 0; r < rows; ++r) {
-    uint16_t mask[NT];
-    std::memcpy(mask, gm + rg[r] * w.tiles, sizeof mask);
-    const int64_t o = ro[r] * kT;
-    for (int t = 0; t < NT; ++t) {
-      const v16f v = masked(load16(dy[t] + o), mask[t]);
-      std::memcpy(coef + (r * NT + t) * kT, &v, sizeof v);
-    }
-  }
-  const float* c[NT];
-  for (int t = 0; t < NT; ++t) c[t] = coef + (t - r_lo * NT) * kT;  // c[t] + r * NT * 16: row r's tile t
-  for (int64_t k = k0; k < k1; ++k) {
-    const int64_t p0 = k * kT;
-    const int64_t n = std::min(kT, w.num_paths - p0);
-    v16f m[kT];
-    if (n == kT) {  // a full block (straight-line code)
-      if (w.pr[p0] == w.pr[p0 + kT - 1]) {  // one row (most blocks): its coefficients stay in registers
-        const int64_t r = static_cast<int64_t>(w.pr[p0]) * NT * kT;
-        v16f cr[NT];
-        for (int t = 0; t < NT; ++t) cr[t] = load16(c[t] + r);
-#pragma GCC unroll 16
-        for (int64_t j = 0; j < kT; ++j) {
-          const int64_t i = static_cast<int64_t>(w.cp[p0 + j]) * kT;
-          v16f acc = cr[0] * load16(x[0] + i);
-          for (int t = 1; t < NT; ++t) acc += cr[t] * load16(x[t] + i);
-          m[j] = acc;
-        }
-      } else {
-#pragma GCC unroll 16
-        for (int64_t j = 0; j < kT; ++j) {
-          const int64_t r = static_cast<int64_t>(w.pr[p0 + j]) * NT * kT, i = static_cast<int64_t>(w.cp[p0 + j]) * kT;
-          v16f acc = load16(c[0] + r) * load16(x[0] + i);
-          for (int t = 1; t < NT; ++t) acc += load16(c[t] + r) * load16(x[t] + i);
-          m[j] = acc;
-        }
-      }
-    } else {
-      for (int64_t j = 0; j < kT; ++j) {
-        v16f acc = {0};
-        if (j < n) {
-          const int64_t r = static_cast<int64_t>(w.pr[p0 + j]) * NT * kT, i = static_cast<int64_t>(w.cp[p0 + j]) * kT;
-          for (int t = 0; t < NT; ++t) acc += load16(c[t] + r) * load16(x[t] + i);
-        }
-        m[j] = acc;
-      }
-    }
-    v16f s = reduce16(m);  // lane j: the sum of m[j]
-    if (n == kT) {
-      if (!first) s += load16(w.gv + p0);
-      std::memcpy(w.gv + p0, &s, sizeof s);
-    } else {
-      float lanes[kT];
-      std::memcpy(lanes, &s, sizeof s);
-      for (int64_t j = 0; j < n; ++j) w.gv[p0 + j] = first ? lanes[j] : w.gv[p0 + j] + lanes[j];
-    }
-  }
-}
-
-// backward_blocks over blocks k0..k1 a sub-range of kCoefBlocks blocks (1,024 paths) at a time, each sub-range's
-// coefficients computed just before its blocks, so that they stay in the L1 cache beside the tiles' inputs (a chunk's
-// were 930 KB on the MiniLM block: 7,300 rows x 2 tiles x 64 bytes). Measured (one thread, backward at batch 1024,
-// ms, issue 29; 16 / 32 / 64 / the whole chunk): the MiniLM block 44-51 / 48-54 / 45-53 / 52-57 (a noisy machine).
-constexpr int64_t kCoefBlocks = 64;
-template <int NT>
-void backward_group(const Backward& w, int64_t t0, int64_t k0, int64_t k1, bool first, float* coef) {
-  for (int64_t k = k0; k < k1; k += kCoefBlocks)
-    backward_blocks<NT>(w, t0, k, std::min(k1, k + kCoefBlocks), first, coef);
-}
 
 // d * x in the lanes whose bit is set in mask, +0 elsewhere (one zero-masked multiply with AVX-512) ...
 GLAI_INLINE v16f mul_masked(v16f d, v16f x, uint32_t mask) {
@@ -620,13 +534,16 @@ GLAI_INLINE v16f fma_masked_v(v16f m, v16f d, v16f x, uint32_t mask) {
 #endif
 }
 
-// backward_group for short rows (`masked` in estimator_bwd): no coefficient buffer. A block of 16 paths within one
-// output (all but a few: outputs hold hundreds to thousands of paths) holds that output's dy in registers and masks
-// each path's product dy * x by its gate's bits for the tile (masked multiply, then masked fused multiply-adds).
-// Where most blocks span several rows (the MiniLM block's median row holds 2 paths) the per-row coefficients cost
-// more than the masks: [rows, tiles, 16] per sub-range, 13 % of that block's backward, and out of L1.
+// dvalues of path blocks k0..k1 (16 paths each) over tiles t0..t0+NT-1, added to (first: written into) gv. No
+// coefficient dy * gate is stored: a block of one row reads its gate's masks once; a block of several rows of one
+// output (short rows: the MiniLM block's median row holds 2 paths) reads each path's; either holds the output's dy in
+// registers and masks each product dy * x by the gate's bits for the tile (a zero-masked multiply, then masked fused
+// multiply-adds). It replaces per-row coefficients [rows, tiles, 16] computed per chunk, which were 13 % of the
+// MiniLM block's backward and crowded the tiles' inputs out of L1; measured (one thread, batch 1024, ms,
+// coefficients / masked; issue 29): MiniLM 43-55 / 35-37, T768 87-89 / 77-81, B2 11.6-13.0 / 10.4-11.0, B1
+// 15.5-17.4 / 15.1-15.9, A1 1.73-1.83 / 1.54-1.77, the other shapes the same or faster.
 template <int NT>
-void backward_group_masked(const Backward& w, int64_t t0, int64_t k0, int64_t k1, bool first) {
+void backward_group(const Backward& w, int64_t t0, int64_t k0, int64_t k1, bool first) {
   const float* x[NT];
   const float* dy[NT];
   for (int t = 0; t < NT; ++t) {
@@ -639,7 +556,19 @@ void backward_group_masked(const Backward& w, int64_t t0, int64_t k0, int64_t k1
     const int64_t n = std::min(kT, w.num_paths - p0);
     v16f m[kT];
     const int64_t o = w.ro[w.pr[p0]];
-    if (n == kT && w.ro[w.pr[p0 + kT - 1]] == o) {  // one output: its dy in registers, each path masked
+    if (n == kT && w.pr[p0] == w.pr[p0 + kT - 1]) {  // one row: its gate's masks once for the block
+      v16f d[NT];
+      for (int t = 0; t < NT; ++t) d[t] = load16(dy[t] + o * kT);
+      uint16_t mk[NT];
+      std::memcpy(mk, gm + static_cast<int64_t>(w.pg[p0]) * w.tiles, sizeof mk);
+#pragma GCC unroll 16
+      for (int64_t j = 0; j < kT; ++j) {
+        const int64_t i = static_cast<int64_t>(w.cp[p0 + j]) * kT;
+        v16f acc = mul_masked(d[0], load16(x[0] + i), mk[0]);
+        for (int t = 1; t < NT; ++t) acc = fma_masked_v(acc, d[t], load16(x[t] + i), mk[t]);
+        m[j] = acc;
+      }
+    } else if (n == kT && w.ro[w.pr[p0 + kT - 1]] == o) {  // one output: its dy in registers, each path masked
       v16f d[NT];
       for (int t = 0; t < NT; ++t) d[t] = load16(dy[t] + o * kT);
 #pragma GCC unroll 16
@@ -686,9 +615,7 @@ std::tuple<at::Tensor, at::Tensor> estimator_bwd(
   check(row_out, at::kLong, 1, "row_out");
   check(row_gate, at::kLong, 1, "row_gate");
   check(path_row, at::kInt, 1, "path_row");
-  // path_gate: int32 [P] (row_gate[path_row]) selects the masked backward (short rows); empty: the coefficients'
-  const bool masked_bwd = path_gate.numel() > 0;
-  if (masked_bwd) check(path_gate, at::kInt, 1, "path_gate");
+  check(path_gate, at::kInt, 1, "path_gate");
   TORCH_CHECK(tiles_per_group == 1 || tiles_per_group == 2 || tiles_per_group == 4, "tiles must be 1, 2 or 4, got ",
               tiles_per_group);
   TORCH_CHECK(chunk_paths >= 1, "chunk_paths must be >= 1, got ", chunk_paths);
@@ -696,8 +623,8 @@ std::tuple<at::Tensor, at::Tensor> estimator_bwd(
   const int64_t num_paths = col.size(0);
   TORCH_CHECK(xt.size(0) == tiles && gm.size(1) == tiles && xt.size(2) == kT,
               "xt/gm must come from the forward of this batch");
-  TORCH_CHECK(path_row.size(0) == num_paths && (!masked_bwd || path_gate.size(0) == num_paths),
-              "path_row (and path_gate) must have one entry per path");
+  TORCH_CHECK(path_row.size(0) == num_paths && path_gate.size(0) == num_paths,
+              "path_row and path_gate must have one entry per path");
 
   at::Tensor gyt = to_tiles(grad_y.data_ptr<float>(), batch, n_out);  // [T, n_out, 16]
   // [P]: the first tile group writes every entry; an empty batch leaves zeros
@@ -706,7 +633,7 @@ std::tuple<at::Tensor, at::Tensor> estimator_bwd(
                    gyt.data_ptr<float>(), col.data_ptr<int32_t>(),
                    path_row.data_ptr<int32_t>(), row_out.data_ptr<int64_t>(), row_gate.data_ptr<int64_t>(),
                    grad_values.data_ptr<float>(), xt.size(1), gm.size(0), n_out, num_paths, tiles,
-                   masked_bwd ? path_gate.data_ptr<int32_t>() : nullptr};
+                   path_gate.data_ptr<int32_t>()};
   const int64_t blocks = (num_paths + kT - 1) / kT;
   // Chunks of at most chunk_paths paths, as many as a multiple of the threads, of equal size (they split no sum:
   // dvalues do not depend on them).
@@ -716,19 +643,10 @@ std::tuple<at::Tensor, at::Tensor> estimator_bwd(
   const int64_t chunk_blocks = chunks ? (blocks + chunks - 1) / chunks : 1;
   chunks = chunks ? (blocks + chunk_blocks - 1) / chunk_blocks : 0;
   at::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
-    std::vector<float> coef;
     for (int64_t c = c0; c < c1; ++c) {
       const int64_t k0 = c * chunk_blocks, k1 = std::min(blocks, k0 + chunk_blocks);
-      if (masked_bwd) {
-        for_each_group(0, tiles, tiles_per_group, [&](auto nt, int64_t t) {
-          backward_group_masked<decltype(nt)::value>(w, t, k0, k1, t == 0);
-        });
-        continue;
-      }
-      const int64_t rows = w.pr[std::min(k1 * kT, num_paths) - 1] - w.pr[k0 * kT] + 1;
-      coef.resize(tiles_per_group * rows * kT);
       for_each_group(0, tiles, tiles_per_group, [&](auto nt, int64_t t) {
-        backward_group<decltype(nt)::value>(w, t, k0, k1, t == 0, coef.data());
+        backward_group<decltype(nt)::value>(w, t, k0, k1, t == 0);
       });
     }
   });
