@@ -289,7 +289,7 @@ def conversion_error(head: GLAIHead, x: torch.Tensor, gates: torch.Tensor | None
         ValueError: empty ``x``, or ``gates`` not one row per input.
     """
     if len(x) == 0:
-        raise ValueError("conversion_error needs at least one input row, got x of shape " f"{tuple(x.shape)}")
+        raise ValueError(f"conversion_error needs at least one input row, got x of shape {tuple(x.shape)}")
     if gates is not None and len(gates) != len(x):
         raise ValueError(f"gates has {len(gates)} rows for {len(x)} inputs: pass head.conversion.gates[k] of x")
     was_training = head.training

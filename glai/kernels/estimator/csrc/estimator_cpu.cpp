@@ -511,10 +511,9 @@ struct Backward {
   const int32_t* cp;   // [P]
   const int32_t* pr;   // [P]
   const int64_t* ro;   // [R]
-  const int64_t* rg;   // [R]
+  const int32_t* pg;   // [P] each path's gate column, row_gate[path_row]
   float* gv;           // [P]
   int64_t n_in, n_gates, n_out, num_paths, tiles;
-  const int32_t* pg;   // [P] each path's gate column, row_gate[path_row]
 };
 
 // d * x in the lanes whose bit is set in mask, +0 elsewhere (one zero-masked multiply with AVX-512) ...
@@ -631,9 +630,8 @@ std::tuple<at::Tensor, at::Tensor> estimator_bwd(
   at::Tensor grad_values = tiles ? at::empty({num_paths}, at::kFloat) : at::zeros({num_paths}, at::kFloat);
   const Backward w{xt.data_ptr<float>(), reinterpret_cast<const uint16_t*>(gm.data_ptr<int16_t>()),
                    gyt.data_ptr<float>(), col.data_ptr<int32_t>(),
-                   path_row.data_ptr<int32_t>(), row_out.data_ptr<int64_t>(), row_gate.data_ptr<int64_t>(),
-                   grad_values.data_ptr<float>(), xt.size(1), gm.size(0), n_out, num_paths, tiles,
-                   path_gate.data_ptr<int32_t>()};
+                   path_row.data_ptr<int32_t>(), row_out.data_ptr<int64_t>(), path_gate.data_ptr<int32_t>(),
+                   grad_values.data_ptr<float>(), xt.size(1), gm.size(0), n_out, num_paths, tiles};
   const int64_t blocks = (num_paths + kT - 1) / kT;
   // Chunks of at most chunk_paths paths, as many as a multiple of the threads, of equal size (they split no sum:
   // dvalues do not depend on them).
