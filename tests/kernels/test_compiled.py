@@ -104,8 +104,9 @@ def test_gate_major_rule_counts_rows_per_gate_gates_and_outputs(monkeypatch):
 @pytest.mark.skipif(not compiled.cpp_available(), reason="the compiled CPU estimator is not built (make install)")
 @pytest.mark.parametrize("batch", [1, 16, 37, 70])
 def test_the_forward_hands_the_backward_its_gates_as_bit_masks(batch):
-    """The forward's third output (issue 29): int16 [n_gates, T], bit l of [s, t] set exactly when gate s of sample
-    16 t + l is on; the padded samples of a partial last tile are 0. And a gate that is off contributes nothing:
+    """The forward's third output (issue 29): int16 [ceil(T / 4), n_gates, 4], bit l of [u, s, q] set exactly when
+    gate s of sample 16 (4 u + q) + l is on; the padded samples of a partial last tile and the padded tiles of a
+    partial last group of 4 are 0. And a gate that is off contributes nothing:
     with every gate off the output is the bias, bitwise."""
     n_in, n_gates, n_out = 5, 19, 3
     g = torch.Generator().manual_seed(batch)
@@ -116,10 +117,11 @@ def test_the_forward_hands_the_backward_its_gates_as_bit_masks(batch):
     values, bias = torch.randn(layout.num_paths, generator=g), torch.randn(n_out, generator=g)
     _, xt, gm = compiled.estimator_fwd_cpp(x, gates, layout, values, bias)
     tiles = -(-batch // 16)
-    assert gm.dtype == torch.int16 and gm.shape == (n_gates, tiles) and xt.shape == (tiles, n_in, 16)
-    bits = (gm.long().unsqueeze(-1) >> torch.arange(16)) & 1  # [n_gates, T, 16]
-    want = torch.zeros(tiles * 16, n_gates, dtype=torch.long)
+    units = -(-tiles // 4)
+    assert gm.dtype == torch.int16 and gm.shape == (units, n_gates, 4) and xt.shape == (tiles, n_in, 16)
+    bits = (gm.long().unsqueeze(-1) >> torch.arange(16)) & 1  # [U, n_gates, 4, 16]
+    want = torch.zeros(units * 64, n_gates, dtype=torch.long)
     want[:batch] = gates.long()
-    assert torch.equal(bits.reshape(n_gates, -1).T, want)
+    assert torch.equal(bits.permute(0, 2, 3, 1).reshape(-1, n_gates), want)
     y, _, gm = compiled.estimator_fwd_cpp(x * 1e30, torch.zeros_like(gates), layout, values, bias)
     assert torch.equal(y, bias.expand(batch, n_out)) and not gm.any()

@@ -226,6 +226,7 @@ def test_cpp_blocking_matches_reference_and_keeps_the_forward_bitwise(tiles, bat
     for chunk in (16, 100, 1 << 20):
         monkeypatch.setattr(compiled, "TILES_PER_GROUP", tiles)
         monkeypatch.setattr(compiled, "FORWARD_TILES", tiles)
+        monkeypatch.setattr(compiled, "BACKWARD_TILES", tiles)
         monkeypatch.setattr(compiled, "CHUNK_PATHS", chunk)
         monkeypatch.setattr(compiled, "FORWARD_CHUNK_PATHS", chunk)
         y, gv, gb = backend_and_grads(p, grad_y, "cpp")
@@ -250,7 +251,7 @@ def test_cpp_backward_on_short_and_long_rows_matches_reference(tiles, density, b
     p["gates"][:, 9] = 0
     grad_y = torch.randn(batch, 5, generator=torch.Generator().manual_seed(batch))
     y_ref, gv_ref, gb_ref = reference_and_grads(p, grad_y)
-    monkeypatch.setattr(compiled, "TILES_PER_GROUP", tiles)
+    monkeypatch.setattr(compiled, "BACKWARD_TILES", tiles)
     y, gv, gb = backend_and_grads(p, grad_y, "cpp")
     assert rel_err(y, y_ref) < TOL and rel_err(gv, gv_ref) < TOL and rel_err(gb, gb_ref) < TOL
     layout = PathLayout(p["out_idx"], p["in_idx"], p["gate_idx"], 201, 37, 5)
@@ -317,7 +318,11 @@ def test_cpp_gate_major_forward_matches_reference(batch, monkeypatch):
 @needs_cpp
 def test_cpp_refuses_a_bad_blocking(monkeypatch):
     p = make_problem(17, 33, 7, 4, 0.3, seed=1)
-    monkeypatch.setattr(compiled, "TILES_PER_GROUP", 3)
+    monkeypatch.setattr(compiled, "BACKWARD_TILES", 3)
+    with pytest.raises(RuntimeError, match="tiles must be 1, 2 or 4"):
+        backend_and_grads(p, torch.randn(17, 4), "cpp")
+    monkeypatch.setattr(compiled, "BACKWARD_TILES", 4)
+    monkeypatch.setattr(compiled, "FORWARD_TILES", 3)
     with pytest.raises(RuntimeError, match="tiles must be 1, 2 or 4"):
         backend_and_grads(p, torch.randn(17, 4), "cpp")
 
@@ -484,3 +489,17 @@ def test_sparse_estimator_adam_step_equals_reference(backend):
     new_values = model.layout.from_layout(model.values.detach()).cpu()
     assert rel_err(new_values - p["values"], values.detach() - p["values"]) < 1e-4
     assert rel_err(model.bias.detach().cpu() - p["bias"], bias.detach() - p["bias"]) < 1e-4
+
+
+@needs_cpp
+def test_cpp_backward_refuses_masks_of_another_batch():
+    """The backward checks that xt and the grouped gate masks are its batch's (80 samples: 5 tiles, 2 mask groups;
+    17 samples: 2 tiles, 1 group), rather than reading past them."""
+    p = make_problem(80, 33, 7, 4, 0.3, seed=2)
+    layout = PathLayout(p["out_idx"], p["in_idx"], p["gate_idx"], 33, 7, 4)
+    values, bias = torch.randn(layout.num_paths), torch.zeros(4)
+    _, xt, gm = compiled.estimator_fwd_cpp(p["x_tilde"], p["gates"], layout, values, bias)
+    _, _, gm17 = compiled.estimator_fwd_cpp(p["x_tilde"][:17], p["gates"][:17], layout, values, bias)
+    assert gm.shape[0] == 2 and gm17.shape[0] == 1
+    with pytest.raises(RuntimeError, match="must come from the forward of this batch"):
+        compiled.estimator_bwd_cpp(torch.randn(80, 4), xt, gm17, layout)

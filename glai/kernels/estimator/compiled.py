@@ -38,6 +38,13 @@ SOURCE = Path(__file__).with_name("csrc") / "estimator_cpu.cpp"
 #: (Xeon, AVX-512, 48 KiB L1d, 2 MiB L2; one thread; forward + backward at batch 1024 on the six paper shapes,
 #: issue 21): 2 tiles were 10-25% faster than 1 (A1 3.8 vs 5.4 ms, C2 17.0 vs 19.5 ms) and 0-10% faster than 4.
 TILES_PER_GROUP = 2
+#: Tiles per group of the backward: 4, since its gate masks load straight into mask registers and sit 4 tiles to a
+#: group (a 16-path block's transpose-reduction, most of the backward's time, then serves 4 tiles instead of 2).
+#: Measured (AMD EPYC, AVX-512; one thread; backward at batch 1024, ms, 2 / 4 tiles, two runs; issue 29): A1
+#: 1.35-1.44 / 1.21-1.26, B1 13.1-13.5 / 11.2-11.7, B2 9.5-9.9 / 8.6-8.7, C2 5.5-5.7 / 5.0, T768 68.1-68.5 /
+#: 62.2-62.9, D768 10.2-10.8 / 8.8-9.0, FFN384 32.3-31.8 / 29.9-31.0, the real all-MiniLM-L6-v2 block 31.7-32.4 /
+#: 28.4-28.5. (Before these masks 4 tiles were no faster: MiniLM 32.5-33.2 / 31.7-33.7.)
+BACKWARD_TILES = 4
 #: Tiles per group of the output-major forward without input segments: 4 (the x of 4 tiles is read once per row's
 #: path indices and values). Measured (AMD EPYC, AVX-512, 32 KiB L1d, 1 MiB L2; one thread; forward at batch 1024,
 #: ms, 2 / 4 tiles; issue 29): T768 189 / 154, FFN384 85 / 70, the real all-MiniLM-L6-v2 block 80 / 71, D768 31 / 25,
@@ -242,9 +249,10 @@ def estimator_fwd_cpp(
         values: float32 [P] in layout order. bias: float32 [n_out].
 
     Returns:
-        ``(y float32 [B, n_out], xt float32 [T, n_in, 16], gm int16 [n_gates, T])``: the output and, for the
-        backward, the inputs tile-major (T = ceil(B / 16) tiles of 16 samples, zero-padded) and the gates as bit
-        masks (bit l of ``gm[s, t]``: gate s of sample 16 t + l; 2 bytes per gate and tile, issue 29).
+        ``(y float32 [B, n_out], xt float32 [T, n_in, 16], gm int16 [ceil(T / 4), n_gates, 4])``: the output and,
+        for the backward, the inputs tile-major (T = ceil(B / 16) tiles of 16 samples, zero-padded) and the gates as
+        bit masks grouped 4 tiles at a time (bit l of ``gm[u, s, q]``: gate s of sample 16 (4 u + q) + l, 0 for
+        padding; 2 bytes per gate and tile, issue 29).
 
     Raises:
         RuntimeError: when the extension is not built (:func:`build`) or an input is not on the CPU.
@@ -281,7 +289,7 @@ def estimator_bwd_cpp(
         ``(grad_values float32 [P] in layout order, grad_bias float32 [n_out])``.
     """
     return _ops().bwd(grad_y.contiguous(), xt, gm, layout.row_ptr, layout.col, layout.row_out, layout.row_gate,
-                      layout.path_row, _path_gate(layout), TILES_PER_GROUP, CHUNK_PATHS)
+                      layout.path_row, _path_gate(layout), BACKWARD_TILES, CHUNK_PATHS)
 
 
 def _path_gate(layout: PathLayout) -> torch.Tensor:

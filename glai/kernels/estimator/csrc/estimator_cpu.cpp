@@ -12,8 +12,8 @@
 // gradients stay in the L2 cache), then groups of `tiles` tiles (1, 2 or 4), then the chunk's paths. The earlier
 // order (each path over the whole batch) read a fresh cache line of x~ per multiply-add and ran at 1/2 to 1/5 of
 // this speed at batch 1024 (issue 21; compiled.py holds the measured choices).
-// The gates enter as bit masks, int16 [n_gates, T] (bit l of [s, t]: gate s of sample 16 t + l), not as float tiles:
-// a gate's term is its row sum with the off lanes zeroed (`masked`), and the masks of a tile group are one load.
+// The gates enter as bit masks, 2 bytes per (gate, tile) in groups of 4 tiles (`gate_masks`), not as float tiles: a
+// gate's term is its row sum with the off lanes zeroed (`masked`), and the masks of a tile group are one load.
 // - Forward: four independent accumulators per row and tile break the multiply-add latency chain; a row whose
 //   gate is off for every sample of the group is skipped; in output order, a short row's paths (kShortRow) add,
 //   masked by its gate, straight into a second accumulator of its output. Rows run output by output (long rows
@@ -145,13 +145,19 @@ at::Tensor to_tiles(const float* src, int64_t batch, int64_t n) {
   return out;
 }
 
-// The gates as bit masks, gate-major: int16 [n_gates, T], bit l of [s, t] = gates[16 t + l, s] (0 for the padded
-// samples of the last tile). Two bytes per (gate, tile) instead of a 64-byte float tile: the tiles of one tile group
-// are adjacent (one load tells whether the gate is on in any of them), and at token batches (thousands of rows) the
-// masks stay cached where float tiles [T, n_gates, 16] did not (4096 tokens x 1,480 gates: 24 MB; issue 29).
+// The gates as bit masks, grouped 4 tiles at a time: int16 [ceil(T / 4), n_gates, 4], bit l of [u, s, q] =
+// gates[16 (4 u + q) + l, s] (0 for the padded samples and tiles). Two bytes per (gate, tile) instead of a 64-byte
+// float tile: at token batches (thousands of rows) the masks stay cached where float tiles [T, n_gates, 16] did not
+// (4096 tokens x 1,480 gates: 24 MB). A tile group (1, 2 or 4 tiles, never across a multiple of 4: for_each_group)
+// finds a gate's masks in one load, and all its gates' masks in n_gates x 8 bytes that stay in L1 while the group
+// walks its paths; gate-major masks [n_gates, T] put every gate in a cache line of its own (1,480 lines, 95 KB, per
+// group). Measured (one thread, ms, gate-major / grouped; issue 29): the real all-MiniLM-L6-v2 block's backward at
+// 4096 tokens 137 / 123 (the forward 97-111 / 91-98), at 1024 tokens the same within noise.
+constexpr int64_t kMaskTiles = 4;
+
 at::Tensor gate_masks(const uint8_t* gates, int64_t batch, int64_t n_gates) {
-  const int64_t tiles = num_tiles(batch);
-  at::Tensor out = at::empty({n_gates, tiles}, at::kShort);
+  const int64_t tiles = num_tiles(batch), units = (tiles + kMaskTiles - 1) / kMaskTiles;
+  at::Tensor out = at::zeros({units, n_gates, kMaskTiles}, at::kShort);
   uint16_t* dst = reinterpret_cast<uint16_t*>(out.data_ptr<int16_t>());
   at::parallel_for(0, tiles, std::max<int64_t>(1, 65536 / std::max<int64_t>(n_gates, 1)), [&](int64_t t0, int64_t t1) {
     std::vector<uint16_t> m(n_gates);
@@ -162,10 +168,16 @@ at::Tensor gate_masks(const uint8_t* gates, int64_t batch, int64_t n_gates) {
         const uint8_t* g = gates + (t * kT + l) * n_gates;
         for (int64_t s = 0; s < n_gates; ++s) m[s] |= static_cast<uint16_t>((g[s] != 0) << l);
       }
-      for (int64_t s = 0; s < n_gates; ++s) dst[s * tiles + t] = m[s];
+      uint16_t* d = dst + (t / kMaskTiles) * n_gates * kMaskTiles + t % kMaskTiles;
+      for (int64_t s = 0; s < n_gates; ++s) d[s * kMaskTiles] = m[s];
     }
   });
   return out;
+}
+
+// The masks of tile group t0.. (within one group of kMaskTiles): gate s's are at group_base(gm, n_gates, t0)[s * 4].
+GLAI_INLINE const uint16_t* group_base(const uint16_t* gm, int64_t n_gates, int64_t t0) {
+  return gm + (t0 / kMaskTiles) * n_gates * kMaskTiles + t0 % kMaskTiles;
 }
 
 // The lanes of v whose bit is set in mask, +0 elsewhere: a gate of 1 or 0 times v without the multiply.
@@ -258,7 +270,7 @@ inline void row_sums(const Forward& f, const float* const* x, int32_t start, int
 // The masks of gate s on tiles t0..t0+NT-1 (m[t]); whether any bit is set (the gate is on for a sample of the group).
 template <int NT>
 inline bool group_masks(const Forward& f, int64_t t0, int64_t s, uint16_t* m) {
-  std::memcpy(m, f.gm + s * f.tiles + t0, NT * sizeof(uint16_t));
+  std::memcpy(m, group_base(f.gm, f.n_gates, t0) + s * kMaskTiles, NT * sizeof(uint16_t));
   uint16_t on = 0;
   for (int t = 0; t < NT; ++t) on |= m[t];
   return on;
@@ -341,7 +353,7 @@ void forward_by_output(const at::Tensor& xt, const at::Tensor& gm,
                        const at::Tensor& row_ptr, const at::Tensor& col, const at::Tensor& row_out,
                        const at::Tensor& row_gate, const at::Tensor& values, const at::Tensor& seg_ptr,
                        int64_t segments, int64_t tiles_per_group, int64_t chunk_paths, at::Tensor& yt) {
-  const int64_t tiles = xt.size(0), n_in = xt.size(1), n_gates = gm.size(0), n_out = yt.size(1);
+  const int64_t tiles = xt.size(0), n_in = xt.size(1), n_gates = gm.size(1), n_out = yt.size(1);
   const int64_t num_rows = row_out.size(0);
   const int32_t* rp = row_ptr.data_ptr<int32_t>();
   const int64_t* ro = row_out.data_ptr<int64_t>();
@@ -382,7 +394,7 @@ void forward_by_gate(const at::Tensor& xt, const at::Tensor& gm,
                      const at::Tensor& row_ptr, const at::Tensor& col, const at::Tensor& row_out,
                      const at::Tensor& row_gate, const at::Tensor& values, const at::Tensor& row_order,
                      int64_t tiles_per_group, int64_t chunk_paths, at::Tensor& yt) {
-  const int64_t tiles = xt.size(0), n_in = xt.size(1), n_gates = gm.size(0), n_out = yt.size(1);
+  const int64_t tiles = xt.size(0), n_in = xt.size(1), n_gates = gm.size(1), n_out = yt.size(1);
   const int64_t num_rows = row_out.size(0);
   const int32_t* rp = row_ptr.data_ptr<int32_t>();
   const int32_t* order = row_order.data_ptr<int32_t>();
@@ -516,8 +528,30 @@ struct Backward {
   int64_t n_in, n_gates, n_out, num_paths, tiles;
 };
 
+// A tile's gate mask as the masked vector instructions take it: with AVX-512 a mask register, loaded from memory.
+#if defined(__AVX512F__)
+typedef __mmask16 MaskT;
+#else
+typedef uint32_t MaskT;
+#endif
+// The masks p[0..NT) of one gate and tile group (gate_masks). GCC turns _load_mask16 into a 16-bit load into a
+// general register and a move from there into the mask register (with the sign shift of the second tile, 4
+// instructions per path where the loop has 8 more); a kmovw from memory is one load, so GCC gets it written out.
+template <int NT>
+GLAI_INLINE void load_masks(const uint16_t* p, MaskT* m) {
+  for (int t = 0; t < NT; ++t) {
+#if defined(__AVX512F__) && !defined(__clang__)
+    __asm__("kmovw %1, %0" : "=k"(m[t]) : "m"(p[t]));
+#elif defined(__AVX512F__)
+    m[t] = _load_mask16(reinterpret_cast<__mmask16*>(const_cast<uint16_t*>(p + t)));
+#else
+    m[t] = p[t];
+#endif
+  }
+}
+
 // d * x in the lanes whose bit is set in mask, +0 elsewhere (one zero-masked multiply with AVX-512) ...
-GLAI_INLINE v16f mul_masked(v16f d, v16f x, uint32_t mask) {
+GLAI_INLINE v16f mul_masked(v16f d, v16f x, MaskT mask) {
 #if defined(__AVX512F__)
   return (v16f)_mm512_maskz_mul_ps(static_cast<__mmask16>(mask), (__m512)d, (__m512)x);
 #else
@@ -525,7 +559,7 @@ GLAI_INLINE v16f mul_masked(v16f d, v16f x, uint32_t mask) {
 #endif
 }
 // ... and m + d * x in the lanes whose bit is set, m elsewhere (one masked fused multiply-add).
-GLAI_INLINE v16f fma_masked_v(v16f m, v16f d, v16f x, uint32_t mask) {
+GLAI_INLINE v16f fma_masked_v(v16f m, v16f d, v16f x, MaskT mask) {
 #if defined(__AVX512F__)
   return (v16f)_mm512_mask3_fmadd_ps((__m512)d, (__m512)x, (__m512)m, static_cast<__mmask16>(mask));
 #else
@@ -549,7 +583,7 @@ void backward_group(const Backward& w, int64_t t0, int64_t k0, int64_t k1, bool 
     x[t] = w.xp + (t0 + t) * w.n_in * kT;
     dy[t] = w.gyp + (t0 + t) * w.n_out * kT;
   }
-  const uint16_t* gm = w.gm + t0;
+  const uint16_t* gm = group_base(w.gm, w.n_gates, t0);
   for (int64_t k = k0; k < k1; ++k) {
     const int64_t p0 = k * kT;
     const int64_t n = std::min(kT, w.num_paths - p0);
@@ -558,8 +592,8 @@ void backward_group(const Backward& w, int64_t t0, int64_t k0, int64_t k1, bool 
     if (n == kT && w.pr[p0] == w.pr[p0 + kT - 1]) {  // one row: its gate's masks once for the block
       v16f d[NT];
       for (int t = 0; t < NT; ++t) d[t] = load16(dy[t] + o * kT);
-      uint16_t mk[NT];
-      std::memcpy(mk, gm + static_cast<int64_t>(w.pg[p0]) * w.tiles, sizeof mk);
+      MaskT mk[NT];
+      load_masks<NT>(gm + static_cast<int64_t>(w.pg[p0]) * kMaskTiles, mk);
 #pragma GCC unroll 16
       for (int64_t j = 0; j < kT; ++j) {
         const int64_t i = static_cast<int64_t>(w.cp[p0 + j]) * kT;
@@ -573,8 +607,8 @@ void backward_group(const Backward& w, int64_t t0, int64_t k0, int64_t k1, bool 
 #pragma GCC unroll 16
       for (int64_t j = 0; j < kT; ++j) {
         const int64_t i = static_cast<int64_t>(w.cp[p0 + j]) * kT;
-        uint16_t mk[NT];
-        std::memcpy(mk, gm + static_cast<int64_t>(w.pg[p0 + j]) * w.tiles, sizeof mk);
+        MaskT mk[NT];
+        load_masks<NT>(gm + static_cast<int64_t>(w.pg[p0 + j]) * kMaskTiles, mk);
         v16f acc = mul_masked(d[0], load16(x[0] + i), mk[0]);
         for (int t = 1; t < NT; ++t) acc = fma_masked_v(acc, d[t], load16(x[t] + i), mk[t]);
         m[j] = acc;
@@ -584,8 +618,8 @@ void backward_group(const Backward& w, int64_t t0, int64_t k0, int64_t k1, bool 
         v16f acc = {0};
         if (j < n) {
           const int64_t i = static_cast<int64_t>(w.cp[p0 + j]) * kT, oj = w.ro[w.pr[p0 + j]] * kT;
-          uint16_t mk[NT];
-          std::memcpy(mk, gm + static_cast<int64_t>(w.pg[p0 + j]) * w.tiles, sizeof mk);
+          MaskT mk[NT];
+          load_masks<NT>(gm + static_cast<int64_t>(w.pg[p0 + j]) * kMaskTiles, mk);
           for (int t = 0; t < NT; ++t) acc = fma_masked_v(acc, load16(dy[t] + oj), load16(x[t] + i), mk[t]);
         }
         m[j] = acc;
@@ -608,7 +642,7 @@ std::tuple<at::Tensor, at::Tensor> estimator_bwd(
     const at::Tensor& path_gate, int64_t tiles_per_group, int64_t chunk_paths) {
   check(grad_y, at::kFloat, 2, "grad_y");
   check(xt, at::kFloat, 3, "xt");
-  check(gm, at::kShort, 2, "gm");
+  check(gm, at::kShort, 3, "gm");
   check(row_ptr, at::kInt, 1, "row_ptr");
   check(col, at::kInt, 1, "col");
   check(row_out, at::kLong, 1, "row_out");
@@ -620,7 +654,8 @@ std::tuple<at::Tensor, at::Tensor> estimator_bwd(
   TORCH_CHECK(chunk_paths >= 1, "chunk_paths must be >= 1, got ", chunk_paths);
   const int64_t batch = grad_y.size(0), n_out = grad_y.size(1), tiles = num_tiles(batch);
   const int64_t num_paths = col.size(0);
-  TORCH_CHECK(xt.size(0) == tiles && gm.size(1) == tiles && xt.size(2) == kT,
+  TORCH_CHECK(xt.size(0) == tiles && gm.size(0) == (tiles + kMaskTiles - 1) / kMaskTiles &&
+                  gm.size(2) == kMaskTiles && xt.size(2) == kT,
               "xt/gm must come from the forward of this batch");
   TORCH_CHECK(path_row.size(0) == num_paths && path_gate.size(0) == num_paths,
               "path_row and path_gate must have one entry per path");
@@ -631,7 +666,7 @@ std::tuple<at::Tensor, at::Tensor> estimator_bwd(
   const Backward w{xt.data_ptr<float>(), reinterpret_cast<const uint16_t*>(gm.data_ptr<int16_t>()),
                    gyt.data_ptr<float>(), col.data_ptr<int32_t>(),
                    path_row.data_ptr<int32_t>(), row_out.data_ptr<int64_t>(), path_gate.data_ptr<int32_t>(),
-                   grad_values.data_ptr<float>(), xt.size(1), gm.size(0), n_out, num_paths, tiles};
+                   grad_values.data_ptr<float>(), xt.size(1), gm.size(1), n_out, num_paths, tiles};
   const int64_t blocks = (num_paths + kT - 1) / kT;
   // Chunks of at most chunk_paths paths, as many as a multiple of the threads, of equal size (they split no sum:
   // dvalues do not depend on them).
