@@ -3,7 +3,7 @@
 A PyTorch C++ extension (``csrc/estimator_cpu.cpp``, built with :func:`torch.utils.cpp_extension.load`) that
 runs the estimator's forward and value gradient over the same (output, gate) rows as the pure-PyTorch path,
 with the batch as the vector dimension in tiles of 16 samples, stored tile-major so that a tile's inputs stay in
-cache while every path reads them (see the source for the kernels and :data:`TILES_PER_GROUP`,
+cache while every path reads them (see the source for the kernels and :data:`BACKWARD_TILES`,
 :data:`CHUNK_PATHS` for the measured blocking). Built ahead of time by ``make
 install`` (``python -m glai.kernels.estimator``), never inside a run: a build takes ~10-60 s and
 would otherwise land on GLAI's clock. A run whose extension is not built for this machine falls back to the
@@ -34,9 +34,11 @@ from glai.kernels.estimator.layout import PathLayout
 __all__ = ["build", "cpp_available", "estimator_fwd_cpp", "estimator_bwd_cpp", "library_path"]
 
 SOURCE = Path(__file__).with_name("csrc") / "estimator_cpu.cpp"
-#: Tiles of 16 samples each pass over the paths handles (1, 2 or 4). Measured on this project's 2-core machine
-#: (Xeon, AVX-512, 48 KiB L1d, 2 MiB L2; one thread; forward + backward at batch 1024 on the six paper shapes,
-#: issue 21): 2 tiles were 10-25% faster than 1 (A1 3.8 vs 5.4 ms, C2 17.0 vs 19.5 ms) and 0-10% faster than 4.
+#: Tiles of 16 samples each pass over the paths handles (1, 2 or 4) in the forward with input segments (and the
+#: tiles :func:`forward_segments` sizes its segments for). Measured on this project's 2-core machine (Xeon, AVX-512,
+#: 48 KiB L1d, 2 MiB L2; one thread; forward + backward at batch 1024 on the six paper shapes, issue 21): 2 tiles
+#: were 10-25% faster than 1 (A1 3.8 vs 5.4 ms, C2 17.0 vs 19.5 ms) and 0-10% faster than 4. The forward without
+#: segments and the backward have their own (:data:`FORWARD_TILES`, :data:`BACKWARD_TILES`).
 TILES_PER_GROUP = 2
 #: Tiles per group of the backward: 4, since its gate masks load straight into mask registers and sit 4 tiles to a
 #: group (a 16-path block's transpose-reduction, most of the backward's time, then serves 4 tiles instead of 2).
