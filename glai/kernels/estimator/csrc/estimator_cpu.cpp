@@ -225,7 +225,7 @@ inline void for_each_group(int64_t t_begin, int64_t t_end, int64_t tiles_per_gro
 
 struct Forward {
   const float* xp;      // [T, n_in, 16]
-  const uint16_t* gm;   // [n_gates, T] gate bit masks
+  const uint16_t* gm;   // [ceil(T / 4), n_gates, 4] gate bit masks (gate_masks)
   const float* vp;      // [P]
   const int32_t* rp;    // [R + 1]
   const int32_t* cp;    // [P]
@@ -504,7 +504,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> estimator_fwd(
   }
 
   at::Tensor xt = to_tiles(x_tilde.data_ptr<float>(), batch, n_in);      // [T, n_in, 16]
-  at::Tensor gm = gate_masks(gates.data_ptr<uint8_t>(), batch, n_gates);  // [n_gates, T] bit masks
+  at::Tensor gm = gate_masks(gates.data_ptr<uint8_t>(), batch, n_gates);  // [ceil(T / 4), n_gates, 4] bit masks
   at::Tensor yt = at::empty({tiles, n_out, kT}, at::kFloat);               // [T, n_out, 16], all written
   if (by_gate) {
     forward_by_gate(xt, gm, row_ptr, col, row_out, row_gate, values, row_order, tiles_per_group, chunk_paths, yt);
@@ -518,7 +518,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> estimator_fwd(
 
 struct Backward {
   const float* xp;     // [T, n_in, 16]
-  const uint16_t* gm;  // [n_gates, T] gate bit masks
+  const uint16_t* gm;  // [ceil(T / 4), n_gates, 4] gate bit masks (gate_masks)
   const float* gyp;    // [T, n_out, 16]
   const int32_t* cp;   // [P]
   const int32_t* pr;   // [P]
