@@ -79,10 +79,14 @@ def peak_rss(fn):
 
 
 def _with_gates(tokens: Tokens, valid_gates: torch.Tensor) -> Tokens:
-    """``tokens`` with the gates of its valid tokens (``a[mask]`` order) scattered into [N, L, n_gates]."""
-    gates = torch.zeros(*tokens.mask.shape, valid_gates.shape[1], dtype=valid_gates.dtype, device=valid_gates.device)
-    gates[tokens.mask] = valid_gates
-    return Tokens(tokens.a, tokens.mask, gates)
+    """``tokens`` with the gates of its valid tokens, uint8 [T, n_gates] in ``a[mask]`` order (:class:`Tokens`).
+
+    Raises:
+        ValueError: one row of gates per valid token is not what was given.
+    """
+    if valid_gates.shape[0] != tokens.count():
+        raise ValueError(f"{valid_gates.shape[0]} rows of gates for {tokens.count()} valid tokens")
+    return Tokens(tokens.a, tokens.mask, valid_gates)
 
 
 def _phase(hist: History, tokens: int) -> dict[str, Any]:

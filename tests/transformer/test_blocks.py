@@ -139,3 +139,30 @@ def test_a_stack_converts_each_block_on_the_tokens_it_sees():
         upper = attention(h, mask)[mask]
     expected = glai.convert(relu_mlp(blocks[1]), upper, keep=budget, backend="torch")
     assert torch.equal(inners[1].conversion.gates[0], expected.conversion.gates[0])
+
+
+def test_a_batch_of_tokens_finds_its_gates_among_its_sets_rows():
+    """Tokens keep a GLAI head's cached gates once per valid token of the set (issue 29): a batch (tensor index,
+    slice, a batch of a batch) gets exactly the gates of its valid tokens in ``a[mask]`` order, the rows scattered
+    [N, L, n_gates] would give, without copying the set's; a set's own gates come back as they are."""
+    from glai.transformer.model import Tokens
+
+    g = torch.Generator().manual_seed(0)
+    n, length, n_gates = 7, 9, 5
+    mask = torch.arange(length) < torch.randint(1, length + 1, (n, 1), generator=g)
+    a = torch.randn(n, length, 3, generator=g) * mask.unsqueeze(-1)
+    valid = (torch.rand(int(mask.sum()), n_gates, generator=g) < 0.5).to(torch.uint8)
+    dense = torch.zeros(n, length, n_gates, dtype=torch.uint8)
+    dense[mask] = valid
+    tokens = Tokens(a, mask, valid)
+    assert tokens.valid_gates() is valid
+    for idx in (torch.tensor([5, 0, 3]), slice(2, 6), torch.tensor([6])):
+        batch = tokens[idx]
+        assert batch.gates is valid  # shared, not copied
+        assert torch.equal(batch.valid_gates(), dense[idx][mask[idx]])
+        assert torch.equal(batch.valid(), a[idx][mask[idx]])
+    sub = tokens[torch.tensor([4, 1, 2, 6])][torch.tensor([2, 0])]  # rows 2 and 4 of the set
+    assert torch.equal(sub.valid_gates(), dense[[2, 4]][mask[[2, 4]]])
+    assert Tokens(a, mask)[torch.tensor([1])].valid_gates() is None
+    with pytest.raises(ValueError, match="no cached gates"):
+        Tokens(a, mask).gate_rows()
