@@ -84,8 +84,9 @@ def _with_gates(tokens: Tokens, valid_gates: torch.Tensor) -> Tokens:
     Raises:
         ValueError: one row of gates per valid token is not what was given.
     """
-    if valid_gates.shape[0] != tokens.count():
-        raise ValueError(f"{valid_gates.shape[0]} rows of gates for {tokens.count()} valid tokens")
+    count = tokens.count()
+    if valid_gates.shape[0] != count:
+        raise ValueError(f"{valid_gates.shape[0]} rows of gates for {count} valid tokens")
     return Tokens(tokens.a, tokens.mask, valid_gates)
 
 

@@ -44,7 +44,7 @@ TILES_PER_GROUP = 2
 #: group (a 16-path block's transpose-reduction, most of the backward's time, then serves 4 tiles instead of 2).
 #: Measured (AMD EPYC, AVX-512; one thread; backward at batch 1024, ms, 2 / 4 tiles, two runs; issue 29): A1
 #: 1.35-1.44 / 1.21-1.26, B1 13.1-13.5 / 11.2-11.7, B2 9.5-9.9 / 8.6-8.7, C2 5.5-5.7 / 5.0, T768 68.1-68.5 /
-#: 62.2-62.9, D768 10.2-10.8 / 8.8-9.0, FFN384 32.3-31.8 / 29.9-31.0, the real all-MiniLM-L6-v2 block 31.7-32.4 /
+#: 62.2-62.9, D768 10.2-10.8 / 8.8-9.0, FFN384 31.8-32.3 / 29.9-31.0, the real all-MiniLM-L6-v2 block 31.7-32.4 /
 #: 28.4-28.5. (Before these masks 4 tiles were no faster: MiniLM 32.5-33.2 / 31.7-33.7.)
 BACKWARD_TILES = 4
 #: Tiles per group of the output-major forward without input segments: 4 (the x of 4 tiles is read once per row's
