@@ -22,7 +22,9 @@ the tests read studies through the same code:
   parameter set is ever run twice, however the search is cut off and resumed.
 - **Resumption**: a trial left running by a sweeper that no longer exists on this host (a killed search) is
   adopted by the next one and run again under its own trial number, so its parameters are neither lost nor
-  duplicated. A trial owned by a sweeper on another host is taken as live.
+  duplicated. A trial owned by a sweeper on another host is taken as live. A trial is written whole, its owner
+  included, before it runs (enqueued, then asked for), so a sweeper killed at any write leaves either a running
+  trial with a dead owner or a waiting trial, and the next sweeper adopts both.
 - **The one-standard-error rule** (:func:`choose`): a trial's score is a mean over folds (or repeated splits, or
   episodes) with its standard error; the best trial replaces the head's protocol default only when it beats it
   by more than the best trial's standard error (Hastie, Tibshirani & Friedman, The Elements of Statistical
@@ -202,13 +204,22 @@ class SearchStudy:
         live = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL, optuna.trial.TrialState.RUNNING)
         return len(self.trials(live))
 
-    def _ask(self, user_attrs: dict[str, Any], params: dict[str, Any] | None = None) -> optuna.trial.Trial:
-        if params is not None:
-            self.study.enqueue_trial(params, user_attrs={"enqueued": True})
-        trial = self.study.ask()
-        for key, value in {**user_attrs, "owner": _owner()}.items():
-            trial.set_user_attr(key, value)
-        return trial
+    def _ask(self, params: dict[str, Any], user_attrs: dict[str, Any]) -> optuna.trial.Trial:
+        """A new trial: enqueued with every attribute it needs, its owner included, in one write to the study,
+        then asked for. A sweeper killed between the two leaves a waiting trial that the next one adopts
+        (:meth:`propose`), and never a running trial without an owner, which would look live for ever."""
+        self.study.enqueue_trial(params, user_attrs={**user_attrs, "owner": _owner()})
+        return self.study.ask()
+
+    def _adopt(self, trial: optuna.trial.Trial) -> Proposal:
+        """A trial a dead sweeper left running or waiting, taken over: its owner is now this sweeper, and a
+        sampled trial's enqueued values are recorded as its parameters (the sweeper may have died before)."""
+        trial.set_user_attr("owner", _owner())
+        trial.set_user_attr("adopted", True)
+        attrs = trial.user_attrs
+        if attrs.get("default") is None:
+            self.suggest(trial)
+        return Proposal(trial.number, list(attrs.get("overrides", [])), trial, attrs.get("default"), adopted=True)
 
     def _draw(self, held: set[str]) -> tuple[dict[str, Any], dict[str, Any]] | None:
         """A parameter set the study does not hold, drawn on an in-memory copy of the study by a sampler seeded
@@ -231,23 +242,25 @@ class SearchStudy:
         return None
 
     def propose(self, n: int) -> list[Proposal]:
-        """Up to ``n`` trials to run now: first the running trials of a sweeper of this host that is gone
-        (adopted), then the head's defaults the study lacks, then distinct sampled sets, within the budget.
+        """Up to ``n`` trials to run now: first the running trials of a sweeper of this host that is gone and the
+        waiting trials of a sweeper that died before it asked for them (adopted), then the head's defaults the
+        study lacks, then distinct sampled sets, within the budget.
         Empty when the budget is spent (or the space holds no set the study has not run)."""
         out: list[Proposal] = []
         with self.lock:
             for frozen in self.trials((optuna.trial.TrialState.RUNNING,)):
                 if len(out) < n and not _alive(frozen.user_attrs.get("owner")):
                     # Trial(study, id) is Optuna's own handle for a trial of another process (ask-and-tell)
-                    trial = optuna.trial.Trial(self.study, frozen._trial_id)
-                    trial.set_user_attr("owner", _owner())
-                    trial.set_user_attr("adopted", True)
-                    out.append(Proposal(frozen.number, list(frozen.user_attrs.get("overrides", [])), trial,
-                                        frozen.user_attrs.get("default"), adopted=True))
+                    out.append(self._adopt(optuna.trial.Trial(self.study, frozen._trial_id)))
+            # every sweeper enqueues and asks under this lock, so a waiting trial seen here was left by one that
+            # died in between; ask() pops the oldest waiting trial
+            while (len(out) < n and self._counted() < self.n_trials
+                   and self.trials((optuna.trial.TrialState.WAITING,))):
+                out.append(self._adopt(self.study.ask()))
             have = {t.user_attrs.get("default") for t in self.trials()}
             for name, overrides in self.defaults:
                 if len(out) < n and self._counted() < self.n_trials and name not in have:
-                    trial = self._ask({"default": name, "overrides": overrides, "implied": {}})
+                    trial = self._ask({}, {"default": name, "overrides": overrides, "implied": {}})
                     out.append(Proposal(trial.number, overrides, trial, name))
             held = {_key_of(t) for t in self.trials()}
             while len(out) < n and self._counted() < self.n_trials:
@@ -257,10 +270,9 @@ class SearchStudy:
                           f"({MAX_DRAWS} draws); stopping before the budget")
                     break
                 params, implied = drawn
-                trial = self._ask({"implied": implied}, params)
+                overrides = [_override(k, v) for k, v in {**params, **implied}.items()]
+                trial = self._ask(params, {"implied": implied, "overrides": overrides})
                 got = self.suggest(trial) or {}  # the enqueued values: the same suggestions, recorded
-                overrides = [_override(k, v) for k, v in {**trial.params, **got}.items()]
-                trial.set_user_attr("overrides", overrides)
                 held.add(params_key(trial.params, got))
                 out.append(Proposal(trial.number, overrides, trial))
         return out

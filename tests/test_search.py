@@ -96,6 +96,45 @@ def test_a_killed_search_resumes_without_repeats_and_runs_the_full_budget(tmp_pa
     assert len(set(_keys(resumed))) == 8  # no parameter set twice, the full budget of distinct trials
 
 
+def _sweeper_killed_at_write(path, k):
+    """A sweeper that dies (os._exit: nothing told, no cleanup) just before its k-th write to the study."""
+    from optuna.storages.journal import JournalStorage
+
+    write, count = JournalStorage._write_log, [0]
+
+    def dying(self, *args, **kwargs):
+        count[0] += 1
+        if count[0] == k:
+            os._exit(0)
+        return write(self, *args, **kwargs)
+
+    JournalStorage._write_log = dying
+    _run(_study(path, n_trials=6), n=1)
+    os._exit(3)  # the budget was spent before the k-th write
+
+
+@pytest.mark.parametrize("k", range(1, 34))  # every write of a 6-trial search (33)
+def test_a_sweeper_killed_at_any_write_leaves_a_study_the_next_one_completes(tmp_path, k):
+    """CI caught a search cut off between Optuna's ask() and the trial's first attribute: a running trial without
+    an owner looked live for ever, spent the budget and was never run. Now a trial is written whole before it
+    runs, so a kill at any write leaves a trial the next sweeper adopts."""
+    path = tmp_path / "a.journal"
+    _study(path, n_trials=6)  # the study exists: the writes counted are the search's
+    proc = mp.get_context("fork").Process(target=_sweeper_killed_at_write, args=(path, k))
+    proc.start()
+    proc.join(60)
+    assert proc.exitcode == 0, "the sweeper finished before its k-th write: k is past the search's writes"
+    resumed = _study(path, n_trials=6)
+    _run(resumed, n=1)
+    trials = resumed.trials()
+    assert len(trials) == 6 and all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    assert len(set(_keys(resumed))) == 6
+    assert [t.user_attrs.get("default") for t in trials[:2]] == ["protocol", "adam"]
+    for t in trials[2:]:  # each sampled trial ran the overrides of its recorded parameters
+        assert sorted(t.user_attrs["overrides"]) == sorted(f"{key}={value}" for key, value in
+                                                           {**t.params, **t.user_attrs["implied"]}.items())
+
+
 def test_a_restarted_sampler_does_not_replay_its_first_proposals(tmp_path):
     """The official sweeper re-seeded TPE with the same seed in every process, so a resumed search proposed the
     sets it had already run; here each draw's seed comes from the study's state."""

@@ -65,7 +65,9 @@ def test_a_search_cut_off_resumes_without_repeats_and_runs_the_full_budget(tmp_p
     out = _search(tmp_path, 6)  # the same command again
     assert out.returncode == 0, out.stderr[-3000:]
     study = _study(tmp_path)
-    assert len(study.trials) == 6 and all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+    states = [(t.number, t.state.name, t.user_attrs.get("error"), t.user_attrs.get("adopted")) for t in study.trials]
+    assert len(study.trials) == 6 and all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials), \
+        f"{states}\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
     assert len(set(_keys(study))) == 6  # no parameter set twice: the full budget of distinct trials
     assert {t.number: t.params for t in study.trials if t.number in first} == first
     assert [t.user_attrs.get("default") for t in study.trials[:2]] == ["protocol", "adam"]
