@@ -34,11 +34,12 @@ from typing import Any
 import optuna
 import yaml
 from hydra.errors import HydraException
+from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from glai.config import CONF_DIR, compose_config, compose_error_line
 from glai.errors import ConfigError
-from glai.results.identity import is_variant_key
+from glai.results.identity import RUNTIME_KEYS, is_variant_key
 from glai.results.records import atomic_write_text, read_record
 from glai.search import choose, open_storage
 from glai.tuned import FORMAT, StaleTunedError, check_settings, find_tuned, group_of, tuned_path
@@ -135,6 +136,10 @@ def load_search(sweep_dir: Path) -> tuple[dict, optuna.Study]:
     if not isinstance(info, dict) or not info.get("storage") or not info.get("study_name"):
         raise ValueError(f"{path} lacks 'storage' and 'study_name' (written by the glai_optuna sweeper); run the "
                          "search again to rewrite it")
+    fixed = info.get("fixed")
+    if fixed is not None and not (isinstance(fixed, list) and all(isinstance(o, str) for o in fixed)):
+        raise ValueError(f"{path} is cut or edited: 'fixed' is not a list of overrides; run the search again to "
+                         "rewrite it")
     storage = str(info["storage"])
     if "://" not in storage and not Path(storage).is_file():
         raise FileNotFoundError(f"{path} names the study storage {storage}, which does not exist")
@@ -143,6 +148,35 @@ def load_search(sweep_dir: Path) -> tuple[dict, optuna.Study]:
     except KeyError as err:
         raise FileNotFoundError(f"{storage} holds no study {info['study_name']!r} (named in {path})") from err
     return info, study
+
+
+def record_group(record: dict, path: Path, fixed: list[str], conf_dir: Path = CONF_DIR) -> dict:
+    """The group (:func:`glai.tuned.group_of`) of the config a search trial ran, read from its ``record``, and
+    checked against the group of the search's fixed overrides (``search.yaml`` at ``path``).
+
+    The record is what ran; ``search.yaml`` only says what the search was asked to run. A file cut or edited after
+    the search (a lost ``experiment.max_epochs=3``) would otherwise file the trial's settings under another group,
+    where ``tuning=best`` applies them to runs the search never scored.
+
+    Raises:
+        ValueError: naming ``path``: its fixed overrides do not compose, or name another group than the record's.
+    """
+    fix = (f"Fix: run the search's command again (python run.py -m tuning=search ... with hydra.sweep.dir="
+           f"{path.parent}): it rewrites {path.name} and keeps every finished trial")
+    try:
+        asked = group_of(compose_config(fixed, conf_dir), conf_dir)
+    except (HydraException, OmegaConfBaseException) as err:
+        raise ValueError(f"{path} is cut or edited: its fixed overrides do not compose "
+                         f"({compose_error_line(err).split('. Fix:')[0]}). {fix}") from err
+    config = {k: v for k, v in record["config"].items() if k not in RUNTIME_KEYS}
+    ran = group_of(OmegaConf.create(config), conf_dir)
+    if ran != asked:
+        def text(group: dict) -> str:
+            return ", ".join(f"{k}={v}" for k, v in group.items()) or "the experiment's own group"
+
+        raise ValueError(f"{path} is cut or edited: its fixed overrides name the group ({text(asked)}), but the chosen "
+                         f"trial's record ran ({text(ran)}). {fix}")
+    return ran
 
 
 def tuned_settings(sweep_dir: Path, conf_dir: Path = CONF_DIR) -> tuple[str, str, dict, dict, dict]:
@@ -159,7 +193,7 @@ def tuned_settings(sweep_dir: Path, conf_dir: Path = CONF_DIR) -> tuple[str, str
     chosen = pick["chosen"]
     record = trial_record(chosen)
     settings = trial_settings(record, _searched_keys(trials, list(info.get("fixed") or [])))
-    group = group_of(compose_config(list(info.get("fixed") or []), conf_dir), conf_dir)
+    group = record_group(record, sweep_dir / "search.yaml", list(info.get("fixed") or []), conf_dir)
     finished = [t for t in trials if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL)]
 
     def score(t) -> dict[str, Any] | None:
@@ -280,10 +314,17 @@ def main(argv: list[str] | None = None) -> int:
             raise
         line = (compose_error_line(err) if isinstance(err, (HydraException, OmegaConfBaseException))
                 else str(err).strip().splitlines()[0])
-        print(f"save_tuned: {type(err).__name__}: {line}", file=sys.stderr)
+        print(f"[glai] {type(err).__name__}: {line}", file=sys.stderr)
         return 2
     out = tuned_path(args.out, experiment, head, group)
-    atomic_write_text(out, render(experiment, head, settings, search, args.sweep_dir, group))
+    try:
+        atomic_write_text(out, render(experiment, head, settings, search, args.sweep_dir, group))
+    except OSError as err:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        print(f"[glai] {type(err).__name__}: --out {args.out}: cannot write {out} ({err.strerror or err}). Fix: give "
+              "--out (or GLAI_TUNED_DIR) a folder you can write; nothing was saved", file=sys.stderr)
+        return 2
     print(f"{out}: {search['chosen']}: " + ", ".join(f"{k}={v}" for k, v in settings.items()))
     return 0
 
