@@ -133,14 +133,18 @@ def _prevailing(values: list[str]) -> str:
 def _split_collisions(records: Sequence[MutableMapping]) -> None:
     """Environment variants get labels of their own without orphaning the protocol rows (documented rule):
 
-    1. Per label, each environment key (device, threads, the estimator backend, ...) has a prevailing value:
-       the one most of the label's records ran with (over every head and tag; ties: the smallest). A record
+    1. Per label, each environment key (device, threads, the estimator backend, the CPU, ...) has a prevailing
+       value: the one most of the label's records ran with (over every head and tag; ties: the smallest). A record
        whose environment differs from it is labelled ``X {key=value}`` with the keys that differ, every other
        record keeps ``X``. So an MLP at ``num_threads=2`` beside the 1-thread runs becomes
        ``X {num_threads=2}`` while the 1-thread MLP and GLAI runs still pair; a GLAI-only key (``head.backend``)
-       is compared among the records that have it.
+       is compared among the records that have it. The CPU (``cpu``: :func:`glai.results.cpu.cpu_name` of the
+       record's ``environment.cpu``; ``unknown`` for records written before it was stored) is such a key: times
+       of two CPUs are never paired or averaged in one row.
     2. Groups that still share a (label, head, tag) differ in their settings: each gets ``#<fingerprint[:6]>``.
     """
+    from glai.results.cpu import cpu_name
+
     by_label: dict[str, list] = defaultdict(list)
     for rec in records:
         if rec.get("_group") is not None:
@@ -148,6 +152,8 @@ def _split_collisions(records: Sequence[MutableMapping]) -> None:
     for recs in by_label.values():
         envs = [{k: format_value(v) for k, v in flatten(identity_items(record_config(r), ("environment",))).items()}
                 for r in recs]
+        for rec, env in zip(recs, envs):
+            env["cpu"] = cpu_name((rec.get("environment") or {}).get("cpu"))
         prevailing = {k: _prevailing([e[k] for e in envs if k in e]) for k in sorted({k for e in envs for k in e})}
         for rec, env in zip(recs, envs):
             odd = [k for k in sorted(env) if env[k] != prevailing[k]]

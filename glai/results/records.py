@@ -15,6 +15,8 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
+from glai.names import path_part
+from glai.results.cpu import cpu_info
 from glai.results.identity import fingerprint, short
 from glai.results.schema import SCHEMA_VERSION  # re-exported: the version of glai.results.schema
 
@@ -48,11 +50,15 @@ def record_path(
     The readable part tells runs apart in a listing; the fingerprint (SPEC 12,
     :func:`glai.results.identity.fingerprint`) keeps runs of different settings apart. Without
     ``fingerprint`` it is the schema-1 name (``rho<rho>-seed<seed>.json``).
+
+    Raises:
+        ConfigError: an experiment, head or tag that would leave ``results_dir`` (:func:`glai.names.path_part`).
     """
     head_dir = f"{head}-{tag}" if tag else head
     suffix = f"-{short(fingerprint)}" if fingerprint else ""
     prefix = "" if rho is None else f"rho{rho:g}-"
-    return Path(results_dir) / experiment / head_dir / f"{prefix}seed{seed}{suffix}.json"
+    folder = Path(results_dir) / path_part("experiment.name", experiment, exact=True, nested=True)
+    return folder / path_part("tag", head_dir, exact=True) / f"{prefix}seed{seed}{suffix}.json"
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
@@ -132,7 +138,9 @@ def _git(*args: str) -> str | None:
 
 
 def environment(device: str) -> dict[str, Any]:
-    """Versions, device, git SHA and dirty flag, host and time (UTC) of this run."""
+    """Versions, device, the CPU (:func:`glai.results.cpu.cpu_info`: model, vector extensions, cache sizes; on every
+    device, since the host's CPU runs the loop's Python), git SHA and dirty flag, host and time (UTC) of this run.
+    ``device_name`` is the GPU's name on CUDA, else the CPU's (:func:`glai.results.cpu.cpu_name`)."""
     import numpy
     import scipy
     import sklearn
@@ -146,10 +154,12 @@ def environment(device: str) -> dict[str, Any]:
         except Exception:  # optional at run time
             versions[name] = None
     status = _git("status", "--porcelain", "--untracked-files=no")
+    cpu = cpu_info()
     return {
         "versions": versions,
         "device": device,
-        "device_name": torch.cuda.get_device_name() if device == "cuda" else platform.processor() or "cpu",
+        "device_name": torch.cuda.get_device_name() if device == "cuda" else cpu["name"],
+        "cpu": cpu,
         "torch_threads": torch.get_num_threads(),
         "git_sha": _git("rev-parse", "HEAD"),
         "git_dirty": bool(status) if status is not None else None,
