@@ -83,7 +83,8 @@ class FrameTable(Table):
             if missing:
                 raise DataError(f"dataset.text_columns: {missing} not in {file}'s columns {list(frame.columns)}. "
                                 "Fix: dataset.text_columns=[<the text columns>]")
-            cols = [frame[c].where(frame[c].notna(), None).tolist() for c in dcfg.text_columns]
+            # empty cells leave the joined text; as objects, since a float column (all cells empty) keeps NaN
+            cols = [frame[c].astype(object).where(frame[c].notna(), None).tolist() for c in dcfg.text_columns]
             texts = [join_text(parts) for parts in zip(*cols)]
             self._texts, self.labels = apply_text_filter(texts, self.labels, dcfg)
             self.n = len(self._texts)
