@@ -36,8 +36,9 @@ bench: install
 tables: install
 	$(BIN)/python scripts/make_tables.py
 
-# On a machine with internet (a cluster's login node): download EXP's backbone and data into the standard
-# caches and print the offline command for the compute nodes. make prefetch EXP=A1
+# On a machine with internet (a cluster's login node): get what experiment EXP reads -- its offline stand-ins built
+# under GLAI_DATA_ROOT from their public sources (glai/data/standins.py), hub weights and data into the standard
+# caches -- and print the command that then runs offline. make prefetch EXP=offline/A2 (or ffn/dbpedia, A1)
 EXP ?= A1
 prefetch: install
 	$(BIN)/python scripts/prefetch.py experiment=$(EXP)
