@@ -20,6 +20,7 @@ from omegaconf import MISSING, DictConfig
 
 from glai.data.config import BackboneConfig, DatasetConfig, check_backbone_config, check_dataset_config
 from glai.errors import ConfigError
+from glai.names import path_part
 from glai.training.optimizers import OPTIMIZERS
 from glai.training.tasks import MONITORS
 
@@ -509,21 +510,15 @@ def _rho_fix(arch: list[int]) -> str:
     return f"experiment.arch with a last hidden width above n_out={arch[-1]} (e.g. {2 * arch[-1]})"
 
 
-#: A record path segment: letters, digits, ``_``, ``-``, ``.`` (never ``..``); experiment names nest with ``/``.
-_SAFE_SEGMENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
-
-
 def _validate_names(cfg) -> None:
-    """``tag`` and ``experiment.name`` become folders under ``results_dir``: they must stay inside it."""
-    name = str(cfg.experiment.name)
-    parts = name.split("/")
-    if not all(_SAFE_SEGMENT.match(p) and ".." not in p for p in parts):
-        _fail("experiment.name", name, "names a folder under results_dir: letters, digits, '_', '-', '.' in "
-              "'/'-separated parts, no '..' and no absolute path", "experiment.name=my_experiment")
-    tag = str(cfg.tag)
-    if tag and not (_SAFE_SEGMENT.match(tag) and ".." not in tag):
-        _fail("tag", tag, "is part of the record's folder name: letters, digits, '_', '-', '.', no '/' or '..'",
-              "tag=my_variant")
+    """The values that become folder names (:func:`glai.names.path_part`) must stay inside their root:
+    ``experiment.name`` and ``tag`` under ``results_dir`` and ``tuned_dir`` (exactly as given), ``dataset.name``
+    and ``backbone.name`` under ``cache_dir``."""
+    path_part("experiment.name", cfg.experiment.name, exact=True, nested=True, fix="experiment.name=my_experiment")
+    if str(cfg.tag):
+        path_part("tag", cfg.tag, exact=True, fix="tag=my_variant")
+    path_part("dataset.name", cfg.dataset.name, fix="dataset.name=my_data")
+    path_part("backbone.name", cfg.backbone.name, fix="backbone.name=my_backbone")
 
 
 def _validate_keys(cfg) -> None:

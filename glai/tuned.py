@@ -37,6 +37,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from glai.config import CONF_DIR, compose_config, reference_configs, validate
 from glai.data.loading import resolved_paths
 from glai.errors import ConfigError
+from glai.names import path_part
 from glai.results.identity import differences, is_variant_key
 
 __all__ = ["FORMAT", "SHIPPED", "StaleTunedError", "apply_tuned", "check_settings", "find_tuned", "group_key",
@@ -88,8 +89,13 @@ def group_key(group: dict[str, Any]) -> str:
 
 
 def tuned_path(root: str | Path, experiment: str, head: str, group: dict[str, Any]) -> Path:
-    """``<root>/<experiment>/<head>/<group key>.yaml``."""
-    return Path(root) / experiment / head / f"{group_key(group)}.yaml"
+    """``<root>/<experiment>/<head>/<group key>.yaml``.
+
+    Raises:
+        ConfigError: an experiment or head name that would leave ``root`` (:func:`glai.names.path_part`).
+    """
+    folder = Path(root) / path_part("experiment.name", experiment, exact=True, nested=True)
+    return folder / path_part("head", head, exact=True, fix="head=glai") / f"{group_key(group)}.yaml"
 
 
 def _load(path: Path) -> dict[str, Any]:

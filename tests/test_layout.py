@@ -19,17 +19,18 @@ PACKAGE = ROOT / "glai"
 # What each part of glai may import (besides itself). The runner orchestrates and may import anything.
 ALLOWED = {
     "glai.errors": set(),
+    "glai.names": {"glai.errors"},
     "glai.cluster": set(),
     "glai.search_space": set(),
-    "glai.search": {"glai.errors"},
+    "glai.search": {"glai.training", "glai.errors"},
     "glai.kernels": set(),
     "glai.training": {"glai.errors"},
-    "glai.data": {"glai.errors"},
-    "glai.results": {"glai.errors"},
+    "glai.data": {"glai.errors", "glai.names"},
+    "glai.results": {"glai.errors", "glai.names"},
     "glai.method": {"glai.kernels", "glai.training", "glai.errors"},
-    "glai.config": {"glai.data", "glai.training", "glai.errors"},
+    "glai.config": {"glai.data", "glai.training", "glai.errors", "glai.names"},
     "glai.options": {"glai.method", "glai.training"},
-    "glai.tuned": {"glai.config", "glai.data", "glai.results", "glai.errors"},
+    "glai.tuned": {"glai.config", "glai.data", "glai.results", "glai.errors", "glai.names"},
     "glai.transformer": {"glai.method", "glai.training", "glai.errors"},
     "glai": {"glai.method", "glai.training"},
 }

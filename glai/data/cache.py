@@ -27,6 +27,8 @@ from typing import Any
 
 import torch
 
+from glai.names import path_part
+
 __all__ = ["CacheEntry", "EmbeddingCache", "atomic_write_bytes", "key_hash", "memoised_json", "sha256_file"]
 
 log = logging.getLogger(__name__)
@@ -51,10 +53,6 @@ def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
-
-
-def _slug(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in str(text)) or "_"
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -113,10 +111,16 @@ class EmbeddingCache:
         self.events: list[dict] = []
 
     def entry(self, key: dict) -> CacheEntry:
-        """Where the entry of `key` lives. `key` must hold "backbone"."name", "dataset"."name", "split"."""
+        """Where the entry of `key` lives. `key` must hold "backbone"."name", "dataset"."name", "split".
+
+        Raises:
+            ConfigError: a name that would leave the cache folder (``..``, ``.``, empty; :func:`glai.names.path_part`).
+        """
         h = key_hash(key)[:16]
-        folder = self.root / "embeddings" / _slug(key["backbone"]["name"]) / _slug(key["dataset"]["name"])
-        stem = f"{_slug(key['dataset']['split'])}-{h}"
+        # the names become folders under the root: path_part keeps them there ('..' is refused, '/' replaced)
+        folder = (self.root / "embeddings" / path_part("backbone.name", key["backbone"]["name"])
+                  / path_part("dataset.name", key["dataset"]["name"]))
+        stem = f"{path_part('dataset split', key['dataset']['split'], fix='dataset.train_split=train')}-{h}"
         return CacheEntry(folder / f"{stem}.safetensors", folder / f"{stem}.json", folder / f"{stem}.lock")
 
     def load(self, key: dict) -> tuple[dict[str, torch.Tensor] | None, str]:
