@@ -118,6 +118,9 @@ def _case(name: str, assets, d: Path) -> tuple[list[str], str]:
         (d / "sweep" / "optuna.journal").write_bytes(bytes(range(128, 256)) * 4)
         return ["-m", "tuning=search", "hydra.sweeper.n_trials=2", f"hydra.sweep.dir={d}/sweep"], \
             "hydra.sweeper.storage: the study"
+    if name == "no text columns":
+        return _text(assets, _csv(d / "x.csv", _rows(4))) + ["dataset.text_columns=[]"], \
+            "dataset.text_columns=[]: a text dataset reads"
     raise KeyError(name)
 
 
@@ -126,7 +129,8 @@ CASES = ["binary file named .csv", "empty file", "header only", "missing labels"
          "a file instead of class folders", "no class folders", "an empty class folder", "a broken link",
          "a negative weight decay", "more outputs than classes", "a backbone that is not there",
          "a misspelled key", "a group option that does not exist", "a value of the wrong type",
-         "a sweep with an option that does not exist", "a corrupt study file"]
+         "a sweep with an option that does not exist", "a corrupt study file",
+         "no text columns"]
 
 
 @pytest.mark.parametrize("name", CASES)

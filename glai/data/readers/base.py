@@ -20,6 +20,7 @@ __all__ = [
     "Table",
     "abs_path",
     "apply_text_filter",
+    "check_text_columns",
     "clean_labels",
     "filter_texts",
     "join_text",
@@ -115,6 +116,24 @@ def clean_labels(values) -> np.ndarray | None:
         # unlabeled sources mark missing labels with -1 (e.g. STL-10 unlabeled)
         return None
     return labels.astype(np.int64)
+
+def check_text_columns(dcfg, columns: list[str], where: str) -> None:
+    """A text dataset's ``dataset.text_columns`` must name at least one column, each a column of ``where``.
+
+    Raises:
+        DataError: naming ``dataset.text_columns``, the columns there are and a fix.
+    """
+    given = list(dcfg.text_columns)
+    missing = [c for c in given if c not in columns]
+    if given and not missing:
+        return
+    text = [c for c in columns if c != dcfg.label_column]
+    fix = f"dataset.text_columns=[{'text' if 'text' in text else (text[0] if text else '<the text column>')}]"
+    if not given:
+        raise DataError(f"dataset.text_columns=[]: a text dataset reads each row's text from these columns of "
+                        f"{where} (its columns: {columns}). Fix: {fix}")
+    raise DataError(f"dataset.text_columns: {missing} are not columns of {where} (its columns: {columns}). Fix: {fix}")
+
 
 def join_text(parts) -> str:
     return " ".join(str(p).strip() for p in parts if p is not None and str(p).strip())

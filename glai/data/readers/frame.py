@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 
 from glai.data.cache import sha256_file
-from glai.data.readers.base import Table, apply_text_filter, clean_labels, join_text, to_pil
+from glai.data.readers.base import Table, apply_text_filter, check_text_columns, clean_labels, join_text, to_pil
 from glai.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -79,10 +79,7 @@ class FrameTable(Table):
                                 f"are {list(frame.columns)}. Fix: dataset.label_column=<one of them>")
             log.warning("dataset.label_column=%r not in %s: loading it unlabeled", label_column, file)
         if modality == "text":
-            missing = [c for c in dcfg.text_columns if c not in frame.columns]
-            if missing:
-                raise DataError(f"dataset.text_columns: {missing} not in {file}'s columns {list(frame.columns)}. "
-                                "Fix: dataset.text_columns=[<the text columns>]")
+            check_text_columns(dcfg, list(frame.columns), str(file))
             # empty cells leave the joined text; as objects, since a float column (all cells empty) keeps NaN
             cols = [frame[c].astype(object).where(frame[c].notna(), None).tolist() for c in dcfg.text_columns]
             texts = [join_text(parts) for parts in zip(*cols)]

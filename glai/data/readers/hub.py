@@ -8,6 +8,7 @@ from glai.data.readers.base import (
     DatasetUnavailableError,
     Table,
     apply_text_filter,
+    check_text_columns,
     clean_labels,
     join_text,
     sha256_json,
@@ -32,9 +33,7 @@ class HFTable(Table):
                              f"columns are {ds.column_names}: set dataset.label_column=<one of them>")
         self.fingerprint = getattr(ds, "_fingerprint", None) or sha256_json([ds.info.__dict__, len(ds)])
         if modality == "text":
-            missing = [c for c in dcfg.text_columns if c not in ds.column_names]
-            if missing:
-                raise ValueError(f"dataset.text_columns: {missing} not in the dataset's columns {ds.column_names}")
+            check_text_columns(dcfg, list(ds.column_names), f"dataset {dcfg.name!r}")
             columns = [ds[c] for c in dcfg.text_columns]
             texts = [join_text(parts) for parts in zip(*columns)]
             self._texts, self.labels = apply_text_filter(texts, self.labels, dcfg)
