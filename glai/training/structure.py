@@ -1,12 +1,14 @@
-"""Structural-knowledge tracking during MLP training: the path distance m_t (paper 3.6, SPEC 4).
+"""Structural-knowledge tracking during MLP training: the path distance m_t (paper 3.6;
+docs/method.md, Path distance).
 
 A path of an MLP ``(n0, n1, ..., nL, n_out)`` is ``(i, s1, ..., sL, o)`` with ``i`` an input coordinate of
 ``x~ = [x, 1]`` (the constant 1 carries the first layer's bias), plus, for L >= 2, the paths started by the
-bias of hidden layer k >= 2: ``(s_k, ..., s_L, o)`` with constant input 1 (SPEC 2). The indicator of a path is
-the product of the activation bits ``a_l[s_l](x)`` it crosses; it does not depend on ``o``. Between two epochs
-t and t+1 (paper 3.6)::
+bias of hidden layer k >= 2: ``(s_k, ..., s_L, o)`` with constant input 1 (docs/method.md, Conversion). The
+indicator of a path is the product of the activation bits ``a_l[s_l](x)`` it crosses; it does not depend on ``o``.
+Between two epochs t and t+1 (paper 3.6)::
 
-    m_t = (1/P) sum_p d(c_p^t, c_p^{t+1}),   d = mean_{x in Omega} |x~_i| * |ind_p^t(x) - ind_p^{t+1}(x)|.
+    m_t = (1/P) sum_p d(c_p^t, c_p^{t+1})
+    d   = mean_{x in Omega} |x~_i| * |ind_p^t(x) - ind_p^{t+1}(x)|
 
 P grows as the product of the widths, so paths are never enumerated. For binary patterns the sum over the
 routes ``(s_k, ..., s_L)`` of ``|prod_l a_l^t - prod_l a_l^{t+1}|`` is, per sample,
@@ -68,7 +70,7 @@ def path_distance(
     Returns:
         m_t, the mean over all P paths of the mean over Omega of ``|x~_i| * |ind^t - ind^{t+1}|``
         (units of |x|). For L = 1 this is the mean over (i, s); for L >= 2 the bias-started paths of every
-        hidden layer k >= 2 are included (SPEC 2).
+        hidden layer k >= 2 are included (docs/method.md, Conversion).
 
     Raises:
         ValueError: if the pattern lists are empty, of different depth, or shapes disagree with ``x``.
@@ -152,7 +154,8 @@ class PathDistanceTracker:
 def structural_convergence(
     history: Sequence[float | None], threshold: float, consecutive: int = 1
 ) -> int | None:
-    """First epoch at which the path distance falls below ``threshold`` (SPEC 11 switch).
+    """First epoch at which the path distance falls below ``threshold`` (the structural switch,
+    docs/method.md, The method family).
 
     Args:
         history: m_t per epoch, ``history[k]`` measured after epoch k + 1 (``None`` entries, e.g. the baseline
