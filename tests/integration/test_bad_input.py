@@ -118,6 +118,10 @@ def _case(name: str, assets, d: Path) -> tuple[list[str], str]:
         (d / "sweep" / "optuna.journal").write_bytes(bytes(range(128, 256)) * 4)
         return ["-m", "tuning=search", "hydra.sweeper.n_trials=2", f"hydra.sweep.dir={d}/sweep"], \
             "hydra.sweeper.storage: the study"
+    if name == "empty texts":
+        rows = _rows(4)
+        rows[1], rows[5] = (None, rows[1][1]), ("  ", rows[5][1])
+        return _text(assets, _csv(d / "x.csv", rows)), "are empty on 2 of 12 rows (lines 3, 7)"
     if name == "no text columns":
         return _text(assets, _csv(d / "x.csv", _rows(4))) + ["dataset.text_columns=[]"], \
             "dataset.text_columns=[]: a text dataset reads"
@@ -130,7 +134,7 @@ CASES = ["binary file named .csv", "empty file", "header only", "missing labels"
          "a negative weight decay", "more outputs than classes", "a backbone that is not there",
          "a misspelled key", "a group option that does not exist", "a value of the wrong type",
          "a sweep with an option that does not exist", "a corrupt study file",
-         "no text columns"]
+         "empty texts", "no text columns"]
 
 
 @pytest.mark.parametrize("name", CASES)

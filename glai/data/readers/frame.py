@@ -49,9 +49,17 @@ def read_frame(file: Path):
 
 
 class FrameTable(Table):
-    """A CSV or parquet file: text columns (joined) or an image column, and a label column."""
+    """A CSV or parquet file: text columns (joined) or an image column, and a label column.
+
+    Raises:
+        DataError: naming the key, the file and its CSV lines: empty or negative labels, fractional labels, a
+            missing label or text column, or rows whose text columns are all empty (unless ``dataset.min_chars``
+            or ``text_unit: paragraph`` leaves them out).
+    """
 
     def __init__(self, file: Path, dcfg, modality: str):
+        import pandas as pd
+
         frame = read_frame(file)
         self.modality, self.fingerprint = modality, sha256_file(file)
         label_column = dcfg.label_column
@@ -83,6 +91,12 @@ class FrameTable(Table):
             # empty cells leave the joined text; as objects, since a float column (all cells empty) keeps NaN
             cols = [frame[c].astype(object).where(frame[c].notna(), None).tolist() for c in dcfg.text_columns]
             texts = [join_text(parts) for parts in zip(*cols)]
+            empty = pd.Series([not t for t in texts], index=frame.index)
+            if empty.any() and dcfg.text_unit == "row" and dcfg.min_chars <= 0:
+                # an empty text embeds as the backbone's empty input: a row that says nothing about its label
+                raise DataError(f"dataset.text_columns={list(dcfg.text_columns)} of {file} are empty on "
+                                f"{int(empty.sum())} of {len(texts)} rows ({_rows(file, empty)}). Fix: fill or drop "
+                                "those rows, or dataset.min_chars=1 to leave them out")
             self._texts, self.labels = apply_text_filter(texts, self.labels, dcfg)
             self.n = len(self._texts)
         else:
