@@ -122,6 +122,8 @@ def _case(name: str, assets, d: Path) -> tuple[list[str], str]:
         rows = _rows(4)
         rows[1], rows[5] = (None, rows[1][1]), ("  ", rows[5][1])
         return _text(assets, _csv(d / "x.csv", rows)), "are empty on 2 of 12 rows (lines 3, 7)"
+    if name == "labels -1, 0, 1":
+        return _text(assets, _csv(d / "x.csv", _rows(4, labels=(-1, 0, 1)))), "holds the label -1 (lines 2, 3, 4, 5)"
     if name == "no text columns":
         return _text(assets, _csv(d / "x.csv", _rows(4))) + ["dataset.text_columns=[]"], \
             "dataset.text_columns=[]: a text dataset reads"
@@ -134,7 +136,7 @@ CASES = ["binary file named .csv", "empty file", "header only", "missing labels"
          "a negative weight decay", "more outputs than classes", "a backbone that is not there",
          "a misspelled key", "a group option that does not exist", "a value of the wrong type",
          "a sweep with an option that does not exist", "a corrupt study file",
-         "empty texts", "no text columns"]
+         "empty texts", "labels -1, 0, 1", "no text columns"]
 
 
 @pytest.mark.parametrize("name", CASES)

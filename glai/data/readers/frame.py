@@ -71,6 +71,13 @@ class FrameTable(Table):
                                 f"empty labels ({_rows(file, values.isna())}). Fix: fill or drop those rows")
             if values.dtype.kind == "f" and not values.isna().any() and (values == values.round()).all():
                 values = values.astype("int64")  # 1.0, 2.0, ...: integer class ids written as floats
+            if values.dtype.kind == "i" and (values < 0).any() and dcfg.use_labels:
+                # a negative label marks an unlabelled row in some sources: here it would unlabel the whole file
+                ids = sorted(int(v) for v in values.unique())
+                raise DataError(f"dataset.label_column={label_column!r} of {file} holds the label {int(values.min())} "
+                                f"({_rows(file, values < 0)}); class labels are indices 0..K-1 or class names. Fix: "
+                                f"write its labels {ids[:6]} as 0..{len(ids) - 1} in the same order, or as class "
+                                "names")
             if values.dtype.kind in "OSU":  # class names: codes in sorted order, the names kept
                 self.classes = sorted(values.astype(str).unique())
                 values = values.astype(str).map({c: k for k, c in enumerate(self.classes)})
