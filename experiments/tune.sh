@@ -33,6 +33,11 @@ source "$(dirname "$0")/common.sh"
 EXPS="${EXPERIMENTS:-digits,$OFFLINE_EXPERIMENTS}"
 HEADS="${HEADS:-mlp,glai,linear}"
 TRIALS="${HYDRA_TRIALS:-16}"
+if ! [[ "$TRIALS" =~ ^[0-9]+$ ]] || ((10#$TRIALS < 1)); then
+  echo "[glai] ConfigError: HYDRA_TRIALS='$TRIALS': each search's budget is a whole number of trials >= 1 (the" \
+    "head's default trials count in it). Fix: HYDRA_TRIALS=16 experiments/tune.sh ..." >&2
+  exit 2
+fi
 RUNS="${TUNING_RUNS:-results/tuning/runs}"
 TUNED_OUT="${TUNED_OUT:-${GLAI_TUNED_DIR:-results/tuned}}"
 shipped=()

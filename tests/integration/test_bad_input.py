@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -186,3 +187,19 @@ def test_the_scripts_answer_bad_input_in_one_line(script, args, named, tmp_path)
     lines = [ln for ln in done.stderr.splitlines() if ln.strip()]
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
     assert any(named in ln for ln in lines[-1:]), lines[-3:]
+
+
+@pytest.mark.parametrize("trials", ["0", "-1", "x"])
+def test_tune_sh_refuses_a_budget_that_is_not_a_trial_count_before_any_search(trials, tmp_path):
+    """HYDRA_TRIALS=0, -1 or x failed 13-17 s later in a Hydra message that did not name HYDRA_TRIALS."""
+    env = {**{k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}, "HYDRA_TRIALS": trials,
+           "EXPERIMENTS": "digits", "HEADS": "linear", "SEEDS": "0", "SHIPPED": "0",
+           "TUNING_RUNS": str(tmp_path / "runs"), "TUNED_OUT": str(tmp_path / "tuned"),
+           "GLAI_RESULTS_DIR": str(tmp_path / "results"), "GLAI_CACHE_DIR": str(tmp_path / "cache")}
+    start = time.monotonic()
+    done = subprocess.run(["bash", "experiments/tune.sh", "basic"], cwd=ROOT, capture_output=True, text=True,
+                          env=env, timeout=120)
+    lines = [ln for ln in done.stderr.splitlines() if ln.strip()]
+    assert done.returncode == 2 and len(lines) == 1, done.stderr[-2000:]
+    assert lines[0].startswith(f"[glai] ConfigError: HYDRA_TRIALS='{trials}'") and "Fix: HYDRA_TRIALS=16" in lines[0]
+    assert time.monotonic() - start < 10 and not list(tmp_path.iterdir())  # no search, no Python started
