@@ -1,9 +1,9 @@
-"""Family T's tables (SPEC 13; issue 28): GLAI inside a Transformer's feed-forward block against fine-tuning the
+"""Family T's tables (docs/method.md, Family T): GLAI inside a Transformer's feed-forward block against fine-tuning the
 block, its ReLU switch and LoRA, from the run records.
 
 - ``transformer.md``: per experiment and head (a tagged variant its own row: ``ffn_glai [random]``, ``linear
   [relu_switch]``), the BVS, the seconds to early stop, the seconds to the same-seed fine-tuned block's
-  (``ffn_mlp``'s) BVS (time to target, SPEC 12; GLAI's selector phase and conversion on its clock), the trainable
+  (``ffn_mlp``'s) BVS (time to target, docs/method.md; GLAI's selector phase and conversion on its clock), the trainable
   parameters, the training tokens per second, and for ``ffn_glai`` the converted block's score before any
   estimator step and the active paths per token; mean ± std over seeds.
 - ``transformer_tests.md``: ``ffn_glai`` against each other head of the same view (protocol, tuned) and against
@@ -38,7 +38,7 @@ T_LABELS = {"ffn_mlp": "fine-tuned block (GELU)", "ffn_relu": "fine-tuned block,
 
 
 def is_family_t(rec: Mapping) -> bool:
-    """A family T record (SPEC 13): its table is :func:`transformer_table`, never the paper's."""
+    """A family T record: its table is :func:`transformer_table`, never the paper's."""
     return rec.get("family") == "T"
 
 
@@ -139,7 +139,7 @@ def write_transformer(records: Sequence[Mapping], out_dir: str | Path) -> list[P
         return []
     out_dir = Path(out_dir)
     written = write_table(transformer_table(records), out_dir, "transformer",
-                          "Family T (SPEC 13): the last feed-forward block of a frozen Transformer trained five ways, "
+                          "Family T: the last feed-forward block of a frozen Transformer trained five ways, "
                           "on the same cached tokens, batches and early stopping; mean ± std over seeds. Time to "
                           "ffn_mlp's BVS: seconds until the run first reached the same-seed fine-tuned block's BVS "
                           "within min_delta (ffn_glai: its selector phase and conversion on its clock). linear "
