@@ -73,8 +73,8 @@ class StandIn:
             The stand-in's path, ``data_root / path``.
 
         Raises:
-            Whatever the source's client raises when it cannot read the source (no network, a wrong copy);
-            nothing is left under ``data_root`` then.
+            Exception: what the source's client raises when it cannot read the source (no network, a wrong
+                copy); nothing is left under ``data_root`` then.
         """
         dest = Path(data_root).expanduser().resolve() / self.path
         if dest.exists():
