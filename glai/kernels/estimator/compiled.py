@@ -25,13 +25,15 @@ import os
 import platform
 import sys
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from glai.kernels.estimator.layout import PathLayout
 
-__all__ = ["build", "cpp_available", "estimator_fwd_cpp", "estimator_bwd_cpp", "library_path"]
+__all__ = ["Blocking", "build", "cpp_available", "default_blocking", "estimator_fwd_cpp", "estimator_bwd_cpp",
+           "forward_mode", "library_path"]
 
 SOURCE = Path(__file__).with_name("csrc") / "estimator_cpu.cpp"
 #: Tiles of 16 samples each pass over the paths handles (1, 2 or 4) in the forward with input segments (and the
@@ -54,7 +56,8 @@ BACKWARD_TILES = 4
 #: 9.98). The forward is bitwise the same under every tile grouping, so this choice changes no number.
 FORWARD_TILES = 4
 #: Paths per chunk: a chunk's values, indices and gradients stay in the L2 cache while every tile group walks
-#: them. 65,536 was 2-8% faster than 32,768 and 5-12% faster than 16,384 at batch 1024 (same measurement).
+#: them. 65,536 was 2-8% faster than 32,768 and 5-12% faster than 16,384 at batch 1024 (same measurement). The
+#: backward's default (its chunks split no sum) and the gate-major forward's chunks (whose partial sums they set).
 CHUNK_PATHS = 65536
 #: Paths per chunk of the output-major forward (chunks of whole outputs: the forward is bitwise the same under any).
 #: Measured (AMD EPYC, 1 MiB L2; one thread; forward at batch 1024, ms, 65,536 / 32,768 / 16,384; issue 29): the real
@@ -235,12 +238,60 @@ def _gates_u8(gates: torch.Tensor) -> torch.Tensor:
     return gates.to(torch.uint8).contiguous()
 
 
+def forward_mode(layout: PathLayout, batch: int) -> str:
+    """The forward's order of sums at this batch: ``"gate"`` (:func:`gate_major`), ``"segments<S>"`` (output order,
+    rows summed in S input segments: :func:`forward_segments`) or ``"output"``. It fixes the arithmetic: two modes
+    round differently, so it is a rule of the layout and the batch (measured, above), never timed at run time."""
+    if gate_major(layout, batch):
+        return "gate"
+    segments = forward_segments(layout, batch)[1]
+    return f"segments{segments}" if segments > 1 else "output"
+
+
+@dataclass(frozen=True)
+class Blocking:
+    """How the compiled kernels walk the paths, within one arithmetic: every field changes the order of the memory
+    visits, none a sum, so the outputs and gradients are bitwise the same under every ``Blocking`` (tested). What
+    does change the rounding stays a rule of the layout and batch (:func:`forward_mode`, :data:`BACKWARD_TILES`,
+    the short rows of the source's ``kShortRow``). :mod:`glai.kernels.estimator.tuning` times the candidates per CPU.
+
+    Attributes:
+        fwd_tiles: tiles of 16 samples per group in the forward (1, 2 or 4).
+        fwd_chunk: paths per chunk of the output-order forward (chunks of whole outputs); the gate-major forward's
+            chunks set its partial sums, so it keeps :data:`CHUNK_PATHS` whatever this says.
+        bwd_chunk: paths per chunk of the backward (a chunk splits no sum).
+        bwd_kmov: the backward loads its gate masks with ``kmovw`` from memory (True) or through a general register.
+    """
+
+    fwd_tiles: int
+    fwd_chunk: int
+    bwd_chunk: int
+    bwd_kmov: bool = True
+
+    def label(self, mode: str | None = None) -> str:
+        """``"fwd 4x32768 bwd 65536 kmov"`` (``"fwd 4 gate-major ..."`` in the gate-major mode): the bench CSV's
+        and the record's name of the choice."""
+        fwd = f"{self.fwd_tiles} gate-major" if mode == "gate" else f"{self.fwd_tiles}x{self.fwd_chunk}"
+        return f"fwd {fwd} bwd {self.bwd_chunk} {'kmov' if self.bwd_kmov else 'gpr'}"
+
+
+def default_blocking(layout: PathLayout, batch: int) -> Blocking:
+    """The blocking measured on this project's AMD EPYC (the module's constants, read at call time): 4 tiles in the
+    output-order forward (2 with input segments), chunks of 32,768 paths there and 65,536 in the backward, the masks
+    loaded with ``kmovw``."""
+    mode = forward_mode(layout, batch)
+    tiles = GATE_MAJOR_TILES if mode == "gate" else TILES_PER_GROUP if mode.startswith("segments") else FORWARD_TILES
+    return Blocking(fwd_tiles=tiles, fwd_chunk=CHUNK_PATHS if mode == "gate" else FORWARD_CHUNK_PATHS,
+                    bwd_chunk=CHUNK_PATHS, bwd_kmov=True)
+
+
 def estimator_fwd_cpp(
     x_tilde: torch.Tensor,
     gates: torch.Tensor,
     layout: PathLayout,
     values: torch.Tensor,
     bias: torch.Tensor,
+    blocking: Blocking | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Forward of the estimator (SPEC 2) with the compiled kernels.
 
@@ -249,6 +300,7 @@ def estimator_fwd_cpp(
         gates: uint8 / bool / float {0, 1} [B, n_gates].
         layout: the :class:`PathLayout` of the kept paths (on the CPU).
         values: float32 [P] in layout order. bias: float32 [n_out].
+        blocking: the loops' blocking (:class:`Blocking`; the numbers do not depend on it); None: the default.
 
     Returns:
         ``(y float32 [B, n_out], xt float32 [T, n_in, 16], gm int16 [ceil(T / 4), n_gates, 4])``: the output and,
@@ -263,16 +315,14 @@ def estimator_fwd_cpp(
         raise RuntimeError("backend='cpp' needs the compiled CPU estimator: build it with "
                            "`python -m glai.kernels.estimator` (make install does), or use backend='torch'")
     batch = x_tilde.shape[0]
+    blocking = blocking or default_blocking(layout, batch)
     if gate_major(layout, batch):  # its chunks set the order of the partial sums: CHUNK_PATHS, fixed
-        order, (seg_ptr, segments), tiles = _gate_order(layout), (_NONE, 1), GATE_MAJOR_TILES
-        chunk = CHUNK_PATHS
+        order, (seg_ptr, segments), chunk = _gate_order(layout), (_NONE, 1), CHUNK_PATHS
     else:
-        order, (seg_ptr, segments) = _NONE, forward_segments(layout, batch)
-        tiles = TILES_PER_GROUP if segments > 1 else FORWARD_TILES
-        chunk = FORWARD_CHUNK_PATHS
+        order, (seg_ptr, segments), chunk = _NONE, forward_segments(layout, batch), blocking.fwd_chunk
     return _ops().fwd(x_tilde.contiguous(), _gates_u8(gates), layout.row_ptr, layout.col, layout.row_out,
                       layout.row_gate, values.detach().contiguous(), bias.detach().contiguous(), order, seg_ptr,
-                      segments, tiles, chunk)
+                      segments, blocking.fwd_tiles, chunk)
 
 
 def estimator_bwd_cpp(
@@ -280,18 +330,21 @@ def estimator_bwd_cpp(
     xt: torch.Tensor,
     gm: torch.Tensor,
     layout: PathLayout,
+    blocking: Blocking | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Gradients of the values (an SDDMM over the kept paths, paper Listing 3) and of the bias.
 
     Args:
         grad_y: float32 [B, n_out]. xt, gm: from :func:`estimator_fwd_cpp` of the same batch.
         layout: the :class:`PathLayout`.
+        blocking: as in :func:`estimator_fwd_cpp` (its ``bwd_chunk`` and ``bwd_kmov``).
 
     Returns:
         ``(grad_values float32 [P] in layout order, grad_bias float32 [n_out])``.
     """
+    chunk, kmov = (blocking.bwd_chunk, blocking.bwd_kmov) if blocking is not None else (CHUNK_PATHS, True)
     return _ops().bwd(grad_y.contiguous(), xt, gm, layout.row_ptr, layout.col, layout.row_out, layout.row_gate,
-                      layout.path_row, _path_gate(layout), BACKWARD_TILES, CHUNK_PATHS)
+                      layout.path_row, _path_gate(layout), BACKWARD_TILES, chunk, int(kmov))
 
 
 def _path_gate(layout: PathLayout) -> torch.Tensor:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import torch
 
 from glai.kernels.estimator import triton as triton_kernels
+from glai.kernels.estimator import tuning
 from glai.kernels.estimator.compiled import cpp_available, estimator_bwd_cpp, estimator_fwd_cpp
 from glai.kernels.estimator.cpu import estimator_bwd_torch, estimator_fwd_torch
 from glai.kernels.estimator.layout import PathLayout
 from glai.kernels.estimator.triton import estimator_bwd, estimator_fwd, triton_available
 
-__all__ = ["EstimatorFunction", "glai_estimator", "resolve_backend", "BACKENDS", "AUTO_TRITON_MAX_BATCH",
-           "AUTO_TRITON_MAX_PATHS_PER_PROGRAM"]
+__all__ = ["EstimatorFunction", "glai_estimator", "resolve_backend", "backend_label", "BACKENDS",
+           "AUTO_TRITON_MAX_BATCH", "AUTO_TRITON_MAX_PATHS_PER_PROGRAM"]
 
 BACKENDS = ("auto", "triton", "cpp", "torch")
 # "auto" on CUDA, measured on an H200 (scripts/bench_estimator.py, one full Adam step; docs/bench/):
@@ -31,12 +32,14 @@ def resolve_backend(backend: str, device: torch.device | str, batch: int | None 
                     layout: PathLayout | None = None) -> str:
     """The backend that runs: named backends pass through; ``"auto"`` picks by device and batch.
 
-    On the CPU: ``"cpp"`` at every batch size when the compiled estimator is built for this machine
-    (:mod:`glai.kernels.estimator.compiled`), else ``"torch"``. Measured per batch size (issue 21,
-    ``scripts/bench_estimator.py --batches 1,4,16,64,256,1024,full --threads 1,2 --quick`` on the six paper
-    shapes, 84 cells; ``docs/bench/estimator-cpu-auto-sweep.csv``): the compiled kernels' full step was faster
-    than the torch backend's in every cell, by 1.30-6.8x at batch 1-16, 1.59-1.98x at 64 and 1.66-6.2x at 256 to
-    a full batch, so no batch size goes to ``"torch"``. On CUDA with Triton: ``"triton"`` when
+    On the CPU: ``"torch"`` when the compiled estimator is not built for this machine
+    (:mod:`glai.kernels.estimator.compiled`); else, given the batch and the layout, the faster of ``"cpp"`` and
+    ``"torch"`` as timed on this CPU for the layout's shape class and the batch's class
+    (:func:`glai.kernels.estimator.tuning.choose`: once per CPU and class, cached on disk; torch only when at least
+    5 % faster), and ``"cpp"`` without them. On this project's machines the compiled kernels' step was the faster in
+    every cell measured (issue 21, ``docs/bench/estimator-cpu-auto-sweep.csv``, 84 cells: 1.30-6.8x at batch 1-16,
+    1.59-1.98x at 64, 1.66-6.2x at 256 to a full batch); the timing keeps ``auto`` right on a CPU where that does
+    not hold. On CUDA with Triton: ``"triton"`` when
     ``batch <= AUTO_TRITON_MAX_BATCH`` (or ``batch`` is None), or when ``batch >= BATCH_MAJOR_MIN_BATCH`` and
     each forward program (one output, a block of 64 samples) walks at most
     ``AUTO_TRITON_MAX_PATHS_PER_PROGRAM`` paths on average; ``"torch"`` otherwise (see the measurements above).
@@ -57,7 +60,11 @@ def resolve_backend(backend: str, device: torch.device | str, batch: int | None 
         return backend
     device = torch.device(device)
     if device.type == "cpu":
-        return "cpp" if cpp_available() else "torch"
+        if not cpp_available():
+            return "torch"
+        if batch is None or layout is None:
+            return "cpp"
+        return tuning.choose(layout, batch, need_backend=True).backend
     if device.type != "cuda" or not triton_available(device):
         return "torch"
     if batch is None or batch <= AUTO_TRITON_MAX_BATCH:
@@ -67,6 +74,13 @@ def resolve_backend(backend: str, device: torch.device | str, batch: int | None 
         if layout.num_paths / programs <= AUTO_TRITON_MAX_PATHS_PER_PROGRAM:
             return "triton"
     return "torch"
+
+
+def backend_label(backend: str, batch: int, layout: PathLayout) -> str:
+    """The backend that ran at this batch as a run record names it (``cost.estimator_backends``): ``"cpp"`` with its
+    blocking, ``"cpp fwd 4x32768 bwd 65536 kmov"`` (:func:`glai.kernels.estimator.tuning.choose`, the choice the
+    kernels used), else the backend's name."""
+    return f"cpp {tuning.choose(layout, batch).label}" if backend == "cpp" else backend
 
 
 class EstimatorFunction(torch.autograd.Function):
@@ -82,7 +96,10 @@ class EstimatorFunction(torch.autograd.Function):
             y = estimator_fwd(x_tilde, gates, layout, values, bias)
             ctx.save_for_backward(x_tilde, gates)
         elif backend == "cpp":
-            y, xt, gm = estimator_fwd_cpp(x_tilde, gates, layout, values, bias)
+            # this CPU's blocking for the layout and batch (timed on this batch the first time; the numbers are the
+            # same under any)
+            ctx.blocking = tuning.choose(layout, x_tilde.shape[0], x_tilde, gates).blocking
+            y, xt, gm = estimator_fwd_cpp(x_tilde, gates, layout, values, bias, ctx.blocking)
             ctx.save_for_backward(xt, gm)
         else:
             y, gate_rows, rows = estimator_fwd_torch(x_tilde, gates, layout, values, bias)
@@ -99,7 +116,7 @@ class EstimatorFunction(torch.autograd.Function):
             grad_values, grad_bias = estimator_bwd(grad_y, x_tilde, gates, ctx.layout)
         elif ctx.backend == "cpp":
             xt, gm = ctx.saved_tensors
-            grad_values, grad_bias = estimator_bwd_cpp(grad_y, xt, gm, ctx.layout)
+            grad_values, grad_bias = estimator_bwd_cpp(grad_y, xt, gm, ctx.layout, ctx.blocking)
         else:
             x_tilde, gate_rows = ctx.saved_tensors
             grad_values, grad_bias = estimator_bwd_torch(grad_y, x_tilde, gate_rows, ctx.layout, ctx.rows)

@@ -534,14 +534,21 @@ typedef __mmask16 MaskT;
 #else
 typedef uint32_t MaskT;
 #endif
-// The masks p[0..NT) of one gate and tile group (gate_masks). GCC turns _load_mask16 into a 16-bit load into a
-// general register and a move from there into the mask register (with the sign shift of the second tile, 4
-// instructions per path where the loop has 8 more); a kmovw from memory is one load, so GCC gets it written out.
-template <int NT>
+// The masks p[0..NT) of one gate and tile group (gate_masks). Two ways into the mask registers, the same masks (the
+// backward's `mask_path` picks one, timed per CPU by glai/kernels/estimator/tuning.py):
+// - KMOV (1): a kmovw from memory, one load. GCC turns _load_mask16 into a 16-bit load into a general register and a
+//   move from there into the mask register (with the sign shift of the second tile, 4 instructions per path where
+//   the loop has 8 more), so the kmovw is written out.
+// - through a general register (0): what the compiler emits for a 16-bit load and a mask conversion.
+template <int NT, bool KMOV>
 GLAI_INLINE void load_masks(const uint16_t* p, MaskT* m) {
   for (int t = 0; t < NT; ++t) {
 #if defined(__AVX512F__) && !defined(__clang__)
-    __asm__("kmovw %1, %0" : "=k"(m[t]) : "m"(p[t]));
+    if constexpr (KMOV) {
+      __asm__("kmovw %1, %0" : "=k"(m[t]) : "m"(p[t]));
+    } else {
+      m[t] = _cvtu32_mask16(p[t]);
+    }
 #elif defined(__AVX512F__)
     m[t] = _load_mask16(reinterpret_cast<__mmask16*>(const_cast<uint16_t*>(p + t)));
 #else
@@ -575,7 +582,7 @@ GLAI_INLINE v16f fma_masked_v(v16f m, v16f d, v16f x, MaskT mask) {
 // MiniLM block's backward and crowded the tiles' inputs out of L1; measured (one thread, batch 1024, ms,
 // coefficients / masked; issue 29): MiniLM 43-55 / 35-37, T768 87-89 / 77-81, B2 11.6-13.0 / 10.4-11.0, B1
 // 15.5-17.4 / 15.1-15.9, A1 1.73-1.83 / 1.54-1.77, the other shapes the same or faster.
-template <int NT>
+template <int NT, bool KMOV>
 void backward_group(const Backward& w, int64_t t0, int64_t k0, int64_t k1, bool first) {
   const float* x[NT];
   const float* dy[NT];
@@ -593,7 +600,7 @@ void backward_group(const Backward& w, int64_t t0, int64_t k0, int64_t k1, bool 
       v16f d[NT];
       for (int t = 0; t < NT; ++t) d[t] = load16(dy[t] + o * kT);
       MaskT mk[NT];
-      load_masks<NT>(gm + static_cast<int64_t>(w.pg[p0]) * kMaskTiles, mk);
+      load_masks<NT, KMOV>(gm + static_cast<int64_t>(w.pg[p0]) * kMaskTiles, mk);
 #pragma GCC unroll 16
       for (int64_t j = 0; j < kT; ++j) {
         const int64_t i = static_cast<int64_t>(w.cp[p0 + j]) * kT;
@@ -608,7 +615,7 @@ void backward_group(const Backward& w, int64_t t0, int64_t k0, int64_t k1, bool 
       for (int64_t j = 0; j < kT; ++j) {
         const int64_t i = static_cast<int64_t>(w.cp[p0 + j]) * kT;
         MaskT mk[NT];
-        load_masks<NT>(gm + static_cast<int64_t>(w.pg[p0 + j]) * kMaskTiles, mk);
+        load_masks<NT, KMOV>(gm + static_cast<int64_t>(w.pg[p0 + j]) * kMaskTiles, mk);
         v16f acc = mul_masked(d[0], load16(x[0] + i), mk[0]);
         for (int t = 1; t < NT; ++t) acc = fma_masked_v(acc, d[t], load16(x[t] + i), mk[t]);
         m[j] = acc;
@@ -619,7 +626,7 @@ void backward_group(const Backward& w, int64_t t0, int64_t k0, int64_t k1, bool 
         if (j < n) {
           const int64_t i = static_cast<int64_t>(w.cp[p0 + j]) * kT, oj = w.ro[w.pr[p0 + j]] * kT;
           MaskT mk[NT];
-          load_masks<NT>(gm + static_cast<int64_t>(w.pg[p0 + j]) * kMaskTiles, mk);
+          load_masks<NT, KMOV>(gm + static_cast<int64_t>(w.pg[p0 + j]) * kMaskTiles, mk);
           for (int t = 0; t < NT; ++t) acc = fma_masked_v(acc, load16(dy[t] + oj), load16(x[t] + i), mk[t]);
         }
         m[j] = acc;
@@ -639,7 +646,7 @@ void backward_group(const Backward& w, int64_t t0, int64_t k0, int64_t k1, bool 
 std::tuple<at::Tensor, at::Tensor> estimator_bwd(
     const at::Tensor& grad_y, const at::Tensor& xt, const at::Tensor& gm, const at::Tensor& row_ptr,
     const at::Tensor& col, const at::Tensor& row_out, const at::Tensor& row_gate, const at::Tensor& path_row,
-    const at::Tensor& path_gate, int64_t tiles_per_group, int64_t chunk_paths) {
+    const at::Tensor& path_gate, int64_t tiles_per_group, int64_t chunk_paths, int64_t mask_path) {
   check(grad_y, at::kFloat, 2, "grad_y");
   check(xt, at::kFloat, 3, "xt");
   check(gm, at::kShort, 3, "gm");
@@ -652,6 +659,7 @@ std::tuple<at::Tensor, at::Tensor> estimator_bwd(
   TORCH_CHECK(tiles_per_group == 1 || tiles_per_group == 2 || tiles_per_group == 4, "tiles must be 1, 2 or 4, got ",
               tiles_per_group);
   TORCH_CHECK(chunk_paths >= 1, "chunk_paths must be >= 1, got ", chunk_paths);
+  TORCH_CHECK(mask_path == 0 || mask_path == 1, "mask_path must be 0 or 1, got ", mask_path);
   const int64_t batch = grad_y.size(0), n_out = grad_y.size(1), tiles = num_tiles(batch);
   const int64_t num_paths = col.size(0);
   TORCH_CHECK(xt.size(0) == tiles && gm.size(0) == (tiles + kMaskTiles - 1) / kMaskTiles &&
@@ -679,7 +687,11 @@ std::tuple<at::Tensor, at::Tensor> estimator_bwd(
     for (int64_t c = c0; c < c1; ++c) {
       const int64_t k0 = c * chunk_blocks, k1 = std::min(blocks, k0 + chunk_blocks);
       for_each_group(0, tiles, tiles_per_group, [&](auto nt, int64_t t) {
-        backward_group<decltype(nt)::value>(w, t, k0, k1, t == 0);
+        if (mask_path == 1) {
+          backward_group<decltype(nt)::value, true>(w, t, k0, k1, t == 0);
+        } else {
+          backward_group<decltype(nt)::value, false>(w, t, k0, k1, t == 0);
+        }
       });
     }
   });
@@ -693,7 +705,7 @@ TORCH_LIBRARY(glai_estimator_cpu, m) {
         "Tensor values, Tensor bias, Tensor row_order, Tensor seg_ptr, int segments, int tiles, int chunk_paths) -> "
         "(Tensor, Tensor, Tensor)");
   m.def("bwd(Tensor grad_y, Tensor xt, Tensor gm, Tensor row_ptr, Tensor col, Tensor row_out, Tensor row_gate, "
-        "Tensor path_row, Tensor path_gate, int tiles, int chunk_paths) -> (Tensor, Tensor)");
+        "Tensor path_row, Tensor path_gate, int tiles, int chunk_paths, int mask_path) -> (Tensor, Tensor)");
 }
 
 TORCH_LIBRARY_IMPL(glai_estimator_cpu, CPU, m) {
