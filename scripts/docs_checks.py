@@ -6,8 +6,8 @@ it, naming the page and what to fix:
 - a list that rendered as a paragraph (Python-Markdown needs a blank line before a list);
 - a line of a code block longer than :data:`MAX_CODE_LINE` characters (it scrolls sideways);
 - a link, or a name, that leaves the repository (the folder beside the clone that a reader does not have);
-- a reference a reader cannot look up: a section of a specification that is not in the repository (``SPEC 12``)
-  or a tracker's issue number (``issue 29``); the method and its decisions are in docs/method.md, the history in
+- a reference a reader cannot look up (:data:`UNREACHABLE`): a numbered section of a specification that is not in
+  the repository, or a tracker's issue number; the method and its decisions are in docs/method.md, the history in
   the commit messages and in the run notes of docs/FINDINGS.md (a ``Run notes`` section may name issues);
 - a hand-written page that does not open with what it is for (a paragraph of at most :data:`MAX_OPENING_WORDS`
   words right under its title), or a long page without section headings.
@@ -33,9 +33,12 @@ LONG_PAGE_WORDS = 300
 #: pages generated from run records (tables with a caption): no title or opening paragraph of their own
 GENERATED = ("findings/",)
 
+#: a reference outside the repository: the folder beside the clone, a specification's section, an issue number
 UNREACHABLE = re.compile(r"\.\./shared|\bSPEC [0-9]+|\bissue [0-9]+", re.IGNORECASE)
 # a list item glued to the line above: "text\n- item", "text\n1. item", or an inline " - **Term**" run-on
 LIST_AS_TEXT = re.compile(r"\n\s*(?:[-*+]|\d+\.)\s+\S|\s-\s\*\*\S")
+#: a link into the folder beside the clone
+LEAVES = re.compile(r"\.\./shared")
 RUN_NOTES = re.compile(r"^(#+)\s.*run notes", re.IGNORECASE)
 
 
@@ -128,7 +131,7 @@ def html_findings(html: str, where: str, generated: bool = False) -> list[str]:
                 out.append(f"{where}: a code line of {len(line)} characters (at most {MAX_CODE_LINE}): "
                            f"{line[:60]!r}... Fix: break it (a trailing backslash in shell) or shorten it")
     for href in blocks.links:
-        if "../shared" in href or href.startswith("file:"):
+        if LEAVES.search(href) or href.startswith("file:"):
             out.append(f"{where}: the link {href!r} leaves the repository. Fix: link a page of docs/")
     if generated:
         return out
