@@ -36,18 +36,27 @@ the shape's conversion seconds and peak memory on every row, and the step's opti
 ``opt.step()`` and ``zero_grad``, median over the same timed steps; ``optimizer_share`` = its part of the step,
 issue 29).
 
+Every row names the CPU that measured it (``cpu``, its vector extensions, L1d / L2 / L3 per core, torch's
+capability: :func:`glai.results.cpu.cpu_info`): times of two CPUs are never one table's. The compiled kernels'
+blocking is chosen on this CPU (:mod:`glai.kernels.estimator.tuning`) in the warm-up steps, off the clock; the
+``cpp`` rows name it (``blocking``) and the milliseconds its timing took (``tune_ms``), and ``auto`` marks the backend
+``head.backend=auto`` picks. ``--tuning fresh`` (the default) times every choice again in this run (a private
+tuning folder), ``cached`` uses this CPU's saved choices as a run does, ``off`` the built-in defaults.
+
 A full-batch row (``--batches ...,full``, ``full_batch`` in the CSV) times the same step at the stand-in's training
 rows (A1 5,000, A2 3,500, B1 5,000, B2 1,841; C1 / C2 one episode's 20 support rows): the cost of one pass of
 full-batch L-BFGS (``head.optimizer=lbfgs``) beside the MLP's.
 
 Usage:
     python scripts/bench_estimator.py [--shapes A1,B1] [--batches 16,1024,full] [--repeats 30] [--device cpu|cuda]
-                                      [--threads 1,2] [--quick] [--out results/bench/estimator-cpu.csv]
+                                      [--threads 1,2] [--quick] [--tuning fresh|cached|off]
+                                      [--out results/bench/estimator-cpu.csv]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import os
@@ -67,7 +76,7 @@ from torch import nn
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from glai.kernels.estimator import cpp_available, resolve_backend, triton_available  # noqa: E402
+from glai.kernels.estimator import cpp_available, resolve_backend, triton_available, tuning  # noqa: E402
 from glai.kernels.estimator import triton as triton_kernels  # noqa: E402
 from glai.method.budget import ParamBudget, parameter_budget  # noqa: E402
 from glai.method.conversion import path_structure  # noqa: E402
@@ -75,6 +84,7 @@ from glai.method.dense_estimator import DenseEstimator  # noqa: E402
 from glai.method.heads import MLPHead, reduced_arch  # noqa: E402
 from glai.method.pruning import prune_streaming  # noqa: E402
 from glai.method.sparse_estimator import SparseEstimator  # noqa: E402
+from glai.results.cpu import cpu_info  # noqa: E402
 from glai.training.optimizers import build_optimizer  # noqa: E402
 
 # SPEC 6 (A2 with 14 outputs, its erratum).
@@ -119,7 +129,16 @@ TORCH_MAX_ELEMENTS = 5e8
 # Inputs used to score paths for pruning (the role of the training embeddings Omega).
 NUM_SCORE_SAMPLES = 2048
 COLUMNS = ["shape", "batch", "full_batch", "device", "threads", "method", "backend", "step_ms", "ratio_to_mlp",
-           "optimizer_ms", "optimizer_share", "macs_ratio", "kept_paths", "conversion_s", "conversion_peak_mib"]
+           "optimizer_ms", "optimizer_share", "macs_ratio", "kept_paths", "conversion_s", "conversion_peak_mib",
+           "auto", "blocking", "tune_ms", "cpu", "cpu_vector", "l1d_kib", "l2_kib", "l3_kib", "torch_capability"]
+
+
+def cpu_columns() -> dict:
+    """The CPU columns of every row (:func:`glai.results.cpu.cpu_info`): its name, vector extensions (space-separated),
+    per-core L1d and L2 and one L3, in KiB, and torch's kernel capability."""
+    cpu = cpu_info()
+    return dict(cpu=cpu["name"], cpu_vector=" ".join(cpu["vector"]), l1d_kib=cpu["l1d_kib"], l2_kib=cpu["l2_kib"],
+                l3_kib=cpu["l3_kib"], torch_capability=cpu["torch_capability"])
 
 
 def data_root() -> Path:
@@ -396,14 +415,20 @@ def bench_shape(name: str, batches: list, device: torch.device, repeats: int, wa
                 steps["sparse/triton-rowmajor"] = RowMajor(steps["sparse/triton"])
         if batch == batches[0]:
             print(f"  layout: {sparse.layout.extra_repr()}")
-        by_threads, opt_by_threads = {}, {}
+        by_threads, opt_by_threads, auto_by_threads, tuned = {}, {}, {}, {}
         for n in threads:
             torch.set_num_threads(n)
             opt_by_threads[n] = {}
+            before = len(tuning.timed)
+            # the warm-up steps make the compiled kernels' choice at this thread count (off the clock)
             medians = time_interleaved(steps, repeats, warmup, device, budget_s, clock, opt_by_threads[n])
             medians.update(time_interleaved(reference, repeats, warmup, device, budget_s, clock, opt_by_threads[n]))
             by_threads[n] = medians
-        auto = resolve_backend("auto", device, batch, sparse.layout)
+            if "sparse/cpp" in steps:
+                choice = tuning.choose(sparse.layout, batch)
+                tuned[n] = (choice.label, round(choice.tune_ms, 1) if len(tuning.timed) > before else 0.0)
+            auto_by_threads[n] = resolve_backend("auto", device, batch, sparse.layout)  # after the timed steps
+        auto = auto_by_threads[threads[0]]
         label = f"N{batch}" if batch in full else f"B{batch}"  # N: one full-batch pass
         for key in by_threads[threads[0]]:
             method, backend = key.split("/")
@@ -411,11 +436,14 @@ def bench_shape(name: str, batches: list, device: torch.device, repeats: int, wa
             for n, medians in by_threads.items():
                 ms, mlp_ms, opt_ms = medians[key], medians["mlp/-"], opt_by_threads[n][key]
                 line += f" | {n}t {ms:10.3f} ms {ms / mlp_ms:6.2f}x MLP"
+                blocking, tune_ms = tuned.get(n, ("", "")) if key == "sparse/cpp" else ("", "")
                 rows.append(dict(shape=name, batch=batch, full_batch=batch in full, device=device.type, threads=n,
                                  method=method, backend=backend, step_ms=round(ms, 4),
                                  ratio_to_mlp=round(ms / mlp_ms, 4), optimizer_ms=round(opt_ms, 4),
                                  optimizer_share=round(opt_ms / ms, 4),
-                                 macs_ratio=round(limit, 4) if method == "sparse" else "", **extra_cols))
+                                 macs_ratio=round(limit, 4) if method == "sparse" else "",
+                                 auto=method == "sparse" and backend == auto_by_threads[n], blocking=blocking,
+                                 tune_ms=tune_ms, **extra_cols, **cpu_columns()))
             first = by_threads[threads[0]]
             opt_first = opt_by_threads[threads[0]][key]
             line += f"  (optimiser {opt_first:.3f} ms, {opt_first / first[key]:.0%})"
@@ -425,8 +453,30 @@ def bench_shape(name: str, batches: list, device: torch.device, repeats: int, wa
                 line += f"  [limit {limit:.2f}x: active multiply-adds / the MLP's]"
             if method == "sparse" and backend == auto:
                 line += "  <- auto"
+            if key == "sparse/cpp" and tuned:
+                line += f"  [{tuned[threads[0]][0]}]"
             print(line, flush=True)
     return rows
+
+
+@contextlib.contextmanager
+def _tuning(mode: str, private: str):
+    """``--tuning``: ``fresh`` points GLAI_CACHE_DIR at ``private`` (every choice timed again), ``off`` sets
+    GLAI_ESTIMATOR_TUNING=off, ``cached`` leaves both; restored afterwards."""
+    names = {"fresh": ("GLAI_CACHE_DIR", private), "off": (tuning.ENV, "off")}
+    saved = {k: os.environ.get(k) for k in ("GLAI_CACHE_DIR", tuning.ENV)}
+    if mode in names:
+        os.environ[names[mode][0]] = names[mode][1]
+    tuning.clear_memory()
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        tuning.clear_memory()
 
 
 def write_csv_atomic(rows: list[dict], path: Path) -> None:
@@ -459,6 +509,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="wall: perf_counter; cpu: process CPU time (robust on a shared machine, with "
                         "--threads 1 it equals the wall time of an unloaded core; CPU device only)")
     parser.add_argument("--quick", action="store_true", help="5 repeats, 2 warm-up steps")
+    parser.add_argument("--tuning", default="fresh", choices=["fresh", "cached", "off"],
+                        help="the compiled kernels' blocking: fresh = timed again in this run's warm-up (a private "
+                        "tuning folder), cached = this CPU's saved choices (as a run), off = the built-in defaults")
     parser.add_argument("--out", type=Path, default=None,
                         help="CSV path (default results/bench/estimator-<device>.csv)")
     parser.add_argument("--convert-only", default=None, help=argparse.SUPPRESS)
@@ -491,12 +544,16 @@ def main(argv: list[str] | None = None) -> None:
     # as in the runner: denormal floats (saturated softmax gradients) would cost 10-100x per CPU op
     flush = torch.set_flush_denormal(True)
     device = torch.device(args.device)
+    cpu = cpu_info()
     print(f"torch {torch.__version__}, device {device}, threads {threads} (of {os.cpu_count()} CPUs), "
-          f"clock {args.clock}, repeats {repeats}, warm-up {warmup}, flush denormals {flush}")
+          f"clock {args.clock}, repeats {repeats}, warm-up {warmup}, flush denormals {flush}, tuning {args.tuning}")
+    print(f"CPU {cpu['name']}: {' '.join(cpu['vector'])}; L1d {cpu['l1d_kib']} KiB, L2 {cpu['l2_kib']} KiB, "
+          f"L3 {cpu['l3_kib']} KiB; torch capability {cpu['torch_capability']}")
 
     rows = []
-    for name in shapes:
-        rows += bench_shape(name, batches, device, repeats, warmup, args.dense_budget, clock, threads)
+    with tempfile.TemporaryDirectory() as private, _tuning(args.tuning, private):
+        for name in shapes:
+            rows += bench_shape(name, batches, device, repeats, warmup, args.dense_budget, clock, threads)
     out = args.out or ROOT / "results" / "bench" / f"estimator-{device.type}.csv"
     write_csv_atomic(rows, out)
     print(f"\nwrote {out}")

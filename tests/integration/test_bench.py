@@ -2,6 +2,7 @@
 
 import csv
 import importlib.util
+import os
 import sys
 from pathlib import Path
 
@@ -37,6 +38,32 @@ def test_the_benchmark_writes_a_row_per_method_and_thread_count(tmp_path, capsys
         assert float(r["optimizer_share"]) == pytest.approx(float(r["optimizer_ms"]) / float(r["step_ms"]), abs=1e-3)
     printed = capsys.readouterr().out
     assert "| 1t" in printed and "| 2t" in printed and "<- auto" in printed and "(optimiser " in printed
+
+
+def test_every_row_names_its_cpu_and_the_cpp_rows_their_blocking(tmp_path, monkeypatch):
+    """Times of two CPUs are never one table's: every row carries the CPU (glai.results.cpu); the compiled kernels'
+    rows name the blocking chosen on it in the warm-up (glai.kernels.estimator.tuning) and the timing's cost, at each
+    thread count; ``auto`` marks the backend head.backend=auto picks; ``--tuning fresh`` leaves the user's cache
+    alone."""
+    from glai.kernels.estimator import cpp_available, tuning
+    from glai.results.cpu import cpu_info
+
+    bench = _bench_module()
+    monkeypatch.setenv("GLAI_CACHE_DIR", str(tmp_path / "user-cache"))
+    out = tmp_path / "bench.csv"
+    bench.main(["--shapes", "A2", "--batches", "40", "--repeats", "1", "--warmup", "1", "--threads", "1,2",
+                "--out", str(out)])
+    rows = list(csv.DictReader(out.open()))
+    cpu = cpu_info()
+    assert {(r["cpu"], r["cpu_vector"], r["l2_kib"], r["torch_capability"]) for r in rows} == {
+        (cpu["name"], " ".join(cpu["vector"]), str(cpu["l2_kib"] or ""), str(cpu["torch_capability"]))}
+    assert sum(r["auto"] == "True" for r in rows) == 2  # one backend per thread count
+    assert all(r["blocking"] == "" for r in rows if r["backend"] != "cpp")
+    if cpp_available():
+        cpp = [r for r in rows if r["backend"] == "cpp"]
+        assert len(cpp) == 2 and all(r["blocking"].startswith("fwd ") and float(r["tune_ms"]) > 0 for r in cpp)
+    assert not (tmp_path / "user-cache").exists() and os.environ.get("GLAI_CACHE_DIR") == str(tmp_path / "user-cache")
+    assert tuning._environment(tuning._generation)[0] == str(tmp_path / "user-cache")
 
 
 def test_the_benchmark_refuses_bad_thread_counts(tmp_path):
