@@ -17,6 +17,7 @@ from glai.data.backbones import BackboneUnavailableError
 from glai.data.readers.base import DatasetUnavailableError
 from glai.errors import ConfigError, DataError, RecordWriteError
 from glai.runner import run, search_result
+from glai.search import check_search_overrides
 
 register_configs()
 #: Errors a user causes (a bad value, data, a missing backbone or dataset file, an unwritable results folder): one
@@ -56,6 +57,7 @@ if __name__ == "__main__":
     if os.environ.get("HYDRA_FULL_ERROR") != "1":
         # a misspelled key, a missing group option or a wrong type: one line and exit 2 before Hydra starts
         try:
+            check_search_overrides(sys.argv[1:])
             precheck_overrides(sys.argv[1:])
         except ConfigError as err:
             print(f"[glai] ConfigError: {err}", file=sys.stderr)

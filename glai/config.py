@@ -176,6 +176,33 @@ class StudyConfig:
 TUNING_ROLES = ("none", "search", "held_out")
 
 
+#: ``tuning.pruner.epochs``: the Optuna pruners a search can use on the per-epoch tuning score (glai.search).
+PRUNERS = ("successive_halving", "hyperband", "median", "none")
+
+
+@dataclass
+class PrunerConfig:
+    """How a search stops unpromising trials early (``tuning.pruner``; :mod:`glai.search`, docs/views.md).
+
+    The trial's first fold reports its tuning score (the best so far) after every epoch to the study's epoch
+    pruner; after each fold but the last, a trial whose mean over its folds so far lies more than ``fold_se``
+    standard errors below the best complete trial's on the same folds skips the rest. The head's default trials
+    are never pruned. Off by default (``epochs: none``, ``fold_se: 0``); ``conf/tuning/search.yaml`` switches
+    both on.
+    """
+
+    # successive_halving | hyperband | median | none (glai.search.build_pruner)
+    epochs: str = "none"
+    # the first rung, in epochs: successive halving and hyperband judge a trial at min_resource * factor**r
+    min_resource: int = 2
+    # successive halving / hyperband: a trial goes on past a rung when among the best 1 / reduction_factor there
+    reduction_factor: int = 3
+    # the fold rule's margin in standard errors of the difference of two fold means (0 = off)
+    fold_se: float = 0.0
+    # complete trials (the head's defaults included) before the fold rule or the median pruner prunes
+    min_complete: int = 3
+
+
 @dataclass
 class TuningConfig:
     """Hyperparameter search on a tuning split (SPEC 12 "Tuned comparison"; ``conf/tuning/``).
@@ -209,6 +236,13 @@ class TuningConfig:
     # (conf/tuned/best, the committed study's). false: tuned_dir only, so a study reads its own searches and
     # nothing else (a group without one stops with the search to run)
     shipped: bool = True
+    # how a search stops unpromising trials early (conf/tuning/search.yaml switches it on; glai.search)
+    pruner: PrunerConfig = field(default_factory=lambda: PrunerConfig())
+    # set by the search's sweeper for each trial, never by hand: the study (name, storage) and the trial number
+    # the run reports its per-epoch tuning score to
+    study: Optional[str] = None
+    storage: Optional[str] = None
+    trial: Optional[int] = None
 
 
 @dataclass
@@ -273,6 +307,23 @@ def _validate_tuning(cfg) -> None:
     if tuning.get("repeats", 3) < 2:
         _fail("tuning.repeats", tuning.repeats, "repeated tuning splits give a score its standard error: at least 2 "
               "(tuning.folds=1 scores on the one split)", "tuning.repeats=3")
+    pruner = tuning.get("pruner")
+    if pruner is not None:
+        if pruner.epochs not in PRUNERS:
+            _fail("tuning.pruner.epochs", pruner.epochs, f"choose one of {', '.join(PRUNERS)}",
+                  "tuning.pruner.epochs=successive_halving")
+        if pruner.min_resource < 1:
+            _fail("tuning.pruner.min_resource", pruner.min_resource, "the first rung in epochs: >= 1",
+                  "tuning.pruner.min_resource=2")
+        if pruner.reduction_factor < 2:
+            _fail("tuning.pruner.reduction_factor", pruner.reduction_factor, "a trial goes on when among the best "
+                  "1 / reduction_factor: >= 2", "tuning.pruner.reduction_factor=3")
+        if not (pruner.fold_se >= 0 and math.isfinite(pruner.fold_se)):
+            _fail("tuning.pruner.fold_se", pruner.fold_se, "the fold rule's margin in standard errors: >= 0 (0 = off)",
+                  "tuning.pruner.fold_se=2")
+        if pruner.min_complete < 1:
+            _fail("tuning.pruner.min_complete", pruner.min_complete, "complete trials before pruning: >= 1",
+                  "tuning.pruner.min_complete=3")
     high = tuning.get("max_reduced_epochs")
     if high is not None and high < 1:
         _fail("tuning.max_reduced_epochs", high, "the longest reduced phase a GLAI search tries, in epochs: >= 1, or "

@@ -42,7 +42,7 @@ from glai.results.records import (
 )
 from glai.results.report import log_wandb, summary
 from glai.results.schema import check_record, new_record
-from glai.training.loop import History, NonFiniteLossError, fit
+from glai.training.loop import History, NonFiniteLossError, Pruned, fit, observe_epochs
 from glai.training.penalty import ActivationPenaltyTask
 from glai.training.structure import PathDistanceTracker
 from glai.training.tasks import MONITORS, build_task, draw_episode
@@ -203,15 +203,56 @@ def _active_paths(head) -> float | None:
     return active_paths_per_sample(head.conversion.gates[1], layout.gate_idx)
 
 
+def trial_reporter(cfg, units: int):
+    """The :class:`glai.search.TrialReporter` of a search trial that its sweeper named (``tuning.trial``), built
+    from ``tuning.pruner``; None for any other run."""
+    tuning = cfg.tuning
+    if tuning.role != "search" or tuning.get("trial") is None or not tuning.get("study"):
+        return None
+    from glai.search import TrialReporter, build_pruner
+
+    p = tuning.pruner
+    pruner = build_pruner(str(p.epochs), int(p.min_resource), int(p.reduction_factor), int(p.min_complete))
+    return TrialReporter(str(tuning.storage), str(tuning.study), int(tuning.trial), pruner, float(p.fold_se),
+                         int(p.min_complete), units)
+
+
+def _unit_score(cfg, result: dict[str, Any]) -> float:
+    """One fold's (repeat's, episode's) score as the search maximises it: its BVS, negated for a minimised
+    monitor."""
+    bvs = float(result["metrics"]["bvs"])
+    return bvs if MONITORS[build_task(cfg.experiment).monitor] == "max" else -bvs
+
+
+def run_units(cfg, units: list) -> list[dict[str, Any]]:
+    """Run a trial's units (folds, repeated splits, episodes; one for a plain run), each a callable returning the
+    record's ``metrics`` and ``cost`` parts. A search trial reports the first unit's per-epoch score and every
+    unit's score to its study (:func:`trial_reporter`), which may stop it with :class:`glai.training.loop.Pruned`.
+    """
+    reporter = trial_reporter(cfg, len(units))
+    results = []
+    for j, unit in enumerate(units):
+        if reporter is not None and j == 0:
+            with observe_epochs(reporter.epoch):
+                results.append(unit())
+        else:
+            results.append(unit())
+        if reporter is not None:
+            reporter.fold(_unit_score(cfg, results[-1]))
+    return results
+
+
 def _episodes(cfg, pool: EmbeddingSplit, device) -> dict[str, Any]:
     """Family C: train a fresh head on each episode's support set, validate on its query set."""
     exp = cfg.experiment
-    results = []
-    for e in range(cfg.episodes):
+
+    def episode(e: int):
         gen = torch.Generator().manual_seed(cfg.seed * 100_003 + e)
         sx, sy, qx, qy = draw_episode(pool.x.cpu(), pool.y.cpu(), exp.n_way, exp.k_shot, exp.q_query, gen)
-        results.append(train_head(cfg, EmbeddingSplit(sx.to(device), sy.to(device)),
-                                  EmbeddingSplit(qx.to(device), qy.to(device)), cfg.seed * 100_003 + e))
+        return lambda: train_head(cfg, EmbeddingSplit(sx.to(device), sy.to(device)),
+                                  EmbeddingSplit(qx.to(device), qy.to(device)), cfg.seed * 100_003 + e)
+
+    results = run_units(cfg, [episode(e) for e in range(cfg.episodes)])
     if len(results) == 1:
         return results[0]
     from scipy import stats  # imported here: only family C's multi-episode runs need it
@@ -251,7 +292,7 @@ def _folds(cfg, splits: dict[str, EmbeddingSplit]) -> dict[str, Any]:
             return train_ffn(cfg, tr, va, tr.x.device)
         return train_head(cfg, tr, va, cfg.seed)
 
-    results = [train(splits[f"fold{j}/train"], splits[f"fold{j}/val"]) for j in range(k)]
+    results = run_units(cfg, [lambda j=j: train(splits[f"fold{j}/train"], splits[f"fold{j}/val"]) for j in range(k)])
     bvs = [r["metrics"]["bvs"] for r in results]
     n_train = len(splits["fold0/train"]) + len(splits["fold0/val"])
     kind = "repeats" if search_folds(n_train, cfg.tuning.fraction, cfg.tuning.folds, cfg.tuning.repeats) < 0 \
@@ -433,17 +474,23 @@ def _train_and_record(cfg, path, config: dict, fp: str, device: torch.device, sp
         elif "fold0/train" in splits:
             result = _folds(cfg, splits)
         elif exp.family == "T":
-            result = train_ffn(cfg, splits["train"], splits["val"], device)
+            result = run_units(cfg, [lambda: train_ffn(cfg, splits["train"], splits["val"], device)])[0]
         elif exp.family == "C":
             result = _episodes(cfg, splits["pool"], device)
         else:
-            result = train_head(cfg, splits["train"], splits["val"], cfg.seed)
+            result = run_units(cfg, [lambda: train_head(cfg, splits["train"], splits["val"], cfg.seed)])[0]
         record.update(result)
         if reduced is not None:
             record["metrics"]["reduced_epochs_rule"] = reduced
         monitor = build_task(exp).monitor
         record["metrics"].update(monitor=monitor, mode=MONITORS[monitor])
         record["status"] = "done"
+    except Pruned as err:
+        # a search's pruner stopped the trial: recorded as pruned (never done), with where and why
+        record.update(status="pruned", metrics={"pruned": {"at": err.at, "value": err.value, "reason": str(err)}})
+        _write_final(cfg, path, record)
+        print(f"[glai] search trial {cfg.tuning.trial} {err}; record: {path}")
+        return record
     except NonFiniteLossError as err:
         # the usual cause is a step too large for the loss: name the key and a smaller value (issue 30)
         lr = float(cfg.head.lr)
@@ -498,6 +545,8 @@ def mlp_partner_config(cfg: DictConfig) -> DictConfig:
         partner.study = study
         partner.overwrite = False
         partner.tag = ""
+        # a search trial's partner is its own run: it reports to no trial of the study
+        partner.tuning.study = partner.tuning.storage = partner.tuning.trial = None
     return partner
 
 
@@ -526,7 +575,8 @@ def _resolve_reduced_epochs(cfg: DictConfig) -> tuple[DictConfig, dict[str, Any]
     # the partner's record lists the overrides it was run with: the GLAI job's, its head ones replaced
     # (tuning=best selects GLAI's tuned settings: the partner is the protocol MLP, tuned or not)
     overrides = [o for o in _overrides()
-                 if not (o.lstrip("+~").startswith(("head", "tag", "study")) or o == "tuning=best")] + [
+                 if not (o.lstrip("+~").startswith(("head", "tag", "study", "tuning.study", "tuning.storage",
+                                                    "tuning.trial")) or o == "tuning=best")] + [
         f"head={partner.head.name}"]
     mlp = run(partner, overrides)
     if mlp.get("status") == "running":
@@ -559,7 +609,11 @@ def standard_error(values: list[float]) -> float | None:
 def search_result(record: dict[str, Any]) -> dict[str, Any]:
     """What a search trial returns to the sweeper (``hydra/sweeper=glai_optuna``): ``{"value": objective,
     "se": the score's standard error over folds, repeats or episodes (None on one split), "record": its path}``."""
-    se = (record.get("metrics") or {}).get("bvs_se")
+    metrics = record.get("metrics") or {}
+    if record.get("status") == "pruned":
+        pruned = metrics.get("pruned") or {}
+        return {"value": pruned.get("value", math.nan), "se": None, "record": record.get("_path"), "pruned": pruned}
+    se = metrics.get("bvs_se")
     return {"value": objective(record), "se": None if se is None or record.get("status") != "done" else float(se),
             "record": record.get("_path")}
 

@@ -25,6 +25,15 @@ the tests read studies through the same code:
   duplicated. A trial owned by a sweeper on another host is taken as live. A trial is written whole, its owner
   included, before it runs (enqueued, then asked for), so a sweeper killed at any write leaves either a running
   trial with a dead owner or a waiting trial, and the next sweeper adopts both.
+- **A torn last line** (a crashed or disk-full write, a copy that lost its last bytes) is mended before the next
+  append, under the journal's own lock: a line that holds a whole record is ended, a partial one dropped (Optuna
+  never read it), so the study loses nothing it held and no corrupt line ends up in the middle of the file.
+- **Pruning** (:class:`TrialReporter`, ``tuning.pruner``): a trial reports its first fold's per-epoch tuning score
+  (the best so far) to the study, whose pruner (successive halving by default) stops it when it is not among the
+  best at a rung; and a trial whose mean over its first folds lies clearly below the best complete trial's on the
+  same folds skips its other folds (:func:`fold_rule`). The head's default trials report but are never pruned
+  (the one-standard-error rule needs them complete). A pruned trial is stored as pruned: it spends the budget, is
+  never chosen, and a resumed search neither reruns nor loses it.
 - **The one-standard-error rule** (:func:`choose`): a trial's score is a mean over folds (or repeated splits, or
   episodes) with its standard error; the best trial replaces the head's protocol default only when it beats it
   by more than the best trial's standard error (Hastie, Tibshirani & Friedman, The Elements of Statistical
@@ -35,9 +44,12 @@ the tests read studies through the same code:
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import os
 import socket
+import statistics
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,7 +60,8 @@ from filelock import FileLock
 
 from glai.errors import ConfigError
 
-__all__ = ["Proposal", "SearchStudy", "choose", "open_storage", "params_key", "study_name", "trial_score"]
+__all__ = ["PRUNERS", "Proposal", "SearchStudy", "TrialReporter", "build_pruner", "check_search_overrides", "choose",
+           "fold_rule", "mend_journal", "open_storage", "params_key", "storage_error", "study_name", "trial_score"]
 
 #: The study's file under the sweep folder when ``hydra.sweeper.storage`` is null.
 JOURNAL_FILE = "optuna.journal"
@@ -57,14 +70,103 @@ MAX_DRAWS = 64
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
+#: Trial states that spend a search's budget: finished (complete, pruned, failed) or running.
+SPENT = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL,
+         optuna.trial.TrialState.RUNNING)
+
+
+def _storage_errors() -> tuple[type[BaseException], ...]:
+    errors: tuple[type[BaseException], ...] = (ValueError, OSError, KeyError, TypeError, ImportError)
+    try:
+        from sqlalchemy.exc import SQLAlchemyError
+    except ImportError:  # journal storage only
+        return errors
+    return (*errors, SQLAlchemyError)
+
+
+#: What opening or writing a study's storage raises when the file or database is not usable.
+STORAGE_ERRORS = _storage_errors()
+
+
+def mend_journal(path: str | Path) -> str | None:
+    """End or drop a torn last line of the journal file ``path`` (one without its newline): a line that holds a
+    whole JSON record is ended with its newline, any other is cut off. Call it under the journal's lock. Optuna
+    skips a torn last line when it reads, so neither loses a record the study held.
+
+    Returns:
+        ``"ended"``, ``"dropped"``, or None when the file ends with a newline (or is empty or missing).
+    """
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            if size == 0:
+                return None
+            f.seek(size - 1)
+            if f.read(1) == b"\n":
+                return None
+            # the torn line starts after the last newline: read back until one is found
+            start, block = size, 1 << 16
+            while start > 0:
+                low = max(0, start - block)
+                f.seek(low)
+                chunk = f.read(start - low)
+                cut = chunk.rfind(b"\n")
+                if cut >= 0:
+                    start = low + cut + 1
+                    break
+                start = low
+            f.seek(start)
+            tail = f.read()
+    except FileNotFoundError:
+        return None
+    try:
+        whole = isinstance(json.loads(tail), dict)
+    except ValueError:
+        whole = False
+    with open(path, "r+b") as f:
+        if whole:
+            f.seek(0, os.SEEK_END)
+            f.write(b"\n")
+        else:
+            f.truncate(start)
+        f.flush()
+        os.fsync(f.fileno())
+    action = "ended" if whole else "dropped"
+    print(f"[glai] search journal {path}: its last line was cut off ({len(tail)} bytes, "
+          f"{'a whole record: ended' if whole else 'a partial record Optuna never read: dropped'})", file=sys.stderr)
+    return action
+
+
+def _journal_backend(path: str):
+    """Optuna's ``JournalFileBackend`` whose every append first mends a torn last line (:func:`mend_journal`),
+    under the same lock as the append."""
+    from optuna.storages.journal import JournalFileBackend
+    from optuna.storages.journal._file import get_lock_file
+
+    class _MendingJournalFileBackend(JournalFileBackend):
+        def append_logs(self, logs: list[dict[str, Any]]) -> None:
+            # Optuna's append, with the mend first under its lock
+            with get_lock_file(self._lock):
+                mend_journal(self._file_path)
+                text = "\n".join(json.dumps(log, separators=(",", ":")) for log in logs) + "\n"
+                with open(self._file_path, "ab") as f:
+                    f.write(text.encode("utf-8"))
+                    f.flush()
+                    os.fsync(f.fileno())
+
+    return _MendingJournalFileBackend(path)
+
 
 def open_storage(storage: str | Path) -> optuna.storages.BaseStorage | str:
     """The Optuna storage of ``storage``: a journal file path (``*.journal``, or any path without ``://``) ->
-    ``JournalStorage(JournalFileBackend(path))``; an SQLAlchemy URL (``sqlite:///...``, ``postgresql://...``)
-    -> the URL itself (Optuna's RDB storage).
+    ``JournalStorage`` over Optuna's file backend, whose appends mend a torn last line first
+    (:func:`mend_journal`); an SQLAlchemy URL (``sqlite:///...``, ``postgresql://...``) -> the URL itself
+    (Optuna's RDB storage).
 
     Raises:
         ValueError: an empty ``storage``.
+        OSError: the journal's folder or file cannot be created or written.
     """
     text = str(storage)
     if not text:
@@ -72,10 +174,52 @@ def open_storage(storage: str | Path) -> optuna.storages.BaseStorage | str:
                          f"(<sweep dir>/{JOURNAL_FILE})")
     if "://" in text:
         return text
-    from optuna.storages.journal import JournalFileBackend, JournalStorage
+    from optuna.storages.journal import JournalStorage
 
     Path(text).parent.mkdir(parents=True, exist_ok=True)
-    return JournalStorage(JournalFileBackend(text))
+    return JournalStorage(_journal_backend(text))
+
+
+def storage_error(err: BaseException, storage: str | Path, name: str) -> ConfigError:
+    """A study's storage failing (opening it, or writing a trial) as the one-line error the sweeper prints: a
+    folder or database that cannot be written is named as such (the study in it is healthy), anything else as a
+    file this Optuna cannot read."""
+    text = str(storage)
+    detail = f"{type(err).__name__}: {str(err).splitlines()[0][:160] if str(err) else ''}"
+    low = detail.lower()
+    if isinstance(err, PermissionError) or "readonly" in low or "read-only" in low or "permission denied" in low:
+        where = text[len("sqlite:///"):] if text.startswith("sqlite:///") else text
+        return ConfigError(f"hydra.sweeper.storage: the study {name!r} in {text} cannot be written ({detail}): the "
+                           f"file or its folder is read-only; the study in it is unharmed. Fix: make {where} and "
+                           "its folder writable, or copy them to a writable place and pass hydra.sweeper.storage= "
+                           "that copy")
+    if isinstance(err, OSError) and not isinstance(err, FileNotFoundError):
+        return ConfigError(f"hydra.sweeper.storage: the study {name!r} in {text} cannot be written ({detail}). Fix: "
+                           "free the disk or pass hydra.sweeper.storage= a file on a writable disk")
+    return ConfigError(f"hydra.sweeper.storage: the study {name!r} in {text} cannot be opened ({detail}): not an "
+                       "Optuna journal or database this Optuna can read (corrupt, or written by something else). "
+                       "Fix: move it away and search again (a new study starts), or hydra.sweeper.storage= "
+                       "another file")
+
+
+def check_search_overrides(args: Sequence[str]) -> None:
+    """The search's own command-line values, checked before Hydra composes anything: ``hydra.sweeper.n_trials``
+    must be a whole number >= 1.
+
+    Raises:
+        ConfigError: naming the override and a value that works.
+    """
+    for arg in args:
+        key, sep, value = arg.partition("=")
+        if not sep or key.lstrip("+~") != "hydra.sweeper.n_trials":
+            continue
+        try:
+            n = int(value)
+        except ValueError:
+            n = None
+        if n is None or n < 1:
+            raise ConfigError(f"hydra.sweeper.n_trials={value!r}: the search's budget is a whole number of trials "
+                              ">= 1 (the head's default trials count in it). Fix: hydra.sweeper.n_trials=16")
 
 
 def _lock_path(storage: str | Path, name: str) -> Path:
@@ -189,20 +333,15 @@ class SearchStudy:
         try:
             self.study = optuna.create_study(study_name=name, storage=open_storage(storage), direction=direction,
                                              sampler=sampler(seed), load_if_exists=True)
-        except (ValueError, OSError, KeyError, TypeError, ImportError) as err:  # JSON/unicode errors are ValueErrors
-            raise ConfigError(f"hydra.sweeper.storage: the study {name!r} in {storage} cannot be opened "
-                              f"({type(err).__name__}: {str(err).splitlines()[0][:160] if str(err) else ''}): not "
-                              "an Optuna journal or database this Optuna can read (corrupt, cut off, or written by "
-                              "something else). Fix: move it away and search again (a new study starts), or "
-                              "hydra.sweeper.storage= another file") from err
+        except STORAGE_ERRORS as err:  # JSON/unicode errors are ValueErrors; SQLAlchemy's for databases
+            raise storage_error(err, storage, name) from err
 
     def trials(self, states: Sequence[optuna.trial.TrialState] | None = None) -> list[optuna.trial.FrozenTrial]:
         return self.study.get_trials(deepcopy=False, states=None if states is None else tuple(states))
 
     def _counted(self) -> int:
-        """Trials that spend the budget: finished (complete or failed) or running."""
-        live = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL, optuna.trial.TrialState.RUNNING)
-        return len(self.trials(live))
+        """Trials that spend the budget: finished (complete, pruned or failed) or running."""
+        return len(self.trials(SPENT))
 
     def _ask(self, params: dict[str, Any], user_attrs: dict[str, Any]) -> optuna.trial.Trial:
         """A new trial: enqueued with every attribute it needs, its owner included, in one write to the study,
@@ -225,8 +364,7 @@ class SearchStudy:
         """A parameter set the study does not hold, drawn on an in-memory copy of the study by a sampler seeded
         from the study's state (the search's, then uniform); None when :data:`MAX_DRAWS` draws all repeat a held
         set."""
-        existing = self.trials((optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL,
-                                optuna.trial.TrialState.RUNNING))
+        existing = self.trials(SPENT)
         for attempt in range(MAX_DRAWS):
             seed = int.from_bytes(hashlib.sha1(f"{self.seed}|{len(self.trials())}|{attempt}".encode()).digest()[:4],
                                   "little")
@@ -278,19 +416,164 @@ class SearchStudy:
         return out
 
     def tell(self, proposal: Proposal, result: Any, error: str | None = None) -> None:
-        """Record a trial's result (:func:`trial_score`); NaN, None or an error -> a failed trial."""
+        """Record a trial's result (:func:`trial_score`); a result that says ``pruned`` -> a pruned trial (its
+        score the last one it reported); NaN, None or an error -> a failed trial."""
         value, se, record = trial_score(result)
         trial = proposal.trial
         if se is not None:
             trial.set_user_attr("se", se)
         if record is not None:
             trial.set_user_attr("record", record)
-        if error is not None or not math.isfinite(value):
+        if error is None and isinstance(result, dict) and result.get("pruned"):
+            trial.set_user_attr("pruned", result["pruned"])
+            self.study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        elif error is not None or not math.isfinite(value):
             if error:
                 trial.set_user_attr("error", error[-500:])
             self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
         else:
             self.study.tell(trial, value)
+
+
+
+
+#: The epoch pruners :func:`build_pruner` builds (``tuning.pruner.epochs``; ``glai.config.PRUNERS`` lists the same).
+PRUNERS = ("successive_halving", "hyperband", "median", "none")
+
+
+def build_pruner(name: str, min_resource: int = 2, reduction_factor: int = 3, min_complete: int = 3
+                 ) -> optuna.pruners.BasePruner:
+    """The epoch pruner ``tuning.pruner.epochs`` names.
+
+    - ``successive_halving``: Optuna's asynchronous successive halving (Li et al., "A System for Massively
+      Parallel Hyperparameter Tuning", MLSys 2020, arXiv 1810.05934): at epochs ``min_resource *
+      reduction_factor**r`` a trial goes on only when its score so far is among the best ``1/reduction_factor``
+      of the trials that reached that epoch.
+    - ``hyperband``: Optuna's Hyperband over such brackets (Li et al., JMLR 2018, arXiv 1603.06560).
+    - ``median``: stopped when below the median of the complete trials at the same epoch, from epoch
+      ``min_resource`` on, once ``min_complete`` trials are complete.
+    - ``none``: no epoch pruning.
+
+    Raises:
+        ValueError: an unknown name, ``min_resource < 1`` or ``reduction_factor < 2``.
+    """
+    if name not in PRUNERS:
+        raise ValueError(f"tuning.pruner.epochs={name!r}: choose one of {', '.join(PRUNERS)}")
+    if int(min_resource) < 1 or int(reduction_factor) < 2:
+        raise ValueError(f"tuning.pruner.min_resource={min_resource} (>= 1 epoch) and tuning.pruner.reduction_factor="
+                         f"{reduction_factor} (>= 2) out of range")
+    if name == "successive_halving":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=int(min_resource),
+                                                      reduction_factor=int(reduction_factor))
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=int(min_resource), reduction_factor=int(reduction_factor))
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=int(min_complete), n_warmup_steps=int(min_resource) - 1)
+    return optuna.pruners.NopPruner()
+
+
+def fold_rule(scores: Sequence[float], complete: Sequence[Sequence[float]], best: Sequence[float],
+              fold_se: float, min_complete: int) -> str | None:
+    """Whether a trial with the fold scores ``scores`` so far (its first ``j + 1`` folds, higher is better) skips
+    its other folds.
+
+    It does when its mean over those folds lies below the best complete trial's mean over the same folds by more
+    than ``fold_se`` standard errors of that difference, ``s * sqrt(2 / (j + 1))`` with ``s`` the median
+    standard deviation of a fold score over the complete trials (``complete``: their fold scores). Such a trial
+    cannot become the best trial, so it can never be chosen (:func:`choose`).
+
+    Args:
+        scores: the trial's fold scores so far (at least one).
+        complete: the fold scores of every complete trial (all its folds).
+        best: the fold scores of the best complete trial.
+        fold_se: the margin, in standard errors; <= 0 switches the rule off.
+        min_complete: complete trials needed (with 2 or more folds each) before the rule prunes.
+
+    Returns:
+        the reason (one line) when the trial is pruned, else None.
+    """
+    n = len(scores)
+    spreads = [float(statistics.stdev(c)) for c in complete if len(c) >= 2]
+    if fold_se <= 0 or n < 1 or len(spreads) < max(1, min_complete) or len(best) < n:
+        return None
+    s = statistics.median(spreads)
+    mine, theirs = sum(scores) / n, sum(best[:n]) / n
+    margin = fold_se * s * math.sqrt(2.0 / n)
+    if mine < theirs - margin:
+        return (f"mean over its first {n} fold(s) {mine:.4g} < the best complete trial's {theirs:.4g} - "
+                f"{fold_se:g} x {s * math.sqrt(2.0 / n):.3g}")
+    return None
+
+
+class TrialReporter:
+    """A search trial's side of pruning, in the process that trains it (``run.py`` under the project's sweeper,
+    which passes ``tuning.study``, ``tuning.storage`` and ``tuning.trial``).
+
+    :meth:`epoch` reports the first fold's score after every epoch (the best so far, higher is better) and
+    raises :class:`glai.training.loop.Pruned` when the study's epoch pruner stops the trial; :meth:`fold`
+    records every fold's score (user attribute ``fold_scores``) and raises when :func:`fold_rule` prunes the
+    trial's other folds. A default trial of the head reports but is never pruned.
+
+    Args:
+        storage, study: the study (:func:`open_storage`, its name).
+        number: the trial's number in the study.
+        pruner: the epoch pruner (:func:`build_pruner`).
+        fold_se, min_complete: :func:`fold_rule`'s settings.
+        folds: how many folds the trial trains.
+
+    Raises:
+        ConfigError: the study or the trial is not in ``storage``.
+    """
+
+    def __init__(self, storage: str | Path, study: str, number: int, pruner: optuna.pruners.BasePruner,
+                 fold_se: float, min_complete: int, folds: int):
+        try:
+            self.study = optuna.load_study(study_name=study, storage=open_storage(storage), pruner=pruner)
+            self.trial_id = self.study._storage.get_trial_id_from_study_id_trial_number(  # noqa: SLF001
+                self.study._study_id, int(number))  # noqa: SLF001 -- Optuna's ask-and-tell handle of a trial
+        except (KeyError, *STORAGE_ERRORS) as err:
+            raise ConfigError(f"tuning.trial={number}: no trial {number} of study {study!r} in {storage} "
+                              f"({type(err).__name__}). These keys are the sweeper's own: run a search with "
+                              "python run.py -m tuning=search ..., and leave tuning.study/storage/trial unset") \
+                from err
+        self.trial = optuna.trial.Trial(self.study, self.trial_id)
+        self.default = self.study._storage.get_trial(self.trial_id).user_attrs.get("default")  # noqa: SLF001
+        self.fold_se, self.min_complete, self.folds = float(fold_se), int(min_complete), int(folds)
+        self.scores: list[float] = []
+
+    def epoch(self, epoch: int, value: float) -> None:
+        """Report the first fold's best score so far after ``epoch``; raise ``Pruned`` when the pruner says so."""
+        from glai.training.loop import Pruned
+
+        self.trial.report(float(value), int(epoch))
+        # asked for every trial, defaults too: a rung-based pruner records each trial's value at its rungs when
+        # asked, so the defaults are among the trials the others compete with
+        if self.trial.should_prune() and self.default is None:
+            raise Pruned(f"pruned at epoch {epoch} of its first fold (score so far {value:.4g}): the search's "
+                         "epoch pruner", f"epoch {epoch} of fold 1", float(value))
+
+    def fold(self, value: float) -> None:
+        """Record the next fold's score; raise ``Pruned`` when :func:`fold_rule` skips the trial's other folds."""
+        from glai.training.loop import Pruned
+
+        self.scores.append(float(value))
+        self.trial.set_user_attr("fold_scores", list(self.scores))
+        if self.default is not None or len(self.scores) >= self.folds:
+            return
+        done = [t for t in self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+                if t.value is not None and math.isfinite(t.value) and t.user_attrs.get("fold_scores")]
+        if not done:
+            return
+        # fold scores are the objective: higher is better unless the study minimises
+        sign = -1.0 if self.study.direction == optuna.study.StudyDirection.MINIMIZE else 1.0
+        best = max(done, key=lambda t: sign * t.value)
+        why = fold_rule([sign * v for v in self.scores], [[sign * v for v in t.user_attrs["fold_scores"]]
+                                                          for t in done],
+                        [sign * v for v in best.user_attrs["fold_scores"]], self.fold_se, self.min_complete)
+        if why:
+            n = len(self.scores)
+            raise Pruned(f"pruned after fold {n} of {self.folds}: {why}", f"fold {n} of {self.folds}",
+                         sum(self.scores) / n)
 
 
 def choose(trials: Sequence[optuna.trial.FrozenTrial], direction: str = "maximize",
@@ -311,7 +594,11 @@ def choose(trials: Sequence[optuna.trial.FrozenTrial], direction: str = "maximiz
     done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE and t.value is not None
             and math.isfinite(t.value)]
     if not done:
-        raise ValueError("no trial of the search completed: nothing to choose (see the sweep's logs)")
+        states = {name: sum(1 for t in trials if t.state.name == name) for name in ("PRUNED", "FAIL", "RUNNING")}
+        errors = sorted({str(t.user_attrs.get("error"))[:200] for t in trials if t.user_attrs.get("error")})
+        raise ValueError(f"no trial of the search completed ({len(trials)} trials: {states['PRUNED']} pruned, "
+                         f"{states['FAIL']} failed, {states['RUNNING']} running): nothing to choose"
+                         + (f"; the failed trials' errors: {'; '.join(errors)}" if errors else ""))
     sign = 1.0 if direction == "maximize" else -1.0
     best = max(done, key=lambda t: (sign * t.value, -t.number))
     base = next((t for t in done if t.user_attrs.get("default") == default), None)

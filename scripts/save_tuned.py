@@ -195,6 +195,8 @@ def tuned_settings(sweep_dir: Path, conf_dir: Path = CONF_DIR) -> tuple[str, str
     settings = trial_settings(record, _searched_keys(trials, list(info.get("fixed") or [])))
     group = record_group(record, sweep_dir / "search.yaml", list(info.get("fixed") or []), conf_dir)
     finished = [t for t in trials if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL)]
+    # pruned trials spend the budget but never finished: counted apart
+    pruned = [t for t in trials if t.state == optuna.trial.TrialState.PRUNED]
 
     def score(t) -> dict[str, Any] | None:
         if t is None:
@@ -207,7 +209,7 @@ def tuned_settings(sweep_dir: Path, conf_dir: Path = CONF_DIR) -> tuple[str, str
     search = {"chosen": f"default: {chosen.user_attrs['default']}" if chosen.user_attrs.get("default")
               else f"trial {chosen.number}", "rule": pick["rule"], "chosen_score": score(chosen),
               "default_score": score(pick["default"]), "best_score": score(pick["best"]),
-              "n_trials": len(finished), "budget": info.get("n_trials"), "study_name": info["study_name"],
+              "n_trials": len(finished), "pruned": len(pruned), "budget": info.get("n_trials"), "study_name": info["study_name"],
               "storage": str(info["storage"]), "sampler": (info.get("sampler") or {}).get("_target_"),
               "sampler_seed": (info.get("sampler") or {}).get("seed"), "monitor": record["metrics"].get("monitor"),
               "seed": record["seed"], "family": record["family"], "episodes": config.get("episodes"),
@@ -249,7 +251,8 @@ def render(experiment: str, head: str, settings: dict, search: dict, sweep_dir: 
     header = (
         f"# Tuned settings of experiment={experiment} head={head} (tuning=best applies them to runs of this group),\n"
         f"# written by scripts/save_tuned.py {sweep_dir} on {datetime.date.today().isoformat()}:\n"
-        f"# {search['n_trials']} trials of study {search['study_name']} ({search['sampler']}, seed "
+        f"# {search['n_trials']} trials (and {search.get('pruned', 0)} pruned) of study {search['study_name']} "
+        f"({search['sampler']}, seed "
         f"{search['sampler_seed']}), run seed {search['seed']}, scored by {search['scored_by']} on the tuning rows\n"
         + (f"# ({search['fraction']:g} of train, tuning.seed {search['tuning_seed']}; never the validation split).\n"
            if search["family"] != "C" else

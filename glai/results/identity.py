@@ -108,6 +108,11 @@ IDENTITY: dict[str, str] = {
     "tuning.max_reduced_epochs": "excluded",
     # where tuning=best looked for the settings it applied: the applied settings are the run's own keys
     "tuning.shipped": "excluded",
+    # a search's pruning and the trial a run reports to: a trial that runs to its end scores the same under any
+    # pruner (a pruned one is recorded as pruned, never as done); the pruner is part of the search's identity
+    **{f"tuning.pruner.{k}": "excluded" for k in ("epochs", "min_resource", "reduction_factor", "fold_se",
+                                                  "min_complete")},
+    **{f"tuning.{k}": "excluded" for k in ("study", "storage", "trial")},
     # family T (SPEC 13): the trained blocks and LoRA's adapters (read by family T runs only: FAMILY_ONLY)
     **{f"ffn.{k}": "setting" for k in ("blocks", "lora_rank", "lora_alpha", "activation")},
 }

@@ -17,7 +17,7 @@ SCHEMA_VERSION = 2
 #: Top-level fields: name -> (the JSON types it may hold, whether every record has it from its first write).
 RECORD_FIELDS: dict[str, tuple[tuple[type, ...], bool]] = {
     "schema_version": ((int,), True),
-    "status": ((str,), True),            # running | done | failed
+    "status": ((str,), True),            # running | done | failed | pruned (a search trial its pruner stopped)
     "error": ((str, type(None)), True),
     "experiment": ((str,), True),
     "head": ((str,), True),
@@ -41,8 +41,10 @@ RECORD_FIELDS: dict[str, tuple[tuple[type, ...], bool]] = {
 METRICS_FIELDS = frozenset({
     "monitor", "mode", "bvs", "best_epoch", "epochs", "curves", "stopped_by", "step_ms", "structure",
     "firing_ratio", "episodes", "folds",
-    # the standard error of bvs over folds, repeated splits or episodes (a search trial's; issue 27)
+    # the standard error of bvs over folds, repeated splits or episodes (a search trial's)
     "bvs_se",
+    # a pruned search trial: where its pruner stopped it, the score it had reported there, and why
+    "pruned",
     # GLAI
     "reduced_epochs", "total_epochs", "reduced_curves", "reduced_bvs", "reduced_stopped_by", "reduced_step_ms",
     "theorem2_bound", "active_paths_per_sample", "reduced_epochs_rule",

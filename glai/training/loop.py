@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -18,8 +20,8 @@ from glai.training.early_stopping import EarlyStopping
 from glai.training.optimizers import FullBatchLBFGS, build_optimizer
 from glai.training.tasks import MONITORS, SupervisedTask, Task
 
-__all__ = ["History", "LoopOptions", "NonFiniteLossError", "OptimizerOptions", "fit", "run_epochs",
-           "wall_clock"]
+__all__ = ["History", "LoopOptions", "NonFiniteLossError", "OptimizerOptions", "Pruned", "fit", "observe_epochs",
+           "run_epochs", "wall_clock"]
 
 
 def wall_clock(device: torch.device | str | None = None) -> float:
@@ -73,6 +75,38 @@ class LoopOptions:
 
 class NonFiniteLossError(RuntimeError):
     """The training or validation loss became NaN or infinite; the run is recorded as failed with this message."""
+
+
+class Pruned(Exception):  # noqa: N818 -- a decision, not an error
+    """Raised by an epoch observer (:func:`observe_epochs`) to stop the run: a search's pruner judged the trial
+    unpromising. The runner records the run as ``pruned``.
+
+    Attributes:
+        at: where it was pruned, in words (``"epoch 2 of fold 1"``, ``"fold 2 of 5"``); value: the score
+            reported there.
+    """
+
+    def __init__(self, message: str, at: str, value: float):
+        super().__init__(message)
+        self.at, self.value = at, value
+
+
+#: The observer of the scored phase's epochs (:func:`observe_epochs`), or None.
+_OBSERVER: ContextVar[Callable[[int, float], None] | None] = ContextVar("glai_epoch_observer", default=None)
+
+
+@contextmanager
+def observe_epochs(observer: Callable[[int, float], None]) -> Iterator[None]:
+    """Within the block, every epoch of a phase trained with early stopping (the phase whose BVS is the run's
+    score: an MLP, GLAI's estimator phase; never a fixed-length reduced or selector phase) calls
+    ``observer(epoch, best)``: the 1-based epoch and the best monitored value so far, signed so that higher is
+    better (``-val_loss`` for a minimised monitor). The observer may raise :class:`Pruned` to stop the run.
+    A search trial uses it to report its per-epoch tuning score to the study's pruner."""
+    token = _OBSERVER.set(observer)
+    try:
+        yield
+    finally:
+        _OBSERVER.reset(token)
 
 
 @dataclass
@@ -208,6 +242,14 @@ def run_epochs(
                 stop = True
         if on_epoch is not None:
             on_epoch(epoch, {"train_loss": train_loss, **metrics})
+        observer = _OBSERVER.get() if stopper is not None else None
+        if observer is not None and math.isfinite(best):
+            # the report to a search's study is the search's work, not the head's: off the phase's clock
+            t0 = wall_clock(device)
+            try:
+                observer(epoch, best if mode == "max" else -best)
+            finally:
+                hist.instrumentation_s += wall_clock(device) - t0
         if stop:
             hist.stopped_by = hist.stopped_by or "early_stopping"
             break

@@ -97,6 +97,13 @@ def distribution(override: Override) -> BaseDistribution | None:
                      "(tag(log, interval(...)) for a log scale)")
 
 
+def _quote(value: str) -> str:
+    """A value as one Hydra override value: quoted when it holds characters Hydra's grammar would read."""
+    if all(c.isalnum() or c in "/._-" for c in value):
+        return value
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
 class GlaiOptunaSweeper(Sweeper):
     """Hydra sweeper over a :class:`glai.search.SearchStudy` (see the module docstring)."""
 
@@ -124,11 +131,38 @@ class GlaiOptunaSweeper(Sweeper):
             cfg["seed"] = seed
         return instantiate(cfg)
 
+    def _fail(self, err: Exception) -> None:
+        """A user's error (a budget, a study file): one line and exit 2, as ``run.py`` answers bad input."""
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise err
+        print(f"[glai] ConfigError: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+
     def sweep(self, arguments: list[str]) -> None:
         from glai.errors import ConfigError
-        from glai.search import JOURNAL_FILE, SearchStudy, choose, study_name
+        from glai.results.records import atomic_write_text
+        from glai.search import (
+            JOURNAL_FILE,
+            STORAGE_ERRORS,
+            SearchStudy,
+            build_pruner,
+            choose,
+            storage_error,
+            study_name,
+        )
 
         assert self.config is not None
+        if self.n_trials < 1:
+            self._fail(ConfigError(f"hydra.sweeper.n_trials={self.n_trials}: the search's budget is a whole number of "
+                                   "trials >= 1 (the head's default trials count in it). Fix: "
+                                   "hydra.sweeper.n_trials=16"))
+        pruner_cfg = self.config.tuning.get("pruner")
+        pruner = OmegaConf.to_container(pruner_cfg, resolve=True) if pruner_cfg is not None else {}
+        try:
+            if pruner:
+                build_pruner(str(pruner["epochs"]), int(pruner["min_resource"]), int(pruner["reduction_factor"]))
+        except ValueError as err:
+            self._fail(ConfigError(str(err)))
         lines = [f"{k}={v}" for k, v in self.params.items()] + list(arguments)
         parsed = OverridesParser.create().parse_overrides(lines)
         space = {o.get_key_element(): d for o in parsed if (d := distribution(o)) is not None}
@@ -136,7 +170,9 @@ class GlaiOptunaSweeper(Sweeper):
         fixed = [line for line in fixed if line.split("=", 1)[0].lstrip("+~") not in space]
         code = inspect.getsource(self.custom) if self.custom else ""
         ranges = [o.input_line for o in parsed if o.is_sweep_override()]
-        name = str(self.name) if self.name else study_name(fixed, ranges, code)
+        # the pruner is part of the search's identity: a search pruned otherwise is another study
+        pruning = [f"tuning.pruner.{k}={v}" for k, v in sorted(pruner.items())]
+        name = str(self.name) if self.name else study_name(fixed, ranges + pruning, code)
         storage = str(self.storage) if self.storage else str(self.sweep_dir / JOURNAL_FILE)
         defaults = self.default_fn(self.config) if self.default_fn else []
         base_seed = int(self.sampler_cfg.get("seed") or 0)
@@ -149,34 +185,51 @@ class GlaiOptunaSweeper(Sweeper):
         try:
             study = SearchStudy(storage, name, self.direction, self._sampler, self.n_trials, suggest, defaults,
                                 seed=base_seed)
-        except ConfigError as err:  # a study file that cannot be read: one line, exit 2 (issue 30)
-            if os.environ.get("HYDRA_FULL_ERROR") == "1":
-                raise
-            print(f"[glai] ConfigError: {err}", file=sys.stderr)
-            raise SystemExit(2) from None
-        self.sweep_dir.mkdir(parents=True, exist_ok=True)
+        except ConfigError as err:  # a study file that cannot be read or written: one line, exit 2
+            self._fail(err)
         info = {"storage": storage, "study_name": name, "direction": self.direction, "n_trials": self.n_trials,
-                "fixed": fixed, "ranges": ranges, "custom_search_space": self.custom and
+                "fixed": fixed, "ranges": ranges, "pruner": pruner, "custom_search_space": self.custom and
                 f"{self.custom.__module__}.{self.custom.__name__}", "defaults": [list(d) for d in defaults],
                 "sampler": self.sampler_cfg}
-        (self.sweep_dir / "search.yaml").write_text(yaml.safe_dump(info, sort_keys=False))
+        try:
+            self.sweep_dir.mkdir(parents=True, exist_ok=True)
+            # written whole or not at all: scripts/save_tuned.py reads the search's group from it
+            atomic_write_text(self.sweep_dir / "search.yaml", yaml.safe_dump(info, sort_keys=False))
+        except OSError as err:
+            self._fail(ConfigError(f"hydra.sweep.dir={self.sweep_dir}: cannot write search.yaml there ({err}). "
+                                   "Fix: hydra.sweep.dir= a writable folder"))
         held = len(study.trials())
         log.info(f"study {name} in {storage}: {held} trials held, budget {self.n_trials}")
+        # each trial's run reports its per-epoch tuning score to the study, for the pruner (glai.search)
+        where = [f"tuning.study={name}", f"tuning.storage={_quote(storage)}"]
         job_idx = held
-        while proposals := study.propose(self.n_jobs):
-            for p in proposals:
-                kind = f"default {p.default}" if p.default else ("adopted" if p.adopted else "sampled")
-                log.info(f"trial {p.number} ({kind}): {' '.join(p.overrides) or '(the config as it is)'}")
-            returns = self.launcher.launch([tuple(fixed + p.overrides) for p in proposals], initial_job_idx=job_idx)
-            job_idx += len(returns)
-            for p, ret in zip(proposals, returns):
-                try:
-                    study.tell(p, ret.return_value)
-                except Exception as err:  # noqa: BLE001 -- a failed job is a failed trial, the search goes on
-                    log.warning(f"trial {p.number} failed: {type(err).__name__}: {err}")
-                    study.tell(p, None, error=f"{type(err).__name__}: {err}")
         try:
-            pick = choose(study.trials(), self.direction)
+            while proposals := study.propose(self.n_jobs):
+                for p in proposals:
+                    kind = f"default {p.default}" if p.default else ("adopted" if p.adopted else "sampled")
+                    log.info(f"trial {p.number} ({kind}): {' '.join(p.overrides) or '(the config as it is)'}")
+                returns = self.launcher.launch([tuple(fixed + p.overrides + where + [f"tuning.trial={p.number}"])
+                                                for p in proposals], initial_job_idx=job_idx)
+                job_idx += len(returns)
+                for p, ret in zip(proposals, returns):
+                    try:
+                        result = ret.return_value
+                    except Exception as err:  # noqa: BLE001 -- a failed job is a failed trial, the search goes on
+                        log.warning(f"trial {p.number} failed: {type(err).__name__}: {err}")
+                        study.tell(p, None, error=f"{type(err).__name__}: {err}")
+                        continue
+                    if isinstance(result, dict) and result.get("pruned"):
+                        log.info(f"trial {p.number} pruned at {result['pruned'].get('at')}")
+                    study.tell(p, result)
+        except STORAGE_ERRORS as err:
+            if isinstance(err, (KeyError, TypeError)):
+                raise
+            self._fail(storage_error(err, storage, name))
+        trials = study.trials()
+        states = {s: sum(1 for t in trials if t.state.name == s) for s in ("COMPLETE", "PRUNED", "FAIL")}
+        log.info(f"study {name}: {states['COMPLETE']} complete, {states['PRUNED']} pruned, {states['FAIL']} failed")
+        try:
+            pick = choose(trials, self.direction)
         except ValueError as err:
             log.warning(f"study {name}: {err}")
             return

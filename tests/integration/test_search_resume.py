@@ -4,6 +4,7 @@ budget of distinct trials (issues 22 and 27)."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -63,19 +64,31 @@ def test_a_search_cut_off_resumes_without_repeats_and_runs_the_full_budget(tmp_p
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-    first = {t.number: t.params for t in _study(tmp_path).trials if t.state == optuna.trial.TrialState.COMPLETE}
+    ended = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    first = {t.number: (t.params, t.state) for t in _study(tmp_path).trials if t.state in ended}
     assert 3 <= len(first) < BUDGET
     out = _search(tmp_path, BUDGET)  # the same command again
     assert out.returncode == 0, out.stderr[-3000:]
     study = _study(tmp_path)
     states = [(t.number, t.state.name, t.user_attrs.get("error"), t.user_attrs.get("adopted")) for t in study.trials]
-    assert len(study.trials) == BUDGET and all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials), \
+    # every trial ran to its end or was pruned (the search prunes by default): none left running or failed
+    assert len(study.trials) == BUDGET and all(t.state in ended for t in study.trials), \
         f"{states}\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
     assert len(set(_keys(study))) == BUDGET  # no parameter set twice: the full budget of distinct trials
-    assert {t.number: t.params for t in study.trials if t.number in first} == first
+    # what the cut-off search had finished or pruned is kept as it was, never run again
+    assert {t.number: (t.params, t.state) for t in study.trials if t.number in first} == first
+    # pruned trials (successive halving at epoch 2: the best third of a dozen random learning rates go on; the fold
+    # rule after each of the 5 folds) are stored as pruned, and so are their run records
+    pruned = [t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED]
+    assert pruned and all(t.user_attrs.get("default") is None for t in pruned)
+    for t in pruned:
+        record = json.loads(Path(t.user_attrs["record"]).read_text())
+        assert record["status"] == "pruned" and record["metrics"]["pruned"]["at"] in (
+            "epoch 2 of fold 1", "fold 1 of 5", "fold 2 of 5", "fold 3 of 5", "fold 4 of 5")
     assert [t.user_attrs.get("default") for t in study.trials[:2]] == ["protocol", "adam"]
     best = yaml.safe_load((tmp_path / "sweep" / "optimization_results.yaml").read_text())
-    assert best["best_value"] == max(t.value for t in study.trials)  # the best over both attempts
+    # the best over both attempts (a pruned trial's value is the last score it reported: never the best)
+    assert best["best_value"] == max(t.value for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE)
     # a search whose budget is spent runs nothing and still writes its result
     out = _search(tmp_path, BUDGET)
     assert out.returncode == 0, out.stderr[-3000:]
@@ -85,7 +98,8 @@ def test_a_search_cut_off_resumes_without_repeats_and_runs_the_full_budget(tmp_p
     assert saved.returncode == 0, saved.stderr
     (path,) = (tmp_path / "tuned").rglob("*.yaml")
     data = yaml.safe_load(path.read_text())
-    assert data["search"]["n_trials"] == BUDGET and data["format"] == 2  # every attempt's trials, not the last's
+    # every attempt's trials, not the last's
+    assert data["search"]["n_trials"] + data["search"]["pruned"] == BUDGET and data["format"] == 2
 
 
 def test_a_budget_of_the_defaults_alone_saves_the_best_default(tmp_path):
