@@ -1,4 +1,4 @@
-"""The GLAI method (paper 3, SPEC 2-3): heads, MLP -> GLAI conversion, pruning, the parameter budget, the
+"""The GLAI method (paper 3; docs/method.md): heads, MLP -> GLAI conversion, pruning, the parameter budget, the
 dense and sparse estimators, and the pipeline that ties them together (:mod:`glai.method.pipeline`)."""
 
 from glai.method.budget import ParamBudget, count_parameters, parameter_budget

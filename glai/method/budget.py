@@ -1,6 +1,6 @@
-"""Parameter matching between an MLP and its GLAI counterpart (paper 4.2, SPEC 3).
+"""Parameter matching between an MLP and its GLAI counterpart (paper 4.2; docs/method.md, Parameter matching).
 
-The paper's closed forms for R and E disagree with direct counting (SPEC 3, Erratum), so everything here
+The paper's closed forms for R and E disagree with direct counting (the erratum there), so everything here
 is counted directly: O and R from real ``nn.Linear`` modules, E from the path structure.
 """
 
@@ -26,7 +26,8 @@ def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
 
 
 def count_paths(arch: Sequence[int]) -> int:
-    """Number of path weights ending at ONE output of an MLP ``arch = (n0, n1, ..., nL, n_out)`` (SPEC 2).
+    """Number of path weights ending at ONE output of an MLP ``arch = (n0, n1, ..., nL, n_out)``
+    (docs/method.md, Conversion).
 
     Paths start at an input coordinate or at the constant bias input of layer 0 (``(n0 + 1) * n1 * ... * nL``)
     or at the bias of a deeper hidden layer k (``n_{k+1} * ... * nL``); the output bias is not a path.
@@ -42,7 +43,7 @@ def count_paths(arch: Sequence[int]) -> int:
 
 @dataclass(frozen=True)
 class ParamBudget:
-    """Parameter counts of SPEC 3.
+    """Parameter counts of paper 4.2 (docs/method.md, Parameter matching).
 
     Attributes:
         O: parameters of the original MLP.
@@ -50,7 +51,7 @@ class ParamBudget:
         E: estimator size before pruning: path weights + ``n_out`` output biases.
         mu: kept fraction ``(O - R) / E`` as computed (may exceed 1, paper Remark 5).
         kept: estimator parameters kept after pruning (kept paths + ``n_out`` biases).
-        kept_paths: path weights kept, ``O - R - n_out`` so that ``R + kept = O`` exactly (SPEC 3). SPEC 3's
+        kept_paths: path weights kept, ``O - R - n_out`` so that ``R + kept = O`` exactly. The paper's
             "top mu * (E - n_out) paths" plus the never-pruned biases would overshoot O by ``n_out * (1 - mu)``
             (9 parameters on digits); we keep the exact parity the fraction is defined by.
         mu_clipped: True when ``mu >= 1`` and nothing is pruned (Remark 5).
@@ -69,7 +70,7 @@ class ParamBudget:
 
 
 def parameter_budget(arch: Sequence[int], rho: float) -> ParamBudget:
-    """O, R, E, mu and the number of kept paths for ``arch`` reduced by ``rho`` (paper 4.2, SPEC 3).
+    """O, R, E, mu and the number of kept paths for ``arch`` reduced by ``rho`` (paper 4.2).
 
     Args:
         arch: original MLP widths ``(n0, n1, ..., nL, n_out)``, L >= 1.

@@ -1,4 +1,5 @@
-"""Combining estimators that share a path selector (``papers/000_...``; SPEC 11): the federated case.
+"""Combining estimators that share a path selector (GreenLightningAI; docs/method.md, The method
+family): the federated case.
 
 K estimators start from one conversion (the same frozen selector, the same kept paths, the same initial
 values) and train on K disjoint shards. Because each is linear in its path weights for fixed gates, their

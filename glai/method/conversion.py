@@ -1,4 +1,4 @@
-"""MLP -> GLAI conversion (paper Theorem 1, Remark 1, SPEC 2).
+"""MLP -> GLAI conversion (paper Theorem 1, Remark 1; docs/method.md, Conversion).
 
 A trained (reduced) ReLU MLP is rewritten as a linear estimator over its paths. With ``x~ = [x, 1]``:
 
@@ -55,7 +55,7 @@ class PathStructure:
 
     @property
     def num_paths(self) -> int:
-        """Path weights (E - n_out in SPEC 3)."""
+        """Path weights (E - n_out; docs/method.md, Parameter matching)."""
         n_full = math.prod(self.route_blocks[0][1])
         return self.n_out * (self.n_in * n_full + (self.n_gates - n_full))
 
@@ -124,7 +124,7 @@ def path_structure(mlp: MLPHead) -> PathStructure:
 
 
 class PathWeights:
-    """Path weights of ``mlp`` output by output, as :func:`mlp_to_glai` computes them (SPEC 2).
+    """Path weights of ``mlp`` output by output, as :func:`mlp_to_glai` computes them (docs/method.md, Conversion).
 
     The products up to the last hidden layer (the full routes ``C[sL, ..., s1, i]`` and the bias-started
     ``D_k``) are computed once in float64; :meth:`block` multiplies a range of output rows into them. Every
@@ -184,7 +184,7 @@ class PathWeights:
 
 @torch.no_grad()
 def mlp_to_glai(mlp: MLPHead) -> PathExpansion:
-    """Rewrite a ReLU MLP as the dense path weights of its GLAI model (paper Theorem 1, SPEC 2).
+    """Rewrite a ReLU MLP as the dense path weights of its GLAI model (paper Theorem 1; docs/method.md, Conversion).
 
     The maths runs in float64 and is returned in float32, so that before pruning the GLAI model reproduces
     the MLP's outputs to float32 rounding (see :func:`glai_reference_forward`). The dense tensor has

@@ -1,8 +1,9 @@
-"""Heads trained on frozen embeddings: MLP, reduced MLP, linear, and GLAI (paper 4.1, SPEC 5).
+"""Heads trained on frozen embeddings: MLP, reduced MLP, linear, and GLAI (paper 4.1; docs/method.md, Heads and
+optimisers).
 
 Every head has the same call signature ``head(x, gates=None) -> logits`` so the training loop, the data
 path and the validation passes are shared by all heads; only GLAI uses ``gates`` (cached activation
-patterns, SPEC 2).
+patterns).
 """
 
 from __future__ import annotations
@@ -101,7 +102,7 @@ class GLAIHead(nn.Module):
             (``glai.method.conversion.PathExpansion.gates_from_patterns``); identity for L = 1.
 
     Shapes:
-        ``forward(x, gates)``: x float32 [B, n0]; gates uint8 [B, n_gates] (cached, SPEC 2) or None to run
+        ``forward(x, gates)``: x float32 [B, n0]; gates uint8 [B, n_gates] (cached) or None to run
         the selector (inference on new data) -> float32 [B, n_out].
     """
 

@@ -1,4 +1,4 @@
-"""The GLAI pipeline as functions a researcher can call on their own MLP (paper 3.3, SPEC 2-3).
+"""The GLAI pipeline as functions a researcher can call on their own MLP (paper 3.3; docs/method.md).
 
 - :func:`as_mlp_head`: any trained Linear-ReLU-...-Linear module (``nn.Sequential`` or a custom ``nn.Module``)
   as an :class:`MLPHead`, checked and copied in float32.
@@ -45,9 +45,9 @@ class Conversion:
     Attributes:
         kept: the paths kept, in descending score order (``glai.method.pruning.KeptPaths``); its
             ``removed_score`` is the paper Theorem 2 bound on the mean absolute output change.
-        num_paths: path weights of the unpruned expansion (E - n_out in SPEC 3).
+        num_paths: path weights of the unpruned expansion (E - n_out).
         gates: uint8 [N_k, n_gates] activation patterns (gate columns) of ``x_train`` and then of each
-            ``cache`` input, in the estimator's gate order (SPEC 2: the selector never runs in training).
+            ``cache`` input, in the estimator's gate order (the selector never runs in training).
         seconds: wall-clock seconds of the conversion (expansion, gates, path norms, pruning, estimator).
         gate_columns: routes of the selector (n_gates before pruning: n1 for L = 1, the full and bias-started
             routes for L > 1); the estimator keeps only those a kept path uses (``estimator.n_gates``).
@@ -153,10 +153,11 @@ def _selector_budget(selector: MLPHead, rho: float, arch: Sequence[int] | None) 
 @torch.no_grad()
 def build_glai_head(selector: MLPHead, x_train: torch.Tensor, keep: int, estimator: str = "sparse",
                     backend: str = "auto", cache: Sequence[torch.Tensor] = ()) -> GLAIHead:
-    """Convert a trained MLP into a GLAI head pruned to ``keep`` path weights (paper 3.3, SPEC 2-3).
+    """Convert a trained MLP into a GLAI head pruned to ``keep`` path weights (paper 3.3; docs/method.md).
 
     The selector is frozen (eval mode, no grad). The path norms that score paths for pruning are taken over
-    ``x_train`` (Omega, SPEC 3). For L > 1 only the gate columns (routes) that a kept path uses are kept.
+    ``x_train`` (Omega; docs/method.md, Pruning). For L > 1 only the gate columns (routes) that a kept path uses
+    are kept.
 
     Args:
         selector: the trained MLP (:class:`MLPHead`).
@@ -223,7 +224,7 @@ def convert(
     Theorem 1). ``keep`` keeps that many path weights of highest score (paper 3.7, Theorem 2); ``rho`` keeps
     the paper's parameter budget (4.2): the MLP is read as the rho-reduced selector of an MLP of widths
     ``arch`` (default: the hidden widths divided by rho), and ``O - R - n_out`` paths are kept so that the
-    selector plus the estimator have as many parameters as that MLP (SPEC 3).
+    selector plus the estimator have as many parameters as that MLP (docs/method.md, Parameter matching).
 
     Args:
         mlp: any trained Linear-ReLU-...-Linear module (see :func:`as_mlp_head`); copied, not modified.
@@ -311,7 +312,7 @@ class GLAIRun:
 
     Attributes:
         head: the trained :class:`GLAIHead` (``head.conversion`` set).
-        budget: O, R, E, mu and the kept count (SPEC 3).
+        budget: O, R, E, mu and the kept count.
         reduced: the reduced MLP's :class:`History` (fixed epochs).
         estimator: the estimator's :class:`History` (early stopping).
         conversion_s: seconds of the conversion phase.
@@ -335,7 +336,7 @@ class GLAIRun:
 
 @dataclass(frozen=True)
 class GLAIOptions:
-    """The settings of GLAI's pipeline (paper 3.3, SPEC 5), built once from a run's config
+    """The settings of GLAI's pipeline (paper 3.3; docs/method.md, Heads and optimisers), built once from a run's config
     (:func:`glai.options.run_options`) or by hand, and read by :func:`train_glai` and the studies alike.
 
     Attributes:
@@ -352,7 +353,7 @@ class GLAIOptions:
         selector: ``trained`` (the paper's: the reduced MLP after its reduced epochs) | ``random`` (the reduced MLP
             at its seeded initialisation, no reduced epochs: gates from random hyperplanes; the estimator is then
             the gated-ReLU model of Mishkin, Sahiner & Pilanci 2022 -- the control for what training the
-            selector is worth, issue 20).
+            selector is worth).
     """
 
     rho: float = 0.5

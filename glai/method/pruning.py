@@ -1,4 +1,4 @@
-"""Estimator pruning by path score (paper 3.7, Theorem 2, SPEC 3)."""
+"""Estimator pruning by path score (paper 3.7, Theorem 2; docs/method.md, Pruning)."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ class KeptPaths:
 
 @torch.no_grad()
 def path_norms(x_tilde: torch.Tensor, gates: torch.Tensor, max_elements: int = 2**25) -> torch.Tensor:
-    """``||c_(i,g)||_1 = mean_{x in Omega} |x~_i| * gate_g(x)`` (paper 3.5, SPEC 3).
+    """``||c_(i,g)||_1 = mean_{x in Omega} |x~_i| * gate_g(x)`` (paper 3.5).
 
     Args:
         x_tilde: float32 [N, n_in], the reference set Omega with the constant column.
@@ -141,7 +141,7 @@ def _check(structure: PathStructure, x_tilde: torch.Tensor, gates: torch.Tensor,
 
 @torch.no_grad()
 def prune(expansion: PathExpansion, x_tilde: torch.Tensor, gates: torch.Tensor, keep: int) -> KeptPaths:
-    """Keep the ``keep`` paths of highest score over the whole estimator (global top-k, SPEC 3).
+    """Keep the ``keep`` paths of highest score over the whole estimator (global top-k).
 
     Output biases are never pruned. By paper Theorem 2 the pruned model satisfies
     ``sum_o mean_Omega |phi_o - phi~_o| <= KeptPaths.removed_score``. Ties are broken by the smaller flat
@@ -168,7 +168,7 @@ def prune(expansion: PathExpansion, x_tilde: torch.Tensor, gates: torch.Tensor, 
 def prune_streaming(
     mlp: MLPHead, x_tilde: torch.Tensor, gates: torch.Tensor, keep: int, max_elements: int = 2**24
 ) -> KeptPaths:
-    """:func:`prune` of ``mlp_to_glai(mlp)`` without ever holding all path weights (issue 13, SPEC 2-3).
+    """:func:`prune` of ``mlp_to_glai(mlp)`` without ever holding all path weights.
 
     Path weights are computed a block of outputs at a time (:class:`PathWeights`, bit-identical to the
     dense expansion), scored, and merged into a running global top-k. Peak memory is the routes of the

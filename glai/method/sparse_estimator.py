@@ -1,6 +1,7 @@
-"""The pruned GLAI estimator as a module whose cost scales with its kept paths (SPEC 2-3, 11).
+"""The pruned GLAI estimator as a module whose cost scales with its kept paths (docs/method.md, Pruning and
+The method family).
 
-After pruning only a fraction mu (1-3%) of the path weights remain (SPEC 3). The dense reference
+After pruning only a fraction mu (1-3%) of the path weights remain (docs/method.md, Pruning). The dense reference
 (:class:`glai.method.dense_estimator.DenseEstimator`, paper Listing 1) still pays for every one of them, in
 compute and in optimiser state. This module stores only the kept values and computes with
 :func:`glai.kernels.estimator.glai_estimator` (Triton on CUDA, PyTorch sparse CSR products on CPU).
@@ -17,7 +18,7 @@ __all__ = ["SparseEstimator"]
 
 
 class SparseEstimator(nn.Module):
-    """``y[b,o] = sum_{p: o_p = o} x~[b, i_p] * gates[b, s_p] * w_p + beta[o]`` over the kept paths (SPEC 2).
+    """``y[b,o] = sum_{p: o_p = o} x~[b, i_p] * gates[b, s_p] * w_p + beta[o]`` over the kept paths.
 
     Trainable parameters are only ``values`` (float32 [P], the kept path weights, stored in the layout order
     of ``self.layout``) and ``bias`` (float32 [n_out]), so an optimiser keeps state for the kept paths only.
@@ -26,7 +27,7 @@ class SparseEstimator(nn.Module):
     Args:
         out_idx, in_idx, gate_idx: int64 [P], the kept paths (``glai.method.pruning.KeptPaths``), any order.
         values: float32 [P], their weights, in the same order as the indices.
-        bias: float32 [n_out], output biases (never pruned, SPEC 3).
+        bias: float32 [n_out], output biases (never pruned).
         n_in: inputs including the constant column (n0 + 1).
         n_gates: gate columns.
         n_out: outputs.
@@ -86,7 +87,7 @@ class SparseEstimator(nn.Module):
         n_out: int,
         backend: str = "auto",
     ) -> SparseEstimator:
-        """Build from kept paths ``(out_idx, in_idx, gate_idx, values)`` (SPEC 3); see the class docstring."""
+        """Build from kept paths ``(out_idx, in_idx, gate_idx, values)``; see the class docstring."""
         return cls(out_idx, in_idx, gate_idx, values, bias, n_in, n_gates, n_out, backend)
 
     @property

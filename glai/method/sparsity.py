@@ -1,4 +1,5 @@
-"""How sparse a head's activation patterns are (SPEC 11; ``papers/004_...``'s firing ratio).
+"""How sparse a head's activation patterns are (EAT's firing ratio; docs/method.md, The method
+family).
 
 - Firing ratio of an MLP: per hidden layer, the fraction of its units active (ReLU > 0) for a sample, averaged
   over samples.

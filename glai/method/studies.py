@@ -1,4 +1,5 @@
-"""The method family's multi-model studies (``papers/000_...``; SPEC 11): re-training and combining.
+"""The method family's multi-model studies (GreenLightningAI; docs/method.md, The method family): re-training
+and combining.
 
 Each study trains the MLP and GLAI in one job, on one split of the data, under the same load, and returns
 plain numbers for its record (``metrics.study``). Every arm uses the same loop, batch size, early stopping

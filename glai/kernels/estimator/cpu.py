@@ -48,7 +48,7 @@ def estimator_fwd_torch(
     values: torch.Tensor,
     bias: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Forward of the estimator with CSR products (SPEC 2, paper Listing 2).
+    """Forward of the estimator with CSR products (paper Listing 2).
 
     Args:
         x_tilde: float32 [B, n_in].

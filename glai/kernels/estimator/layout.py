@@ -19,7 +19,7 @@ small because pruning keeps few distinct (o, s) pairs: the L = 1 score ``|W1[o,s
 is a product of an (o, s) factor and an (s, i) factor, so the kept set concentrates on the large (o, s).
 
 Measured on the six paper shapes (``scripts/bench_estimator.py``'s pruning: ``glai.method.pruning.prune`` of a
-random reduced MLP on random inputs, P = round(mu * (E - n_out)) kept paths, SPEC 3), the number of distinct
+random reduced MLP on random inputs, P = round(mu * (E - n_out)) kept paths), the number of distinct
 groups under each candidate grouping, and the fill of the dense [R, n_in] row matrix:
 
     shape  P        (o,s) rows R   of n_out*n_gates   (i,s) stems K   of n_in*n_gates   row fill P/(R*n_in)
@@ -54,8 +54,7 @@ in the forward and was 4x slower in the per-sample-weight backward, and ``torch.
 formulation did not beat them. The Triton kernels use the same order: one program per (output, batch
 block) walks ``out_ptr``; the backward is one program per block of paths, so both are deterministic
 without atomics. The compiled CPU kernels (``compiled.py``, the CPU default) walk the same rows too, in tiles of
-16 samples, in output order or gate by gate; their large-batch measurements are there and in docs/FINDINGS.md
-(issue 21).
+16 samples, in output order or gate by gate; their large-batch measurements are there and in docs/FINDINGS.md.
 """
 
 from __future__ import annotations
@@ -73,8 +72,8 @@ class PathLayout(nn.Module):
     ``state_dict``. Values are stored by the caller in layout order: ``values_layout = values[layout.perm]``.
 
     Args:
-        out_idx, in_idx, gate_idx: int64 (any integer dtype) [P], the kept paths ``(o, i, s)`` (SPEC 3,
-            ``glai.method.pruning.KeptPaths``), in any order. Duplicated paths are allowed and summed.
+        out_idx, in_idx, gate_idx: int64 (any integer dtype) [P], the kept paths ``(o, i, s)``
+            (``glai.method.pruning.KeptPaths``), in any order. Duplicated paths are allowed and summed.
         n_in: inputs including the constant column (n0 + 1).
         n_gates: gate columns (n1 for L = 1).
         n_out: outputs.

@@ -1,7 +1,7 @@
 """Pure-PyTorch reference of the pruned GLAI estimator: the spec every backend is tested against.
 
-Source: SPEC 2-3, paper Listings 1-3 (Listing 1 is the dense einsum; this is the same sum restricted to the
-kept paths). It materialises one [B, P] product, so it is for tests and small problems only.
+Source: docs/method.md (Conversion, Pruning), paper Listings 1-3 (Listing 1 is the dense einsum; this is the
+same sum restricted to the kept paths). It materialises one [B, P] product, so it is for tests and small problems only.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def estimator_reference(
     unlike the fast backends, which treat the inputs as constants).
 
     Args:
-        x_tilde: float32 [B, n_in], inputs with the constant 1 as last column (SPEC 2).
+        x_tilde: float32 [B, n_in], inputs with the constant 1 as last column.
         gates: uint8 (or bool / float) {0, 1} [B, n_gates], the activation pattern (route indicators).
         out_idx, in_idx, gate_idx: int64 [P], the kept paths ``(o, i, s)``, any order, duplicates summed.
         values: float32 [P], the path weights.
