@@ -3,8 +3,7 @@
 :func:`run_options` reads ``cfg`` (``glai.config.Config``) into frozen dataclasses -- the loop, the head and its
 optimiser, GLAI's pipeline (:class:`glai.method.pipeline.GLAIOptions`) -- and :func:`build_head` makes the model
 of an MLP-family head. The runner, the method-family studies and the auto partner all take these objects, so
-an option reaches every code path or none (issue 19: a hand-copied keyword list had dropped
-``structure_threshold`` from the studies).
+an option reaches every code path or none (a hand-copied keyword list can drop one from a code path unseen).
 """
 
 from __future__ import annotations
@@ -23,13 +22,13 @@ __all__ = ["HeadOptions", "RunOptions", "build_head", "run_options"]
 
 @dataclass(frozen=True)
 class HeadOptions:
-    """A head and how it trains (``conf/head/*.yaml``, SPEC 5).
+    """A head and how it trains (``conf/head/*.yaml``; docs/method.md, Heads and optimisers).
 
     Attributes:
         name: ``mlp`` | ``mlp_reduced`` | ``linear`` | ``glai``.
         optim: the head's optimiser (GLAI: its estimator's; the same values as ``glai.estimator_optimizer``).
         width_factor: hidden-width factor of the MLP heads (1 for mlp, rho for mlp_reduced).
-        l0_lambda, l0_sigma: the l0 activation penalty of the MLP heads (0 = off; papers/004).
+        l0_lambda, l0_sigma: the l0 activation penalty of the MLP heads (0 = off; EAT, docs/method.md).
         glai: the pipeline's options, for ``name == "glai"`` only.
     """
 

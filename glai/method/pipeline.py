@@ -349,7 +349,7 @@ class GLAIOptions:
         backend: sparse estimator backend, ``auto`` | ``triton`` | ``cpp`` | ``torch``.
         structure_threshold: end the reduced phase once the path distance m_t < this (0 = off; needs a
             ``tracker`` in :func:`train_glai`).
-        l0_lambda, l0_sigma: EAT's l0 activation penalty on the reduced MLP (0 = off; papers/004).
+        l0_lambda, l0_sigma: EAT's l0 activation penalty on the reduced MLP (0 = off; EAT, docs/method.md).
         selector: ``trained`` (the paper's: the reduced MLP after its reduced epochs) | ``random`` (the reduced MLP
             at its seeded initialisation, no reduced epochs: gates from random hyperplanes; the estimator is then
             the gated-ReLU model of Mishkin, Sahiner & Pilanci 2022 -- the control for what training the

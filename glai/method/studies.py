@@ -69,7 +69,7 @@ def split_shards(y: torch.Tensor, k: int, how: str, generator: torch.Generator) 
 @torch.no_grad()
 def unseen_pattern_fraction(selector: MLPHead, x_old: torch.Tensor, x_new: torch.Tensor) -> float:
     """Fraction of the rows of ``x_new`` whose activation pattern (all hidden layers) no row of ``x_old`` has:
-    the "selector outdated" signal of ``papers/000_...``. Returns 0.0 for an empty ``x_new``."""
+    the "selector outdated" signal of GreenLightningAI. Returns 0.0 for an empty ``x_new``."""
     if x_new.shape[0] == 0:
         return 0.0
 
@@ -90,7 +90,7 @@ def nearest_pattern_distance(selector: MLPHead, x_ref: torch.Tensor, x: torch.Te
     the nearest pattern among the rows of ``x_ref``, as a fraction of the hidden units (0 = seen exactly).
 
     A graded form of :func:`unseen_pattern_fraction` (exact repeats are rare with tens of units): new data far
-    from every old pattern means the old selector's structure fits them poorly (``papers/000_...``).
+    from every old pattern means the old selector's structure fits them poorly (GreenLightningAI).
     """
     ref = torch.cat(selector.hidden_patterns(x_ref), dim=1).float()  # [M, H]
     units = ref.shape[1]
@@ -129,7 +129,7 @@ def _scores(model, val_parts: Mapping[str, tuple], gates: Mapping[str, torch.Ten
 
 def retrain_study(arch, train: tuple, val: tuple, *, split: str, new_classes: int, new_fraction: float,
                   seed: int, loop: LoopOptions, glai: GLAIOptions, mlp: OptimizerOptions, tracker=None) -> dict:
-    """Learn new data after old data, five ways (``papers/000_...``: estimator-only re-training).
+    """Learn new data after old data, five ways (GreenLightningAI's estimator-only re-training).
 
     1. Old phase: the MLP (``mlp``: optimizer, lr, weight_decay) and GLAI (``train_glai`` with ``glai``) on the
        old training rows, early-stopped on the old validation rows.
@@ -226,7 +226,7 @@ def retrain_study(arch, train: tuple, val: tuple, *, split: str, new_classes: in
 
 def combine_study(arch, train: tuple, val: tuple, *, shards: int, shard_split: str, seed: int,
                   loop: LoopOptions, glai: GLAIOptions, mlp: OptimizerOptions, tracker=None) -> dict:
-    """K estimators from one conversion on K disjoint shards, averaged (``papers/000_...``: the federated case).
+    """K estimators from one conversion on K disjoint shards, averaged (GreenLightningAI's federated case).
 
     The selector and the kept paths come from GLAI trained on all training rows (the one-estimator
     reference); each shard estimator starts from the same converted values and trains on its shard only,
