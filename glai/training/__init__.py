@@ -1,4 +1,4 @@
-"""Training any head on embeddings (paper 4.1, SPEC 4-7): the loop, the families' tasks, early stopping,
+"""Training any head on embeddings (paper 4.1; docs/method.md): the loop, the families' tasks, early stopping,
 optimisers and the structural (path-distance) tracking. Imports no method code: it trains any model."""
 
 from glai.training.early_stopping import EarlyStopping

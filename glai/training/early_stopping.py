@@ -1,4 +1,4 @@
-"""Early stopping on a monitored validation value (paper 4.1, SPEC 6)."""
+"""Early stopping on a monitored validation value (paper 4.1; docs/method.md, Families)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ __all__ = ["EarlyStopping"]
 
 
 class EarlyStopping:
-    """Stop after ``patience`` epochs without an improvement larger than ``min_delta`` (SPEC 6).
+    """Stop after ``patience`` epochs without an improvement larger than ``min_delta``.
 
     An epoch improves when its value beats the best so far by MORE than ``min_delta`` (strictly). The best
     value seen, improving or not, is the BVS. A NaN value never improves.

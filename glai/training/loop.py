@@ -1,4 +1,4 @@
-"""The training loop shared by every head and phase (paper 4.1, SPEC 5-6).
+"""The training loop shared by every head and phase (paper 4.1; docs/method.md, Heads and optimisers, Families).
 
 One loop for all heads, so the MLP baseline and GLAI get the same data path (in-memory embeddings, a seeded
 permutation per epoch), the same validation passes after every epoch and the same early stopping.
@@ -26,7 +26,7 @@ __all__ = ["History", "LoopOptions", "NonFiniteLossError", "OptimizerOptions", "
 
 def wall_clock(device: torch.device | str | None = None) -> float:
     """``time.perf_counter()`` (seconds) once the work queued on ``device`` is done: on CUDA it synchronises first,
-    because kernels run asynchronously and the clock alone would time their launch, not their work (issue 21).
+    because kernels run asynchronously and the clock alone would time their launch, not their work.
     Every timer of the loop and the conversion reads it, for every head alike; on the CPU it is the plain clock."""
     if device is not None and torch.device(device).type == "cuda":
         torch.cuda.synchronize(device)
@@ -35,7 +35,8 @@ def wall_clock(device: torch.device | str | None = None) -> float:
 
 @dataclass(frozen=True)
 class OptimizerOptions:
-    """One optimiser's settings (SPEC 5), as :func:`fit` takes them: ``fit(..., **options.kwargs())``.
+    """One optimiser's settings (docs/method.md, Heads and optimisers), as :func:`fit` takes them:
+    ``fit(..., **options.kwargs())``.
 
     Attributes:
         optimizer: ``sgd`` (no momentum) | ``adam`` (L2 coupled to the gradient) | ``adamw`` (decoupled decay).
@@ -54,7 +55,8 @@ class OptimizerOptions:
 
 @dataclass(frozen=True)
 class LoopOptions:
-    """How long a phase trains and when it stops (paper 4.1, SPEC 6): the loop keywords of :func:`fit`.
+    """How long a phase trains and when it stops (paper 4.1; docs/method.md, Families): the loop keywords of
+    :func:`fit`.
 
     Attributes:
         batch_size: samples per step.
@@ -119,7 +121,7 @@ class History:
         best_epoch: 1-based epoch of the BVS.
         time_s: wall-clock seconds of the phase, validation passes included, instrumentation excluded.
         curves: per-epoch lists: train_loss, val_loss, val_acc (None for family B), epoch_time_s.
-        structure: per-epoch path distance m_t and mean absolute weight change (SPEC 4), when tracked.
+        structure: per-epoch path distance m_t and mean absolute weight change (paper 3.6), when tracked.
         stopped_by: "early_stopping" | "max_epochs" | "fixed_epochs" | "structure".
         steps: training steps run; step_s: their wall-clock seconds (validation excluded).
     """
@@ -288,7 +290,7 @@ def fit(
     """Train any head the way the runner does: one optimiser over its trainable parameters, early stopping.
 
     A head that declares ``needs_gates`` (GLAI) and gets no gates has them computed once here, by
-    ``model.gates(x)``, and the time counts in ``History.time_s``: the selector never runs in the loop (SPEC 2).
+    ``model.gates(x)``, and the time counts in ``History.time_s``: the selector never runs in the loop.
 
     Args:
         model: a head called ``model(x, gates)``; only its parameters with ``requires_grad`` are trained.

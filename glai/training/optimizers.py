@@ -1,4 +1,5 @@
-"""Optimisers of every head and phase, built one way so that every head gets an equally tuned step (SPEC 5)."""
+"""Optimisers of every head and phase, built one way so that every head gets an equally tuned step (docs/method.md,
+Heads and optimisers)."""
 
 from __future__ import annotations
 
@@ -11,13 +12,13 @@ from torch import nn
 __all__ = ["OPTIMIZERS", "FullBatchLBFGS", "build_optimizer"]
 
 # sgd: no momentum (the paper's MLPs); adam: L2 added to the gradient (PyTorch's default, the paper's
-# estimator, SPEC 5); adamw: decoupled weight decay (Loshchilov & Hutter), SPEC 12; lbfgs: full-batch L-BFGS
-# (the convex solver of GLAI's estimator and of the linear probe, issue 20)
+# estimator); adamw: decoupled weight decay (Loshchilov & Hutter); lbfgs: full-batch L-BFGS (the convex solver of
+# GLAI's estimator and of the linear probe)
 OPTIMIZERS = ("sgd", "adam", "adamw", "lbfgs")
 
 
 class FullBatchLBFGS:
-    """Full-batch L-BFGS with the strong-Wolfe line search, one iteration per epoch (issue 20).
+    """Full-batch L-BFGS with the strong-Wolfe line search, one iteration per epoch.
 
     The objective is the task's mean loss over every training row plus ``weight_decay / 2 * ||w||^2`` over the
     weights (parameters whose name does not end in ``bias``: as scikit-learn's ``LogisticRegression`` and the
@@ -93,7 +94,7 @@ class FullBatchLBFGS:
 
 def build_optimizer(name: str, params: Iterable[nn.Parameter], lr: float, weight_decay: float):
     """SGD without momentum, Adam or AdamW with default betas; weight decay as the optimiser's own argument:
-    added to the gradient for SGD and Adam (coupled L2), applied to the weights for AdamW (SPEC 5, 12).
+    added to the gradient for SGD and Adam (coupled L2), applied to the weights for AdamW.
 
     All use PyTorch's fused implementation (one kernel over all parameters) where the device has one, so
     every head gets an equally tuned optimiser step; otherwise the multi-tensor ``foreach`` one.

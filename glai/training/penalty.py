@@ -1,4 +1,4 @@
-"""The l0 activation penalty of EAT (``papers/004_...``; SPEC 11): sparser activation patterns.
+"""The l0 activation penalty of EAT (docs/method.md, The method family): sparser activation patterns.
 
 ``loss + lambda * l0_hat(h)``, with the differentiable l0 approximation ``l0_hat(h) = sum_j h_j^2 / (h_j^2 + sigma)``
 over the hidden units of every hidden layer (post-ReLU activations), averaged over the batch. For GLAI it acts

@@ -1,4 +1,4 @@
-"""The three training families of the paper (4.1, SPEC 7): losses and validation passes.
+"""The three training families of the paper (4.1; docs/method.md, Families): losses and validation passes.
 
 Every head is called as ``model(x, gates)`` (``gates`` is None for MLP heads), so all heads share the same
 data path and the same validation passes.
@@ -62,7 +62,7 @@ class SupervisedTask(Task):
 
 
 def info_nce(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Symmetric InfoNCE over the batch: view k of sample b must match the other view of b (SPEC 7).
+    """Symmetric InfoNCE over the batch: view k of sample b must match the other view of b.
 
     Args:
         z1, z2: float [B, D], the two views' projections. temperature: > 0.
@@ -78,7 +78,7 @@ def info_nce(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Te
 
 @dataclass
 class ContrastiveTask(Task):
-    """Family B: InfoNCE between two dropout views of each embedding (SPEC 7).
+    """Family B: InfoNCE between two dropout views of each embedding.
 
     Dropout acts on the head input for every head; GLAI's gates come from the clean embedding (cached), so
     the frozen structure stays frozen. Validation is InfoNCE in eval mode (no dropout, both views equal),
@@ -118,7 +118,7 @@ def build_task(exp) -> Task:
 
 
 def draw_episode(x: torch.Tensor, y: torch.Tensor, n_way: int, k_shot: int, q_query: int, generator: torch.Generator):
-    """One N-way K-shot Q-query episode from a pool of held-out classes (paper 4.1, SPEC 7).
+    """One N-way K-shot Q-query episode from a pool of held-out classes (paper 4.1).
 
     Args:
         x: float32 [N, d] pool embeddings; y: int64 [N] their classes.
