@@ -1,4 +1,4 @@
-"""Data plumbing (SPEC 6-8): datasets, frozen backbones, the embedding cache, and their config schemas.
+"""Data plumbing: datasets, frozen backbones, the embedding cache, and their config schemas.
 
 :func:`glai.data.loading.load_data` is the entry point: the splits a family needs, as
 :class:`glai.data.splits.EmbeddingSplit` (embedded once per backbone and dataset, then cached).

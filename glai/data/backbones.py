@@ -1,4 +1,4 @@
-"""Frozen feature extractors (SPEC 8): timm / torchvision image models and transformers text models.
+"""Frozen feature extractors (docs/method.md, Families): timm / torchvision image models and transformers text models.
 
 `build_backbone(cfg.backbone)` returns a `FrozenBackbone` in eval mode; `embed(samples)` runs it batched
 under `torch.inference_mode()` with a tqdm bar and returns float32 [N, d] on the CPU. On a GPU the
@@ -135,7 +135,7 @@ class FrozenBackbone:
         raise NotImplementedError
 
     def identity(self) -> dict:
-        """The backbone part of the embedding cache key (SPEC 8): id, weights, preprocessing, pooling, dtype."""
+        """The backbone part of the embedding cache key: id, weights, preprocessing, pooling, dtype."""
         return {
             "name": self.name,
             "library": self.cfg.library,
@@ -365,7 +365,7 @@ def _hub_error(cfg, exc: BaseException, download: str) -> BackboneUnavailableErr
         f"not reachable here (offline) and not in the local HF cache. Fix: on a machine with internet run "
         f"`make prefetch EXP=<experiment>` (it fills the HF cache that HF_HOME names; share it with this "
         f"machine), or set `backbone.path=/local/weights` to a local copy (relative paths are resolved against "
-        f"data_root, i.e. GLAI_DATA_ROOT, default ../shared), e.g. made there with {download}. "
+        f"data_root, i.e. GLAI_DATA_ROOT), e.g. made there with {download}. "
         f"(cause: {type(exc).__name__}: {exc})"
     )
 

@@ -2,7 +2,7 @@
 
 An entry is two files under `<root>/embeddings/<backbone>/<dataset>/`:
 `<split>-<key16>.safetensors` (tensors `x` float32 [N, d] and, when labelled, `y` int64 [N]) and
-`<split>-<key16>.json`, the manifest: the full key (SPEC 8: backbone id and weights fingerprint, dataset,
+`<split>-<key16>.json`, the manifest: the full key (backbone id and weights fingerprint, dataset,
 split, subset, preprocessing, pooling, dtype), the tensors' shapes and dtypes, the file's byte size and
 sha256, and the extraction time. Both files are written atomically (temp file + `os.replace`), the
 manifest last, so a manifest always describes a complete tensor file. A cross-process file lock makes
@@ -96,7 +96,7 @@ class CacheEntry:
 
 
 class EmbeddingCache:
-    """Safetensors + JSON-manifest store of embeddings (SPEC 8).
+    """Safetensors + JSON-manifest store of embeddings.
 
     Args:
         root: cache folder (`cache_dir`, GLAI_CACHE_DIR); entries live under `<root>/embeddings/`.
@@ -204,7 +204,7 @@ class EmbeddingCache:
         """The cached tensors of `key`, computing and storing them on a miss or an invalid entry.
 
         Args:
-            key: JSON-able cache key (SPEC 8 fields).
+            key: JSON-able cache key (backbone, dataset, split, preprocessing).
             compute: returns {"x": float32 [N, d], "y"?: int64 [N]}; called at most once, under a lock.
             extra: JSON-able fields added to the manifest (e.g. the dataset's subset description).
 

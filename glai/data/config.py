@@ -1,4 +1,5 @@
-"""Structured schemas of the `dataset` and `backbone` config groups (SPEC 6-8).
+"""Structured schemas of the `dataset` and `backbone` config groups (docs/method.md, Families;
+docs/configuration.md).
 
 Every field has a default so that the minimal group files validate:
 `conf/dataset/digits.yaml` = `{name: digits, source: sklearn_digits, val_fraction: 0.2}` and
@@ -114,7 +115,7 @@ class DatasetConfig:
 
 @dataclass
 class BackboneConfig:
-    """A frozen feature extractor (SPEC 8).
+    """A frozen feature extractor (docs/method.md, Families: the backbones).
 
     Attributes:
         name: short id, used in cache keys and run records ("none": inputs are already vectors).

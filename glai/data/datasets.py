@@ -1,4 +1,5 @@
-"""Raw samples (images or texts) of the datasets behind the experiments (SPEC 6-8): the public entry points.
+"""Raw samples (images or texts) of the datasets behind the experiments (docs/method.md, Families): the public
+entry points.
 
 A dataset config (`glai.data.config.DatasetConfig`) names a source: the HF hub through `datasets`
 (`hf_path`, `hf_name`), or local files under `path`: a `save_to_disk` folder, an image folder

@@ -1,4 +1,4 @@
-"""Frozen-backbone embeddings of a dataset's splits, through the embedding cache (SPEC 7-8).
+"""Frozen-backbone embeddings of a dataset's splits, through the embedding cache.
 
 `load_embeddings(cfg)` is what `glai.data.loading.load_data` calls for every dataset that is not
 scikit-learn's digits: it opens the family's roles (`train` + `val` for A and B, `pool` for C), builds
@@ -51,7 +51,7 @@ def _memoised_identity(cache: EmbeddingCache, backbone: _LazyBackbone, cfg, data
 
 
 def cache_key(backbone_identity: dict, raw) -> dict:
-    """The SPEC 8 key of one split: backbone (id, weights, preprocessing, pooling, dtype) + dataset part.
+    """The embedding cache's key of one split: backbone (id, weights, preprocessing, pooling, dtype) + dataset part.
 
     The dataset part holds the name, the source (hub id or local path and format), the split, the
     content fingerprint (source files / HF fingerprint + selected indices) and the subset description.
@@ -128,7 +128,7 @@ def extract_embeddings(
 
 
 def load_embeddings(cfg: DictConfig, report: dict | None = None) -> dict:
-    """The family's splits of `cfg.dataset` embedded by `cfg.backbone` (SPEC 7-8), as `EmbeddingSplit`s.
+    """The family's splits of `cfg.dataset` embedded by `cfg.backbone`, as `EmbeddingSplit`s.
 
     Family A and B get {"train", "val"}, family C {"pool"} (the held-out classes the episodes are drawn
     from). Labels are dropped when `dataset.use_labels` is false (family B).

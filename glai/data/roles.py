@@ -1,5 +1,5 @@
 """The family's roles (train, val, pool) from a dataset's source splits: held-out validation rows, deterministic
-subsets, and the raw samples with the content fingerprint of the embedding cache key (SPEC 6-8)."""
+subsets, and the raw samples with the content fingerprint of the embedding cache key."""
 
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ class RawSplit:
         return len(self.samples)
 
 def roles_for_family(family: str) -> tuple[str, ...]:
-    """Roles a family trains on (SPEC 7, 13): A, B and T `train` + `val`, C the episode `pool`.
+    """Roles a family trains on (docs/method.md, Families, Family T): A, B and T `train` + `val`, C the episode `pool`.
 
     Raises:
         ValueError: for an unknown family.
@@ -244,6 +244,6 @@ def load_splits(
         )
         log.info("dataset %s role %s: split %s, %d of %d samples", dcfg.name, role, split, len(indices), table.n)
     if dcfg.use_labels and set(out) <= {"train", "val"}:
-        # class ids instead of indices 0..K-1 are refused before any embedding is extracted (issue 30)
+        # class ids instead of indices 0..K-1 are refused before any embedding is extracted
         check_class_ids([r.labels for r in out.values()], f"dataset '{dcfg.name}' ({source.get('path', source)})")
     return out

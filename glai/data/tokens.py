@@ -1,4 +1,5 @@
-"""Family T's cached inputs (SPEC 13): the per-token input of a frozen encoder's trained feed-forward block.
+"""Family T's cached inputs (docs/method.md, Family T): the per-token input of a frozen encoder's trained
+feed-forward block.
 
 The frozen layers below the trained block run once per split; what enters the block -- the attention output ``a``
 of the layer whose feed-forward block trains, per token, with the attention mask -- is stored in the embedding

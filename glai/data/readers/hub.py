@@ -61,7 +61,7 @@ def offline_hint(what: str, key: str, download: str) -> str:
         f"{what} is not available offline and not in the local HF cache. Fix: on a machine with internet run "
         f"`make prefetch EXP=<experiment>` (it fills the HF cache that HF_HOME names; share it with this "
         f"machine), or point `{key}=/local/dir` at a local copy (relative paths are resolved against "
-        f"data_root, i.e. GLAI_DATA_ROOT, default ../shared), e.g. made there with {download}."
+        f"data_root, i.e. GLAI_DATA_ROOT), e.g. made there with {download}."
     )
 
 def looks_offline(exc: BaseException) -> bool:
