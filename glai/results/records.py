@@ -1,6 +1,6 @@
 """Run records: one JSON file per run, named by its fingerprint, written atomically and readable by all
-(STYLE "Results", docs/INTERFACES.md, SPEC 12), and the per-run lock that keeps two processes from training
-the same run."""
+(docs/results.md, docs/INTERFACES.md; docs/method.md, Run identity), and the per-run lock that keeps two
+processes from training the same run."""
 
 from __future__ import annotations
 
@@ -47,8 +47,8 @@ def record_path(
     """``<results_dir>/<experiment>/<head>[-<tag>]/[rho<rho>-]seed<seed>-<fingerprint[:10]>.json``; ``rho`` None
     (a head that does not read it: mlp, linear) leaves it out of the name.
 
-    The readable part tells runs apart in a listing; the fingerprint (SPEC 12,
-    :func:`glai.results.identity.fingerprint`) keeps runs of different settings apart. Without
+    The readable part tells runs apart in a listing; the fingerprint
+    (:func:`glai.results.identity.fingerprint`) keeps runs of different settings apart. Without
     ``fingerprint`` it is the schema-1 name (``rho<rho>-seed<seed>.json``).
 
     Raises:

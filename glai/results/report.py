@@ -45,7 +45,7 @@ def summary(record: dict[str, Any], path: str | Path | None = None) -> str:
     lines = [f"[glai] {record['experiment']} head={record['head']} seed={record['seed']}{rho}",
              f"  BVS ({m['monitor']}): {m['bvs']:.4g}{unit}   epochs: {m['epochs']:g}"
              + (f" (+{m['reduced_epochs']} reduced-MLP epochs)" if "reduced_epochs" in m else "")]
-    if "tokens_per_s" in m:  # family T (SPEC 13)
+    if "tokens_per_s" in m:  # family T
         lines.append(f"  tokens/s (training step): {m['tokens_per_s']:,.0f}" + (
             f"   converted BVS before any estimator step: {m['converted_bvs']:.4g}{unit}   active paths per "
             f"token: {m['active_paths_per_token']:,.0f} of {m['kept_paths']:,} kept"

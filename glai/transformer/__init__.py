@@ -1,4 +1,4 @@
-"""Family T: GLAI inside a Transformer's feed-forward blocks (SPEC 13; issue 28). This package reads a BERT-style
+"""Family T: GLAI inside a Transformer's feed-forward blocks (docs/method.md, Family T). This package reads a BERT-style
 encoder's blocks (:mod:`glai.transformer.blocks`), builds the heads that differ only in the last block
 (:mod:`glai.transformer.model`: ``ffn_mlp``, ``ffn_relu``, ``ffn_lora``, ``ffn_glai``, ``linear``) and trains one on
 cached tokens (:mod:`glai.transformer.train`); the tokens come from :mod:`glai.data.tokens`, the dispatch from the

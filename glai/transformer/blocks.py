@@ -1,4 +1,5 @@
-"""The feed-forward blocks of a BERT-style encoder, read as the MLPs GLAI converts (SPEC 13; issue 28, first slice).
+"""The feed-forward blocks of a BERT-style encoder, read as the MLPs GLAI converts (docs/method.md,
+Family T).
 
 A BERT-style layer computes ``a = attention(h)`` and then its feed-forward block (FFN)
 ``LN(a + W2 act(W1 a + b1) + b2)``: in Hugging Face ``transformers`` the modules ``intermediate.dense`` (W1, b1),
@@ -113,7 +114,7 @@ def read_ffn_blocks(model: nn.Module, n_blocks: int = 1) -> list[FFNBlock]:
 
 
 def block_parameters(d: int, d_ff: int) -> int:
-    """Trainable parameters of one FFN block's two linear layers: ``2 d d_ff + d_ff + d`` (SPEC 13: the budget
+    """Trainable parameters of one FFN block's two linear layers: ``2 d d_ff + d_ff + d`` (the budget
     GLAI's estimator is pruned to)."""
     return 2 * d * d_ff + d_ff + d
 

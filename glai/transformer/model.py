@@ -1,5 +1,5 @@
 """The trained part of a family T run: the last feed-forward block over a frozen encoder's tokens, mask-mean
-pooling and a linear classifier (SPEC 13; issue 28), and the heads that differ only in that block.
+pooling and a linear classifier (docs/method.md, Family T), and the heads that differ only in that block.
 
 Every head sees the same cached tokens (:class:`Tokens`: the frozen layers' output at the block's input ``a``,
 [N, L, d] with the attention mask [N, L]) and trains inside the same ``LN(a + f(a))``
@@ -12,7 +12,7 @@ Every head sees the same cached tokens (:class:`Tokens`: the frozen layers' outp
 - ``ffn_glai``: ``f`` = GLAI over the ReLU-switched block: the frozen path selector ``1[W1 a + b1 > 0]`` and the
   estimator initialised by the block's exact conversion (paper Theorem 1), pruned by path norm to the block's own
   parameter count (``2 d d_ff + d_ff + d``), so its trainable budget is ``ffn_mlp``'s; ``selector="random"`` draws
-  ``W1, b1`` at random (seeded ``nn.Linear`` initialisation), the gated-ReLU control (SPEC 11);
+  ``W1, b1`` at random (seeded ``nn.Linear`` initialisation), the gated-ReLU control;
 - ``linear``: ``f`` = the pretrained block (or its ReLU switch, ``activation="relu"``), frozen: the classifier alone.
 
 The classifier is trainable in every head.
@@ -49,9 +49,9 @@ class Tokens:
         token_index: int64 [N, L] or None: each position's row in ``gates`` (-1 at padding); None when ``gates`` are
             these rows' own, in ``a[mask]`` order (the whole set).
 
-    A batch's gates are gathered once, its valid tokens' rows (:meth:`valid_gates`): gates stored [N, L, n_gates]
-    were copied whole per batch and then again for the valid tokens, 2.2 against 0.7 ms a batch of about 1,000
-    tokens (16 texts of at most 128 tokens, 1,536 gates; issue 29).
+    A batch's gates are gathered once, its valid tokens' rows (:meth:`valid_gates`): one gather of [T, n_gates]
+    rows, where gates stored per position ([N, L, n_gates]) would be copied whole per batch and then again for
+    the valid tokens (the measured step is in docs/FINDINGS.md).
     """
 
     a: torch.Tensor

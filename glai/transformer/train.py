@@ -1,4 +1,4 @@
-"""One family T head trained on cached tokens (SPEC 13; issue 28): the block, the loop, the clock.
+"""One family T head trained on cached tokens (docs/method.md, Family T): the block, the loop, the clock.
 
 Every head goes through :func:`glai.training.loop.fit` on the same :class:`glai.transformer.Tokens` rows, batches,
 validation passes and early stopping. ``ffn_glai``'s work is on its clock: the optional selector phase (the
