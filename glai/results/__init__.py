@@ -1,4 +1,5 @@
-"""Results (SPEC 9-10): run records, statistics, the paper's numbers, tables, figures and run summaries.
+"""Results (docs/method.md, Statistics): run records, statistics, the paper's numbers, tables, figures and run
+summaries.
 
 Reads records; never imports training or method code. :mod:`glai.results.figures` imports matplotlib and is
 loaded only when figures are written.

@@ -1,5 +1,5 @@
-"""Tables and figures of the method family beyond the paper (SPEC 11): the l0 activation penalty (EAT,
-``papers/004_...``), estimator-only re-training and combining estimators (``papers/000_...``).
+"""Tables and figures of the method family beyond the paper (docs/method.md, The method family): the l0
+activation penalty (EAT), estimator-only re-training and combining estimators (GreenLightningAI).
 
 - ``sparsity``: per experiment, head and l0 lambda, accuracy, firing ratio, active paths per sample and step
   time (the protocol run is lambda = 0); ``fig_sparsity_<experiment>.png``: accuracy against firing ratio.
@@ -64,7 +64,7 @@ def _pct(values) -> str:
 
 
 def _by_setting(groups: Mapping[tuple, list[Mapping]]) -> dict[tuple, list[Mapping]]:
-    """Each key's records split by setting (seedless fingerprint, SPEC 12), so a row never averages runs of
+    """Each key's records split by setting (seedless fingerprint), so a row never averages runs of
     different settings or environments; when one key holds several, its first element gets ``#<fingerprint>``."""
     out = {}
     for key, recs in groups.items():
@@ -250,17 +250,17 @@ def write_family(records: Sequence[Mapping], out_dir: str | Path, figures: bool 
     sparsity = sparsity_table(records)
     shown = sparsity.drop(columns=[c for c in sparsity.columns if c.startswith("_")]) if len(sparsity) else sparsity
     written += write_table(shown, out_dir, "sparsity",
-                           "l0 activation penalty (EAT, papers/004): head.l0_lambda on the MLP and on GLAI's reduced "
+                           "l0 activation penalty (EAT): head.l0_lambda on the MLP and on GLAI's reduced "
                            "MLP; firing ratio = active hidden units per sample on the validation set (GLAI: its "
                            "path selector), active paths = kept paths with an active gate per validation sample; "
                            "mean ± std over seeds (lambda 0 = the protocol run).")
     written += write_table(retrain_table(records), out_dir, "retrain",
-                           "Estimator-only re-training (papers/000): old phase on the old classes, then each arm "
+                           "Estimator-only re-training (GreenLightningAI): old phase on the old classes, then each arm "
                            "learns the new rows from its old model, early-stopped on all validation rows; "
                            "accuracy on old-class, new-class and all validation rows, seconds of that phase "
                            "(GLAI's include the gates of rows it had not seen); mean ± std over seeds.")
     written += write_table(combine_table(records), out_dir, "combine",
-                           "Combining estimators (papers/000): K shard models from one conversion (GLAI) or one "
+                           "Combining estimators (GreenLightningAI): K shard models from one conversion (GLAI) or one "
                            "initialisation (MLP), averaged with weights n_k/N; validation accuracy; mean ± std "
                            "over seeds.")
     if figures:

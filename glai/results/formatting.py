@@ -81,7 +81,7 @@ def write_table(df: pd.DataFrame, out_dir: str | Path, name: str, caption: str) 
 
 
 def slug(label: str) -> str:
-    """File-name form of a group label: letters, digits, ``.``, ``_`` and ``-`` only (issue 19).
+    """File-name form of a group label: letters, digits, ``.``, ``_`` and ``-`` only.
 
     ``offline/A1`` -> ``offline-A1``; a label with settings keeps a readable prefix of them and a hash of the
     whole label, so two groups never share a file: ``offline/A1 [dataset=photos3, experiment.arch=[1280,256,3]]``

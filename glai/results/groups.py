@@ -1,4 +1,5 @@
-"""Which table row a run belongs to (SPEC 12): runs are averaged only with runs of the same setting.
+"""Which table row a run belongs to (docs/method.md, Run identity): runs are averaged only with runs of the same
+setting.
 
 A record's *group* is its seedless fingerprint (:func:`glai.results.identity.fingerprint` with
 ``seed=False``), recomputed from its stored config. A group is "the paper's X" (or "the stand-in X", or

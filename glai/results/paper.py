@@ -1,4 +1,5 @@
-"""The GLAI paper's reported numbers (arXiv 2510.00883v2, Tables 2-5; SPEC 10) as data.
+"""The GLAI paper's reported numbers (arXiv 2510.00883v2, Tables 2-5; docs/method.md,
+Statistics) as data.
 
 Used only to print the paper's values beside ours (``glai.results.tables.comparison_table``); never an input to
 training. Accuracies are in percent, losses dimensionless, speedups are T_MLP / T_model.
