@@ -131,7 +131,7 @@ def train_head(cfg, train: EmbeddingSplit, val: EmbeddingSplit, seed: int) -> di
 
 
 def train_ffn(cfg, train: EmbeddingSplit, val: EmbeddingSplit, device: torch.device) -> dict[str, Any]:
-    """Family T (SPEC 13): the head ``cfg.head.name`` in the last feed-forward block of the frozen
+    """Family T (docs/method.md, Family T): the head ``cfg.head.name`` in the last feed-forward block of the frozen
     ``cfg.backbone``, on the cached tokens (``x`` [N, L, d] with ``mask``); the record's ``metrics`` and ``cost``.
 
     Raises:
@@ -310,7 +310,8 @@ def _folds(cfg, splits: dict[str, EmbeddingSplit]) -> dict[str, Any]:
 
 
 def run(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, Any]:
-    """Run one job and write its record; the record is identified by the config's fingerprint (SPEC 12).
+    """Run one job and write its record; the record is identified by the config's fingerprint (docs/method.md,
+    Run identity).
 
     - A record "done" with the same fingerprint is kept (and returned) unless ``overwrite=true``; a run with
       any other setting gets its own record.
@@ -401,7 +402,8 @@ def estimator_backend(cfg: DictConfig, device: torch.device) -> str:
 
 
 def run_identity(cfg: DictConfig, device: torch.device | None = None) -> tuple[dict[str, Any], str, Path]:
-    """``(resolved config, fingerprint, record path)`` of a run (SPEC 12, :mod:`glai.results.identity`).
+    """``(resolved config, fingerprint, record path)`` of a run (docs/method.md, Run identity;
+    :mod:`glai.results.identity`).
 
     The config stores the device that runs (``device: auto`` resolved): a GPU run and a CPU run are
     different runs. A GLAI run likewise stores the estimator backend that runs (:func:`estimator_backend`),
@@ -410,7 +412,7 @@ def run_identity(cfg: DictConfig, device: torch.device | None = None) -> tuple[d
     device = device or resolve_device(cfg.device)
     config = OmegaConf.to_container(cfg, resolve=True)
     config["device"] = device.type
-    # the data's identity, never its spelling: absolute sources, and what their files hold (SPEC 12)
+    # the data's identity, never its spelling: absolute sources, and what their files hold
     for key, value in resolved_paths(config, cfg.data_root).items():
         group, field = key.split(".")
         config[group][field] = value
@@ -492,7 +494,7 @@ def _train_and_record(cfg, path, config: dict, fp: str, device: torch.device, sp
         print(f"[glai] search trial {cfg.tuning.trial} {err}; record: {path}")
         return record
     except NonFiniteLossError as err:
-        # the usual cause is a step too large for the loss: name the key and a smaller value (issue 30)
+        # the usual cause is a step too large for the loss: name the key and a smaller value
         lr = float(cfg.head.lr)
         smaller = 1.0 if cfg.head.optimizer == "lbfgs" else min(lr / 10, 1e-2)
         err = NonFiniteLossError(f"{err}: the step is likely too large (head.lr={lr:g}, head.optimizer="
@@ -517,8 +519,8 @@ def _train_and_record(cfg, path, config: dict, fp: str, device: torch.device, sp
 
 
 def mlp_partner_config(cfg: DictConfig) -> DictConfig:
-    """The same-configuration MLP run of a GLAI run (SPEC 12), derived by resetting every section that is not
-    the protocol's, explicitly:
+    """The same-configuration MLP run of a GLAI run (docs/method.md, Reduced-epoch rule), derived by resetting
+    every section that is not the protocol's, explicitly:
 
     - ``head``: ``conf/head/mlp.yaml`` as ``head=mlp`` composes it (its values interpolate the experiment's); family
       T: ``conf/head/ffn_relu.yaml`` (the ReLU-switched block GLAI converts), on the family's optimiser.
@@ -526,7 +528,7 @@ def mlp_partner_config(cfg: DictConfig) -> DictConfig:
       data, whose epochs set the reduced phase; ``retrain/*`` and ``combine/*`` default to ``auto``).
     - ``tag``: cleared (a tag names the GLAI variant, ``tag=sgd``, ``tag=fixed``; the partner is the untagged
       MLP of the same data). A tuned GLAI has no partner: its tuned file fixes the reduced phase as the epoch
-      count its search trial ran (issue 27), so the auto rule never runs in the tuned view.
+      count its search trial ran, so the auto rule never runs in the tuned view.
     - ``overwrite``: false (a done partner is reused).
 
     ``tuning`` is kept: its role decides which rows train and score (a search's partner trains on the same
@@ -534,7 +536,7 @@ def mlp_partner_config(cfg: DictConfig) -> DictConfig:
     seed and environment are the GLAI run's.
     """
     partner = copy.deepcopy(cfg)
-    # family T's partner is the ReLU-switched block fine-tuned (ffn_relu): the block GLAI converts (SPEC 13)
+    # family T's partner is the ReLU-switched block fine-tuned (ffn_relu): the block GLAI converts
     name = "ffn_relu" if cfg.experiment.family == "T" else "mlp"
     head = OmegaConf.merge(OmegaConf.structured(HeadConfig), OmegaConf.load(CONF_DIR / "head" / f"{name}.yaml"))
     if cfg.experiment.family == "T":
@@ -553,7 +555,7 @@ def mlp_partner_config(cfg: DictConfig) -> DictConfig:
 def _resolve_reduced_epochs(cfg: DictConfig) -> tuple[DictConfig, dict[str, Any] | None]:
     """``experiment.reduced_epochs_mode=auto`` for GLAI: ``max(1, ceil(fraction * E_mlp))`` with E_mlp the
     epochs to early stop of the same-configuration, same-seed MLP run (:func:`mlp_partner_config`), read from
-    its record or trained first and recorded as its own run (SPEC 12, paper 3.6).
+    its record or trained first and recorded as its own run (paper 3.6; docs/method.md, Reduced-epoch rule).
 
     Returns:
         ``(cfg, rule)``: cfg with ``experiment.reduced_epochs`` set to the resolved count, and what the rule

@@ -1,5 +1,5 @@
 """A search's Optuna study: storage, identity, distinct proposals, resumption, the one-standard-error choice
-(SPEC 12 "Tuned choice", issue 27).
+(docs/method.md, Tuned choice).
 
 The project's Hydra sweeper (``hydra_plugins/glai_optuna_sweeper``) maps Hydra's overrides and launcher to the
 trials of a :class:`SearchStudy`; everything about the study itself lives here, so ``scripts/save_tuned.py`` and
@@ -578,7 +578,7 @@ class TrialReporter:
 
 def choose(trials: Sequence[optuna.trial.FrozenTrial], direction: str = "maximize",
            default: str = "protocol") -> dict[str, Any]:
-    """The one-standard-error choice over a study's complete trials (ESL 7.10; SPEC 12 "Tuned choice").
+    """The one-standard-error choice over a study's complete trials (ESL 7.10; docs/method.md, Tuned choice).
 
     The best trial (highest mean score; lowest when ``direction`` is ``minimize``) replaces the trial whose user
     attribute ``default`` is ``default`` only when it is better by more than its own standard error (user

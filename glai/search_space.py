@@ -1,4 +1,5 @@
-"""The optimiser part of a search's space (SPEC 12 "Tuned comparison", issue 20), conditional on the optimiser.
+"""The optimiser part of a search's space (docs/method.md, Tuned comparison), conditional on the
+optimiser.
 
 ``conf/tuning/search.yaml`` names :func:`optimizer_space` as the Optuna sweeper's ``custom_search_space``: Hydra's
 flat ``params`` cannot say that the learning rate means something else for each optimiser. Per trial:
@@ -16,7 +17,7 @@ head) stays in ``params``, shared by every optimiser.
 GLAI's whole pipeline is searched (:func:`glai_space`): the selector (trained or random gates) and, for a trained
 one, the reduced phase's optimiser, learning rate and **length as an absolute epoch count**
 (``experiment.reduced_epochs`` in ``fixed`` mode, 1 .. ``tuning.max_reduced_epochs``). An absolute count is what
-makes the search the application (SPEC 12 "Tuned choice", issue 27): the ``auto`` rule's count is a fraction of a
+makes the search the application (docs/method.md, Tuned choice): the ``auto`` rule's count is a fraction of a
 partner MLP's epochs, and the partner of a search (the protocol MLP on the tuning folds) is not the partner of a
 tuned run, so a fraction searched on one would run another length on the other. :func:`default_trials` names the
 head's default trials, which every search runs first as trials of its budget.
@@ -94,7 +95,7 @@ LORA_RANKS = (4, 8, 16, 32)
 
 
 def ffn_space(cfg: DictConfig, trial: Any) -> dict[str, Any]:
-    """Family T's head-specific part (SPEC 13): ``ffn_glai``'s selector (trained, random) and, for the pretrained
+    """Family T's head-specific part: ``ffn_glai``'s selector (trained, random) and, for the pretrained
     one, its selector phase as an epoch count (``experiment.reduced_epochs``, 0 .. :func:`max_reduced_epochs`, fixed
     mode: the ReLU block fine-tuned that long before the conversion); ``ffn_lora``'s rank (:data:`LORA_RANKS`).
 

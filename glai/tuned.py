@@ -1,4 +1,5 @@
-"""Tuned settings belong to the group they were tuned on, and only to it (SPEC 12 "Tuned comparison", issue 19).
+"""Tuned settings belong to the group they were tuned on, and only to it (docs/method.md, Tuned
+comparison).
 
 A run's *group* is what it is apart from the head's settings: the data, backbone, arch and protocol settings
 that differ from the unmodified ``experiment=X`` config (:func:`group_of`; the same rule labels it in the tables,
@@ -43,7 +44,7 @@ from glai.results.identity import differences, is_variant_key
 __all__ = ["FORMAT", "SHIPPED", "StaleTunedError", "apply_tuned", "check_settings", "find_tuned", "group_key",
            "group_of", "search_command", "tuned_path"]
 
-#: The tuned files' format: 2 = search = application (issue 27: settings read from the chosen trial's record, the
+#: The tuned files' format: 2 = search = application (settings read from the chosen trial's record, the
 #: reduced phase as the count it ran, the one-standard-error choice). Format 1 files are refused.
 FORMAT = 2
 
@@ -108,8 +109,8 @@ def _load(path: Path) -> dict[str, Any]:
                           "Fix: delete it and search again")
     if data.get("format") != FORMAT:
         raise StaleTunedError(f"tuned settings {path} are of format {data.get('format', 1)}, written before a search's "
-                          "settings were read from the trial that ran (issue 27: the reduced phase the search scored "
-                          "was not the one tuning=best ran). Fix: search again (experiments/tune.sh) and save with "
+                          "settings were read from the trial that ran (the reduced phase the search scored was not "
+                          "the one tuning=best ran). Fix: search again (experiments/tune.sh) and save with "
                           "scripts/save_tuned.py")
     return data
 
@@ -118,7 +119,7 @@ def check_settings(path: str | Path, head: str, settings: dict[str, Any], cfg: D
                    group_overrides: list[str] | None = None, conf_dir: str | Path = CONF_DIR) -> DictConfig:
     """Check tuned ``settings`` against the schema: every key a tunable one (the head's, GLAI's reduced-phase
     rule) of the config, every value of the key's type and range (:func:`glai.config.validate`), and a GLAI file
-    with a trained selector fixing its reduced phase as an epoch count (search = application, issue 27).
+    with a trained selector fixing its reduced phase as an epoch count (search = application).
 
     Args:
         path: the file (named in every error).
@@ -193,7 +194,7 @@ def search_command(cfg: DictConfig, overrides: list[str]) -> str:
 
 
 def _refuse_conflicts(path: Path, settings: dict[str, Any], overrides: list[str]) -> None:
-    """A command-line override of a key the tuned file sets, with another value, is refused (issue 27)."""
+    """A command-line override of a key the tuned file sets, with another value, is refused."""
     for line in overrides:
         key, sep, text = line.partition("=")
         key = key.lstrip("+~")

@@ -184,7 +184,8 @@ def _variant(rec: Mapping) -> str:
 
 def estimator_curves(records: Sequence[Mapping], path: Path) -> tuple[Path, pd.DataFrame] | None:
     """Validation score per epoch of GLAI's estimator under each optimiser setting, one panel per
-    experiment, with each MLP variant's BVS as a dashed line (issue 10's estimator diagnosis).
+    experiment, with each MLP variant's BVS as a dashed line (the estimator diagnosis of
+    ``experiments/estimator_diagnosis.sh``).
 
     Every done GLAI record is a line labelled by its estimator's optimiser, lr and weight decay; records of
     one (experiment, variant) are drawn seed by seed.
@@ -256,7 +257,7 @@ _HEAD_MARKERS = {"mlp": "s", "glai": "o", "linear": "^", "mlp_reduced": "v"}
 
 
 def figure_views(views_raw: Mapping[str, pd.DataFrame], path: Path) -> Path | None:
-    """``fig_views.png`` (issue 20): one panel per experiment, each (view, head) a point at its mean BVS and mean
+    """``fig_views.png``: one panel per experiment, each (view, head) a point at its mean BVS and mean
     time to target (seconds until the same-seed MLP of the view reached its BVS; the MLP's point is its own time
     to its best epoch), colour = view, marker = head; a head that never reached the target is drawn on the top
     edge with an x. Returns None without data."""

@@ -1,4 +1,5 @@
-"""Run identity (SPEC 12): which config values make two runs different runs, and the fingerprint of a run.
+"""Run identity (docs/method.md, Run identity): which config values make two runs different runs, and the
+fingerprint of a run.
 
 Every key of the resolved config (``glai.config.Config``, dotted) is classified in :data:`IDENTITY`, one
 place, and ``tests/results/test_identity.py`` fails when the schema gains a key that is not listed here:
@@ -113,7 +114,7 @@ IDENTITY: dict[str, str] = {
     **{f"tuning.pruner.{k}": "excluded" for k in ("epochs", "min_resource", "reduction_factor", "fold_se",
                                                   "min_complete")},
     **{f"tuning.{k}": "excluded" for k in ("study", "storage", "trial")},
-    # family T (SPEC 13): the trained blocks and LoRA's adapters (read by family T runs only: FAMILY_ONLY)
+    # family T: the trained blocks and LoRA's adapters (read by family T runs only: FAMILY_ONLY)
     **{f"ffn.{k}": "setting" for k in ("blocks", "lora_rank", "lora_alpha", "activation")},
 }
 #: Keys read by one family only (prefix -> family): they leave every other family's fingerprint, so adding
@@ -133,8 +134,8 @@ GLAI_ONLY = frozenset({"experiment.reduced_epochs", "experiment.reduced_epochs_m
 #: Keys of IDENTITY that the schema does not have: added to the stored config by ``glai.runner.run_identity``.
 RUNTIME_KEYS = frozenset({"data_content"})
 
-#: Keys a head never reads, by head: they leave its fingerprint (issue 19: a rho sweep retrained the MLP once per
-#: rho). ``mlp`` has the full widths (head.width_factor 1), ``linear`` has no hidden layer to reduce or track.
+#: Keys a head never reads, by head: they leave its fingerprint (else a rho sweep would retrain the MLP once
+#: per rho). ``mlp`` has the full widths (head.width_factor 1), ``linear`` has no hidden layer to reduce or track.
 _LORA = frozenset({"ffn.lora_rank", "ffn.lora_alpha"})
 UNREAD: dict[str, frozenset] = {
     "mlp": frozenset({"rho"}),
@@ -158,9 +159,10 @@ def reads_rho(head: str) -> bool:
 
 
 def is_variant_key(key: str) -> bool:
-    """A key a tagged variant changes without leaving its group (SPEC 12): the head's settings (``head.*``),
-    GLAI's reduced-phase rule (:data:`GLAI_ONLY`), the tuning role and the tag. Every other setting (data,
-    backbone, arch, protocol) is the group's: it labels the run in the tables and keys its tuned settings."""
+    """A key a tagged variant changes without leaving its group (docs/method.md, Run identity): the head's
+    settings (``head.*``), GLAI's reduced-phase rule (:data:`GLAI_ONLY`), the tuning role and the tag. Every other
+    setting (data, backbone, arch, protocol) is the group's: it labels the run in the tables and keys its tuned
+    settings."""
     return key.startswith(("head.", "tuning.")) or key in GLAI_ONLY or key in FFN_HEAD_KEYS or key == "tag"
 
 

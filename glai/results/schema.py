@@ -50,7 +50,7 @@ METRICS_FIELDS = frozenset({
     "theorem2_bound", "active_paths_per_sample", "reduced_epochs_rule",
     # retrain / combine studies
     "study",
-    # family T (SPEC 13): training tokens per second of a step; ffn_glai: the converted block's score before any
+    # family T: training tokens per second of a step; ffn_glai: the converted block's score before any
     # estimator step and its output error against the ReLU block it converts, its selector phase, kept paths and
     # active paths per validation token
     "tokens_per_s", "converted_bvs", "conversion_error", "selector_epochs", "selector_bvs", "kept_paths",

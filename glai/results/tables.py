@@ -1,4 +1,5 @@
-"""Run records -> the paper's Tables 2-5 and a comparison with the paper's numbers (SPEC 9-10).
+"""Run records -> the paper's Tables 2-5 and a comparison with the paper's numbers (docs/method.md,
+Statistics).
 
 Every table is built as a pandas DataFrame of display strings and written as Markdown, LaTeX and CSV
 (:func:`write_table`, atomically). Tables 3-5 also get a CSV of raw numbers (``*_values.csv``). Only runs
@@ -203,7 +204,7 @@ def _time_to_target_values(records, done: Sequence[Mapping], exp: str, tag, rho
                            ) -> tuple[list[float], int, int, int] | None:
     """``(seconds of the runs that reached the same-seed MLP's BVS, how many never did, how many have no MLP, how
     many have no per-epoch curve)``; None when the runs have no single validation curve (family C with several
-    episodes). A record without curves counts as such, and leaves the other seeds' cell as it is (issue 30)."""
+    episodes). A record without curves counts as such, and leaves the other seeds' cell as it is."""
     mlp = {r["seed"]: r for r in _done(records, experiment=st.reference_label(exp, "mlp"), head="mlp",
                                        tag=st.tags_for(tag, "mlp"), rho=rho)}
     seconds, never, missing, no_curve = [], 0, 0, 0
@@ -227,8 +228,9 @@ def _time_to_target_values(records, done: Sequence[Mapping], exp: str, tag, rho
 
 
 def _time_to_target_cell(records, done: Sequence[Mapping], exp: str, tag, rho) -> str:
-    """Seconds until each run first reached the same-seed MLP's BVS (within min_delta, SPEC 12), mean ± std
-    over the seeds that did, and how many never did (and how many records have no curve to tell)."""
+    """Seconds until each run first reached the same-seed MLP's BVS (within min_delta; docs/method.md, Time to
+    target), mean ± std over the seeds that did, and how many never did (and how many records have no curve to
+    tell)."""
     values = _time_to_target_values(records, done, exp, tag, rho)
     if values is None:
         return "n/a (no single validation curve)"
@@ -322,11 +324,11 @@ def _paper_cell(pair: tuple[float, float], suffix: str = "") -> str:
 
 
 def comparison_table(records: Sequence[Mapping], *, rho=None) -> pd.DataFrame:
-    """Our Table 3 beside the paper's (SPEC 10): for each paper experiment X and head, the paper's row, our
-    protocol runs of X and of the stand-in ``offline/X`` (labelled as such). Only groups whose settings equal
-    the unmodified experiment (``_protocol``, :mod:`glai.results.groups`) and untagged appear here: a variant
-    of X is never printed beside the paper's numbers. Records are those of :func:`write_all` (``experiment``
-    = the group label)."""
+    """Our Table 3 beside the paper's (docs/method.md, Statistics): for each paper experiment X and head, the
+    paper's row, our protocol runs of X and of the stand-in ``offline/X`` (labelled as such). Only groups whose
+    settings equal the unmodified experiment (``_protocol``, :mod:`glai.results.groups`) and untagged appear
+    here: a variant of X is never printed beside the paper's numbers. Records are those of :func:`write_all`
+    (``experiment`` = the group label)."""
     ours, _ = table3(records, tag="", rho=rho)
     index = {(r["Exp"], r["Head"]): r for _, r in ours.iterrows()}
     protocol_labels: dict[str, set] = defaultdict(set)
@@ -423,7 +425,7 @@ def _write_view(records, out_dir: Path, tag, rho, label: str) -> tuple[list[Path
     t3, t3raw = table3(records, tag=tag, rho=rho)
     written += write_table(t3, out_dir, "table3", f"Table 3 ({label}): epochs, speedup T_MLP/T_model, time to "
                            "target (seconds until the validation score first reached the same-seed MLP's BVS "
-                           "within min_delta, SPEC 12) and BVS (acc in %, loss dimensionless), mean ± std over "
+                           "within min_delta) and BVS (acc in %, loss dimensionless), mean ± std over "
                            "seeds.")
     written.append(_write_raw(t3raw, out_dir, "table3"))
     c4 = suite_contrasts(records, kind="table4", tag=tag, rho=rho)
@@ -447,7 +449,7 @@ def _write_view(records, out_dir: Path, tag, rho, label: str) -> tuple[list[Path
 
 def tuning_gain_table(raw: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     """Per experiment and head: the tuned view's mean BVS minus the head's defaults' (the protocol's and, where
-    it ran, the Adam view's), over seeds, each with its standard error (issue 27).
+    it ran, the Adam view's), over seeds, each with its standard error.
 
     A BVS's standard error is its std over seeds / sqrt(n); a gain's is sqrt(SE_tuned^2 + SE_default^2). "Tuned >=
     protocol - 1 SE" says whether the tuned head scored at or above its protocol default minus one standard error
@@ -605,7 +607,7 @@ def write_all(runs_dir: str | Path = "results/runs", out_dir: str | Path = "resu
     searches = [r for r in loaded if is_search(r)]
     loaded = [r for r in loaded if not (is_study(r) or is_search(r))]
     counts = assign_groups(loaded, references)
-    # family T (SPEC 13) trains a Transformer's block, not a head on embeddings: its own tables
+    # family T trains a Transformer's block, not a head on embeddings: its own tables
     transformer = [{**r, "experiment": r["_label"]} for r in loaded if is_family_t(r)]
     loaded = [r for r in loaded if not is_family_t(r)]
     if echo is not None:
@@ -627,7 +629,7 @@ def write_all(runs_dir: str | Path = "results/runs", out_dir: str | Path = "resu
         sections[label][f"{suite} (Table 5)"] = c5[suite]
     if tag == "":
         written += write_table(comparison_table(records, rho=rho), out_dir, "comparison",
-                               "Our results beside the paper's Table 3 (SPEC 10). 'ours: X' is our run of "
+                               "Our results beside the paper's Table 3. 'ours: X' is our run of "
                                "the paper's experiment X; 'ours: offline/X (stand-in)' is the offline "
                                "stand-in for X.")
         written += write_table(comparison_tests_table(c4, c5), out_dir, "comparison_tests",
@@ -645,7 +647,7 @@ def write_all(runs_dir: str | Path = "results/runs", out_dir: str | Path = "resu
             sections[vlabel].update({f"{s} (Table 5)": c for s, c in v5.items()})
     if len(views) > 1:
         v3, v4 = views_tables(views)
-        written += write_table(v3, out_dir, "views", "The views side by side (SPEC 12): Table 3's MLP and GLAI rows "
+        written += write_table(v3, out_dir, "views", "The views side by side: Table 3's MLP and GLAI rows "
                                "of each view (protocol: each experiment's config; fixed: GLAI with the paper's "
                                "fixed reduced-epoch count; adam / sgd: every head on one optimiser; tuned: every "
                                "head with its searched settings). Time to target is against the view's MLP.")

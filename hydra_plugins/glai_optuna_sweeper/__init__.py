@@ -1,1 +1,1 @@
-"""The project's Hydra sweeper over Optuna's ask-and-tell API (``hydra/sweeper=glai_optuna``; issue 27)."""
+"""The project's Hydra sweeper over Optuna's ask-and-tell API (``hydra/sweeper=glai_optuna``)."""

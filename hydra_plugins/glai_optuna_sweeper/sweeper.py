@@ -1,6 +1,6 @@
 """``hydra/sweeper=glai_optuna``: a Hydra sweeper whose trials are those of a :class:`glai.search.SearchStudy`.
 
-Why the project has its own (issue 27): the official ``hydra-optuna-sweeper`` has no release for current Optuna
+Why the project has its own: the official ``hydra-optuna-sweeper`` has no release for current Optuna
 (1.3.0 pins ``optuna<3``, which forces ``sqlalchemy<2`` on every user; its 1.4.0 release candidates need a
 hydra-core release candidate). This plugin only maps Hydra to the study: the command line's ranges
 (``interval``, ``choice``, ``range``, ``tag(log, ...)``) and ``params`` become Optuna distributions, a
