@@ -1,28 +1,28 @@
 """Time the conversion and one training step of the MLP, the dense GLAI estimator and the sparse one.
 
-Shapes: the paper's six (SPEC 6) and two large ones (issue 13): a Transformer-sized MLP block
+Shapes: the paper's six (docs/method.md, Families) and two large ones: a Transformer-sized MLP block
 (768, 3072, 768) and a two-hidden-layer head (768, 512, 512, 10), all at rho = 0.5; and family T's block
-(issue 29, SPEC 13): ``FFN384`` = (384, 1536, 384), all-MiniLM-L6-v2's feed-forward block as ``ffn_glai`` trains it
-(the block's own first layer as the selector, the estimator pruned to the block's parameter count, at token
-batches 1024, 4096 and 16384, against the block's GELU MLP on Adam), with random weights and inputs, and ``MiniLM``: the
-pretrained block itself, converted and timed on the tokens that reach it from DBPedia-14 training texts
-(``GLAI_DATA_ROOT``, default ``../shared``; skipped without them), whose gates fire as in the family T study (about
-23 % of them per token, against about 50 % for random weights).
+(docs/method.md, Family T): ``FFN384`` = (384, 1536, 384), all-MiniLM-L6-v2's feed-forward block as ``ffn_glai``
+trains it (the block's own first layer as the selector, the estimator pruned to the block's parameter count, at
+token batches 1024, 4096 and 16384, against the block's GELU MLP on Adam), with random weights and inputs, and
+``MiniLM``: the pretrained block itself, converted and timed on the tokens that reach it from DBPedia-14 training
+texts (under ``GLAI_DATA_ROOT``, as ``make prefetch EXP=ffn/dbpedia`` builds them; skipped without them), whose
+gates fire as in the family T study (about 23 % of them per token, against about 50 % for random weights).
 
-Every sparse row carries its arithmetic limit (``macs_ratio``, issue 29): the estimator's active multiply-adds per
+Every sparse row carries its arithmetic limit (``macs_ratio``): the estimator's active multiply-adds per
 sample, measured from the batch's gates, over the MLP's; the step ratio beside it says how far the kernels are from
 doing that work at the MLP's rate.
 
 Conversion: for each shape a random reduced MLP is converted and pruned for real, streaming
 (``glai.method.pruning.prune_streaming``: the dense path tensor is never built) on random inputs, down to
-``O - R - n_out`` kept paths (glai.method.budget.parameter_budget, SPEC 3), in a child process of its own so
+``O - R - n_out`` kept paths (glai.method.budget.parameter_budget), in a child process of its own so
 that its peak resident memory (``VmHWM``, the process high-water mark) is the conversion's. Reported:
 conversion seconds (gates, path norms, scoring and top-k) and the peak RSS above the child's baseline after
 importing torch. Then, interleaved and after a warm-up (the slow dense reference on its own, afterwards), it
 times one full step (forward, cross-entropy,
 backward, optimiser step, zero_grad) of:
 
-- ``mlp``: the original MLP (nn.Linear-ReLU-nn.Linear), SGD (SPEC 5);
+- ``mlp``: the original MLP (nn.Linear-ReLU-nn.Linear), SGD;
   every optimiser comes from ``glai.training.loop.build_optimizer``, as in the runner (fused where available);
 - ``dense``: the dense reference estimator (paper Listing 1 einsum on [n_out, n_in, n_gates] with a mask), Adam;
 - ``sparse``: :class:`glai.method.sparse_estimator.SparseEstimator` on every backend available, Adam (fused when the
@@ -33,8 +33,7 @@ its own warm-up). Prints each median step time and its ratio to the MLP's at the
 backend ``head.backend=auto`` resolves to at that batch (``<- auto``), and writes one CSV row per
 (shape, batch, device, threads, method, backend) to ``results/bench/estimator-<device>.csv`` (atomically), with
 the shape's conversion seconds and peak memory on every row, and the step's optimiser phase (``optimizer_ms``:
-``opt.step()`` and ``zero_grad``, median over the same timed steps; ``optimizer_share`` = its part of the step,
-issue 29).
+``opt.step()`` and ``zero_grad``, median over the same timed steps; ``optimizer_share`` = its part of the step).
 
 Every row names the CPU that measured it (``cpu``, its vector extensions, L1d / L2 / L3 per core, torch's
 capability: :func:`glai.results.cpu.cpu_info`): times of two CPUs are never one table's. The compiled kernels'
@@ -87,7 +86,7 @@ from glai.method.sparse_estimator import SparseEstimator  # noqa: E402
 from glai.results.cpu import cpu_info  # noqa: E402
 from glai.training.optimizers import build_optimizer  # noqa: E402
 
-# SPEC 6 (A2 with 14 outputs, its erratum).
+# The paper's six (docs/method.md, Families; A2 with 14 outputs, its erratum).
 SHAPES = {
     "A1": (384, 256, 37),
     "A2": (768, 128, 14),
@@ -95,15 +94,15 @@ SHAPES = {
     "B2": (768, 768, 128),
     "C1": (576, 256, 5),
     "C2": (768, 512, 4),
-    # issue 13: a Transformer MLP block and a two-hidden-layer head
+    # a Transformer MLP block and a two-hidden-layer head
     "T768": (768, 3072, 768),
     "D768": (768, 512, 512, 10),
-    # issue 29: family T's block (all-MiniLM-L6-v2's feed-forward block, SPEC 13) as ffn_glai trains it: random
+    # family T's block (all-MiniLM-L6-v2's feed-forward block) as ffn_glai trains it: random
     # weights and inputs (FFN384), and the pretrained block itself on its own input tokens (MiniLM)
     "FFN384": (384, 1536, 384),
     "MiniLM": (384, 1536, 384),
 }
-#: The pretrained blocks (SPEC 13) under GLAI_DATA_ROOT (default ../shared): all-MiniLM-L6-v2's last feed-forward
+#: The pretrained blocks under GLAI_DATA_ROOT (make prefetch EXP=ffn/dbpedia): all-MiniLM-L6-v2's last feed-forward
 #: block, converted as ``ffn_glai`` converts it (its ReLU switch, pruned by path norm on the tokens), timed on the
 #: tokens that reach it from DBPedia-14 training texts (the family T stand-in's). Skipped, with a message, when the
 #: weights or the texts are not there.
@@ -111,13 +110,13 @@ PRETRAINED = {"MiniLM": ("weights/all-MiniLM-L6-v2", "data/dbpedia14/train.csv")
 #: Training texts run through the frozen layers for the pretrained block's tokens (about 50 tokens each): Omega for
 #: the conversion and the timed batches (up to 16,384 tokens).
 PRETRAINED_TEXTS = 600
-#: Family T's blocks (SPEC 13): the selector is the block's own first layer (full width, no rho), the estimator is
+#: Family T's blocks: the selector is the block's own first layer (full width, no rho), the estimator is
 #: pruned to the block's parameter count (2 d d_ff + d_ff kept paths + d output biases), the reference is the block's
 #: GELU MLP on Adam (ffn_mlp), and the batches are token batches (rows of ~62 tokens x 16-64 rows).
 BLOCKS = {"FFN384", "MiniLM"}
 TOKEN_BATCHES = (1024, 4096, 16384)
 RHO = 0.5
-#: ``--batches full``: one full-batch pass (what full-batch L-BFGS pays per evaluation, issue 20) at the training
+#: ``--batches full``: one full-batch pass (what full-batch L-BFGS pays per evaluation) at the training
 #: rows of each shape's offline stand-in (family C: one episode's support set); the large shapes have none.
 FULL_ROWS = {"A1": 5000, "A2": 3500, "B1": 5000, "B2": 1841, "C1": 20, "C2": 20}
 # Dense steps whose [B, n_in, n_gates] einsum intermediate or [n_out, n_in, n_gates] weight exceeds this many
@@ -142,7 +141,7 @@ def cpu_columns() -> dict:
 
 
 def data_root() -> Path:
-    """``$GLAI_DATA_ROOT``, else ``../shared`` beside the repository (the config's ``data_root``)."""
+    """``$GLAI_DATA_ROOT``, else the folder ``shared`` beside the repository (the config's ``data_root``)."""
     return Path(os.environ.get("GLAI_DATA_ROOT", ROOT.parent / "shared"))
 
 
@@ -184,11 +183,11 @@ def pretrained_block(name: str, n_texts: int = PRETRAINED_TEXTS) -> tuple[nn.Mod
 
 def convert_shape(name: str, seed: int = 0) -> dict:
     """Streaming conversion of the selector of shape ``name`` (this process): a random reduced MLP of its arch, or
-    a family T block (SPEC 13), random or pretrained (:data:`PRETRAINED`): selector, kept paths (gate columns
+    a family T block, random or pretrained (:data:`PRETRAINED`): selector, kept paths (gate columns
     renumbered to the used ones, as the GLAI head keeps them), counts, seconds; a pretrained block's tokens too."""
     arch = SHAPES[name]
     torch.manual_seed(seed)
-    budget = parameter_budget(arch, RHO)  # O, R counted from the modules, E from the paths (SPEC 3)
+    budget = parameter_budget(arch, RHO)  # O, R counted from the modules, E from the paths
     selector = MLPHead(_selector_arch(arch))
     tokens = None
     if name in PRETRAINED:
@@ -198,7 +197,7 @@ def convert_shape(name: str, seed: int = 0) -> dict:
                 layer.weight.copy_(linear.weight)
                 layer.bias.copy_(linear.bias)
     if name in BLOCKS:
-        # SPEC 13: the selector is the block's pretrained first layer (d d_ff + d_ff), the estimator keeps the block's
+        # family T: the selector is the block's pretrained first layer (d d_ff + d_ff), the estimator keeps the block's
         # own parameter count O = 2 d d_ff + d_ff + d (kept paths + the d output biases)
         d, d_ff = arch[0], arch[1]
         o, e = 2 * d * d_ff + d_ff + d, (d + 1) * d_ff * d + d
@@ -219,12 +218,12 @@ def convert_shape(name: str, seed: int = 0) -> dict:
 
 
 def _selector_arch(arch: tuple[int, ...]) -> tuple[int, ...]:
-    """The path selector's widths: the block itself for family T's blocks, else the rho-reduced MLP (SPEC 3)."""
+    """The path selector's widths: the block itself for family T's blocks, else the rho-reduced MLP."""
     return tuple(arch) if tuple(arch) in {SHAPES[b] for b in BLOCKS} else tuple(reduced_arch(arch, RHO))
 
 
 def macs_ratio(gates: torch.Tensor, gate_idx: torch.Tensor, arch: tuple[int, ...]) -> float:
-    """The arithmetic limit of a row (issue 29): the estimator's multiply-adds per sample -- its kept paths with an
+    """The arithmetic limit of a row: the estimator's multiply-adds per sample -- its kept paths with an
     active gate, measured on the batch's gates -- over the MLP's forward multiply-adds per sample
     (``sum n_l n_{l+1}``). A step ratio at this value would be the estimator doing its work at the MLP's rate."""
     from glai.method.sparsity import active_paths_per_sample
@@ -263,7 +262,7 @@ class Step:
     """One training step of ``model`` (forward, cross-entropy, backward, optimiser step, zero_grad), callable.
 
     Times its optimiser phase (``opt.step()`` and ``zero_grad``, with the Python around them) with ``clock``, in
-    milliseconds, into ``optimizer_ms`` (issue 29: the optimiser's share of each method's step); ``sync`` waits for
+    milliseconds, into ``optimizer_ms`` (the optimiser's share of each method's step); ``sync`` waits for
     the device on both sides of the phase, so on CUDA the phase holds its kernels, not their launch."""
 
     def __init__(self, model: nn.Module, opt: torch.optim.Optimizer, inputs: tuple, target: torch.Tensor):
@@ -343,7 +342,7 @@ def bench_shape(name: str, batches: list, device: torch.device, repeats: int, wa
     full = {FULL_ROWS[name]} if "full" in batches and name in FULL_ROWS else set()
     batches = [b for b in batches if b != "full"] + sorted(full)
     if name in BLOCKS:
-        batches = list(TOKEN_BATCHES)  # a block trains on token batches (SPEC 13), whatever --batches says
+        batches = list(TOKEN_BATCHES)  # a block trains on token batches, whatever --batches says
     n0, n_out = arch[0], arch[-1]
     if name in PRETRAINED and not all((data_root() / part).exists() for part in PRETRAINED[name]):
         print(f"\n{name}: skipped (no {' or '.join(PRETRAINED[name])} under GLAI_DATA_ROOT={data_root()})")
@@ -491,7 +490,7 @@ def write_csv_atomic(rows: list[dict], path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--shapes", default=",".join(SHAPES), help="comma list of SPEC 6 shapes")
+    parser.add_argument("--shapes", default=",".join(SHAPES), help="comma list of shapes")
     parser.add_argument("--batches", default="16,1024,full",
                         help="comma list of batch sizes; 'full' = the stand-in's training rows (one full-batch "
                         "pass: forward, backward and step, as full-batch L-BFGS pays per evaluation)")

@@ -1,8 +1,8 @@
 """``make demo``: the heads on the embedded digits experiment (seed 0), then one comparison table.
 
 The MLP runs twice, with the paper's SGD and with Adam (the optimiser GLAI's estimator uses), so that the
-table separates GLAI's gain from the optimiser's (SPEC 5). Records go to ``results/demo/`` (re-running the demo
-re-trains; ``results/runs/`` is left alone). Extra Hydra overrides are passed through:
+table separates GLAI's gain from the optimiser's (docs/method.md, Heads and optimisers). Records go to
+``results/demo/`` (re-running the demo re-trains; ``results/runs/`` is left alone). Extra Hydra overrides are passed through:
 ``python scripts/demo.py seed=1 experiment.max_epochs=30``.
 """
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""A one-node Slurm cluster on this machine, to try the cluster recipe (docs/cluster.md) (issue 22).
+"""A one-node Slurm cluster on this machine, to try the cluster recipe (docs/cluster.md).
 
     eval "$(python scripts/local_slurm.py start)"   # start prints `export SLURM_CONF=...`
     python scripts/local_slurm.py status     # sinfo and squeue of the local cluster

@@ -1,4 +1,5 @@
-"""Tables 2-5, the comparison with the paper, and Figures 3-5 from the run records (SPEC 9-10).
+"""Tables 2-5, the comparison with the paper, and Figures 3-5 from the run records (docs/method.md,
+Statistics).
 
 Usage: python scripts/make_tables.py [--runs results/runs] [--out results/tables] [--tag ''] [--no-figures]
 """
@@ -21,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tag", default="", help="record tag to tabulate; '' = the paper's protocol runs")
     parser.add_argument("--conf", default="conf",
                         help="config folder: a run is the paper's X only when its settings equal "
-                        "experiment=X's there (SPEC 12)")
+                        "experiment=X's there (docs/method.md, Run identity)")
     parser.add_argument("--no-figures", action="store_true", help="tables only")
     args = parser.parse_args(argv)
     if not Path(args.runs).is_dir():

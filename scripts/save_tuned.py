@@ -1,4 +1,5 @@
-"""Save the one-standard-error choice of a finished search for the group it searched (SPEC 12, :mod:`glai.tuned`).
+"""Save the one-standard-error choice of a finished search for the group it searched (docs/method.md,
+Tuned choice; :mod:`glai.tuned`).
 
 Usage: python scripts/save_tuned.py SWEEP_DIR [--out DIR] [--conf conf]
        python scripts/save_tuned.py --find OVERRIDE... (exit 0 and the file when this group has tuned settings that
@@ -12,7 +13,7 @@ SWEEP_DIR is the Hydra sweep folder of ``python run.py -m tuning=search ...`` (`
 standard error and its record. The chosen trial is the best one if it beats the head's protocol default by more
 than its standard error, else the default (:func:`glai.search.choose`, ESL 7.10).
 
-**Search = application** (issue 27): the settings saved are read from the chosen trial's *record* (the config
+**Search = application**: the settings saved are read from the chosen trial's *record* (the config
 that ran and scored), for every key the search set in any trial; a GLAI trial's reduced phase is saved as the
 epoch count it ran (``experiment.reduced_epochs_mode: fixed``), never as a rule that would resolve to another
 count on other rows. The file, ``<out>/<experiment>/<head>/<group key>.yaml`` (``--out`` default

@@ -1,4 +1,4 @@
-"""Choose GLAI's structural stop on the tuning split (issue 20 part 4; SPEC 4, 12): the path-distance threshold at
+"""Choose GLAI's structural stop on the tuning split (docs/method.md, Path distance): the path-distance threshold at
 which ``experiment.reduced_epochs_mode=structure`` ends the reduced phase, never chosen on the validation split.
 
 Usage: python scripts/structure_threshold.py OVERRIDE... [--candidates 5] [--out DIR]

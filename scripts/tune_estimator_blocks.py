@@ -1,7 +1,7 @@
-"""Measure the Triton estimator kernels' block sizes on a CUDA device (issue 13: "a measured choice").
+"""Measure the Triton estimator kernels' block sizes on a CUDA device (a measured choice).
 
-For each paper shape (SPEC 6, rho = 0.5, pruned for real as in ``scripts/bench_estimator.py``) and batch,
-times the forward kernel over ``BLOCK_P`` (paths per inner step) and the backward kernel over ``BLOCK_P``
+For each paper shape (docs/method.md, Families; rho = 0.5, pruned for real as in ``scripts/bench_estimator.py``)
+and batch, times the forward kernel over ``BLOCK_P`` (paths per inner step) and the backward kernel over ``BLOCK_P``
 (paths per program) with ``triton.testing.do_bench`` (median of repeated launches, milliseconds), and
 writes one CSV row per (shape, batch, kernel, block_p) with the time and its ratio to the current default.
 
