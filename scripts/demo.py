@@ -2,8 +2,8 @@
 
 The MLP runs twice, with the paper's SGD and with Adam (the optimiser GLAI's estimator uses), so that the
 table separates GLAI's gain from the optimiser's (docs/method.md, Heads and optimisers). Records go to
-``results/demo/`` (re-running the demo re-trains; ``results/runs/`` is left alone). Extra Hydra overrides are passed through:
-``python scripts/demo.py seed=1 experiment.max_epochs=30``.
+``results/demo/`` (re-running the demo re-trains; ``results/runs/`` is left alone). Extra Hydra overrides are
+passed through: ``python scripts/demo.py seed=1 experiment.max_epochs=30``.
 """
 
 from __future__ import annotations
