@@ -36,34 +36,27 @@ __all__ = ["Blocking", "build", "cpp_available", "default_blocking", "estimator_
            "forward_mode", "library_path"]
 
 SOURCE = Path(__file__).with_name("csrc") / "estimator_cpu.cpp"
+# The constants below are measured choices on the development machine; the measurements (each constant against
+# its alternatives, at batch 1024 on the paper's shapes and family T's blocks) are in docs/FINDINGS.md's CPU
+# sections and the CSVs of docs/bench/. None of them changes a number the kernels compute, only their speed.
 #: Tiles of 16 samples each pass over the paths handles (1, 2 or 4) in the forward with input segments (and the
-#: tiles :func:`forward_segments` sizes its segments for). Measured on this project's 2-core machine (Xeon, AVX-512,
-#: 48 KiB L1d, 2 MiB L2; one thread; forward + backward at batch 1024 on the six paper shapes, issue 21): 2 tiles
-#: were 10-25% faster than 1 (A1 3.8 vs 5.4 ms, C2 17.0 vs 19.5 ms) and 0-10% faster than 4. The forward without
-#: segments and the backward have their own (:data:`FORWARD_TILES`, :data:`BACKWARD_TILES`).
+#: tiles :func:`forward_segments` sizes its segments for): 2 were the fastest of 1, 2 and 4 on the paper's shapes
+#: (1 walks the paths twice as often; 4 hold more inputs in use at once). The forward without segments and the
+#: backward have their own (:data:`FORWARD_TILES`, :data:`BACKWARD_TILES`).
 TILES_PER_GROUP = 2
 #: Tiles per group of the backward: 4, since its gate masks load straight into mask registers and sit 4 tiles to a
 #: group (a 16-path block's transpose-reduction, most of the backward's time, then serves 4 tiles instead of 2).
-#: Measured (AMD EPYC, AVX-512; one thread; backward at batch 1024, ms, 2 / 4 tiles, two runs; issue 29): A1
-#: 1.35-1.44 / 1.21-1.26, B1 13.1-13.5 / 11.2-11.7, B2 9.5-9.9 / 8.6-8.7, C2 5.5-5.7 / 5.0, T768 68.1-68.5 /
-#: 62.2-62.9, D768 10.2-10.8 / 8.8-9.0, FFN384 31.8-32.3 / 29.9-31.0, the real all-MiniLM-L6-v2 block 31.7-32.4 /
-#: 28.4-28.5. (Before these masks 4 tiles were no faster: MiniLM 32.5-33.2 / 31.7-33.7.)
 BACKWARD_TILES = 4
 #: Tiles per group of the output-major forward without input segments: 4 (the x of 4 tiles is read once per row's
-#: path indices and values). Measured (AMD EPYC, AVX-512, 32 KiB L1d, 1 MiB L2; one thread; forward at batch 1024,
-#: ms, 2 / 4 tiles; issue 29): T768 189 / 154, FFN384 85 / 70, the real all-MiniLM-L6-v2 block 80 / 71, D768 31 / 25,
-#: A1 2.07 / 2.06, B1 24.0 / 24.3, B2 15.7 / 15.3; with segments 2 stays (A2 1.90 / 2.08, C1 2.73 / 3.28, C2 7.97 /
-#: 9.98). The forward is bitwise the same under every tile grouping, so this choice changes no number.
+#: path indices and values). The forward is bitwise the same under every tile grouping.
 FORWARD_TILES = 4
 #: Paths per chunk: a chunk's values, indices and gradients stay in the L2 cache while every tile group walks
-#: them. 65,536 was 2-8% faster than 32,768 and 5-12% faster than 16,384 at batch 1024 (same measurement). The
-#: backward's default (its chunks split no sum) and the gate-major forward's chunks (whose partial sums they set).
+#: them. The backward's default (its chunks split no sum) and the gate-major forward's chunks (whose partial sums
+#: they set).
 CHUNK_PATHS = 65536
-#: Paths per chunk of the output-major forward (chunks of whole outputs: the forward is bitwise the same under any).
-#: Measured (AMD EPYC, 1 MiB L2; one thread; forward at batch 1024, ms, 65,536 / 32,768 / 16,384; issue 29): the real
-#: all-MiniLM-L6-v2 block 37.4-38.4 / 29.2-30.2 / 28.3-29.3, A1 1.11-1.13 / 1.10-1.15 / 1.48-1.69, C2 4.11-4.22 /
-#: 4.12-4.21 / 4.13-4.30, T768 56.7-58.5 / 55.2-57.4 / 57.0-58.0: half the chunk keeps a chunk's values and indices
-#: (256 KiB) in L2 beside a tile group's x at n_out 384, and costs the paper shapes nothing.
+#: Paths per chunk of the output-major forward (chunks of whole outputs: the forward is bitwise the same under any):
+#: half of :data:`CHUNK_PATHS` keeps a chunk's values and indices (256 KiB) in a 1 MiB L2 beside a tile group's x at
+#: n_out 384, and costs the paper's shapes nothing.
 FORWARD_CHUNK_PATHS = 32768
 #: Input segments of the forward (batch > 16): when a tile group's inputs (tiles x n_in x 64 bytes) exceed this
 #: many bytes, each row is summed one segment of inputs at a time, so that less of x is in use at once, with the
@@ -76,14 +69,13 @@ MIN_SEGMENT_PATHS = 50
 GATE_MAJOR_MIN_ROWS_PER_GATE = 16
 GATE_MAJOR_TILES = 4
 #: ... or used gates from which it runs whatever the rows per gate (output-major then reads a tile's gates, 64 bytes
-#: each, at random: D768's 3,390 used gates, 2.7 rows per gate: gate-major 18.2 ms vs output-major 25.4 at batch 1024)
+#: each, at random: many used gates with few rows each, as D768's 3,390 gates at 2.7 rows per gate) ...
 GATE_MAJOR_MIN_GATES = 2048
 #: ... provided the outputs' buffer of a tile group (n_out x GATE_MAJOR_TILES x 64 bytes, read and written once per
-#: row) stays within 32 KiB: at n_out 384 / 768 with short rows that read-modify-write dominated (batch 1024, ms,
-#: output-major 4 tiles / gate-major: T768 154 / 264, FFN384 70 / 75, the real MiniLM block 71 / 92; issue 29).
+#: row) stays within 32 KiB: at n_out 384 or 768 with short rows that read-modify-write dominates.
 GATE_MAJOR_MAX_OUTPUTS = 128
 # -fopenmp: ATen's parallel_for is inline code whose OpenMP pragmas a build without it ignores; without the flag
-# the kernels ran on one thread at any torch.set_num_threads (the 2-thread column of the benchmark, issue 21).
+# the kernels would run on one thread at any torch.set_num_threads.
 CFLAGS = ("-O3", "-march=native", "-fopenmp")
 LDFLAGS = ("-fopenmp",)
 _NAMESPACE = "glai_estimator_cpu"
@@ -293,7 +285,7 @@ def estimator_fwd_cpp(
     bias: torch.Tensor,
     blocking: Blocking | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Forward of the estimator (SPEC 2) with the compiled kernels.
+    """Forward of the estimator (docs/method.md, Conversion) with the compiled kernels.
 
     Args:
         x_tilde: float32 [B, n_in] on the CPU.
@@ -306,7 +298,7 @@ def estimator_fwd_cpp(
         ``(y float32 [B, n_out], xt float32 [T, n_in, 16], gm int16 [ceil(T / 4), n_gates, 4])``: the output and,
         for the backward, the inputs tile-major (T = ceil(B / 16) tiles of 16 samples, zero-padded) and the gates as
         bit masks grouped 4 tiles at a time (bit l of ``gm[u, s, q]``: gate s of sample 16 (4 u + q) + l, 0 for
-        padding; 2 bytes per gate and tile, issue 29).
+        padding; 2 bytes per gate and tile).
 
     Raises:
         RuntimeError: when the extension is not built (:func:`build`) or an input is not on the CPU.

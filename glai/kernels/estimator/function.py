@@ -1,4 +1,4 @@
-"""Autograd function and public op of the pruned GLAI estimator (SPEC 2-3, 11; paper Listings 1-3)."""
+"""Autograd function and public op of the pruned GLAI estimator (docs/method.md; paper Listings 1-3)."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def resolve_backend(backend: str, device: torch.device | str, batch: int | None 
     ``"torch"`` as timed on this CPU for the layout's shape class and the batch's class
     (:func:`glai.kernels.estimator.tuning.choose`: once per CPU and class, cached on disk; torch only when at least
     5 % faster), and ``"cpp"`` without them. On this project's machines the compiled kernels' step was the faster in
-    every cell measured (issue 21, ``docs/bench/estimator-cpu-auto-sweep.csv``, 84 cells: 1.30-6.8x at batch 1-16,
+    every cell measured (``docs/bench/estimator-cpu-auto-sweep.csv``, 84 cells: 1.30-6.8x at batch 1-16,
     1.59-1.98x at 64, 1.66-6.2x at 256 to a full batch); the timing keeps ``auto`` right on a CPU where that does
     not hold. On CUDA with Triton: ``"triton"`` when
     ``batch <= AUTO_TRITON_MAX_BATCH`` (or ``batch`` is None), or when ``batch >= BATCH_MAJOR_MIN_BATCH`` and
@@ -87,7 +87,7 @@ class EstimatorFunction(torch.autograd.Function):
     """``y = estimator(x~, gates; values, bias)`` with gradients for ``values`` and ``bias`` only.
 
     The inputs and gates are constants of estimator training (cached embeddings and frozen activation
-    patterns, SPEC 2), so their gradients are None; :func:`glai_estimator` refuses inputs that require grad.
+    patterns), so their gradients are None; :func:`glai_estimator` refuses inputs that require grad.
     """
 
     @staticmethod
@@ -134,7 +134,7 @@ def glai_estimator(
     """The pruned GLAI estimator, at a cost proportional to the kept paths.
 
     ``y[b,o] = sum_{p: out_idx[p]=o} x~[b,in_idx[p]] * gates[b,gate_idx[p]] * values[p] + bias[o]``
-    (SPEC 2; paper Listing 1 restricted to the kept paths, Listings 2-3 for forward and backward).
+    (docs/method.md, Conversion; paper Listing 1 restricted to the kept paths, Listings 2-3 for forward and backward).
 
     Args:
         x_tilde: float32 [B, n_in], inputs with the constant column (a constant: no gradient flows to it).
@@ -171,7 +171,7 @@ def glai_estimator(
         )
     if x_tilde.requires_grad or gates.requires_grad:
         raise ValueError(
-            "the estimator's inputs are constants (cached embeddings, frozen gates; SPEC 2) and get no "
+            "the estimator's inputs are constants (cached embeddings, frozen gates) and get no "
             "gradient: pass x_tilde.detach()"
         )
     backend = resolve_backend(backend, x_tilde.device, x_tilde.shape[0], layout)
