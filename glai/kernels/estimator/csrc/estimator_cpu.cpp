@@ -11,7 +11,7 @@
 // path reads them. Loop order, both directions: chunks of about `chunk_paths` paths (their values, indices and
 // gradients stay in the L2 cache), then groups of `tiles` tiles (1, 2 or 4), then the chunk's paths. The earlier
 // order (each path over the whole batch) read a fresh cache line of x~ per multiply-add and ran at 1/2 to 1/5 of
-// this speed at batch 1024 (issue 21; compiled.py holds the measured choices).
+// this speed at batch 1024 (docs/FINDINGS.md; compiled.py holds the measured choices).
 // The gates enter as bit masks, 2 bytes per (gate, tile) in groups of 4 tiles (`gate_masks`), not as float tiles: a
 // gate's term is its row sum with the off lanes zeroed (`masked`), and the masks of a tile group are one load.
 // - Forward: four independent accumulators per row and tile break the multiply-add latency chain; a row whose
@@ -151,8 +151,8 @@ at::Tensor to_tiles(const float* src, int64_t batch, int64_t n) {
 // (4096 tokens x 1,480 gates: 24 MB). A tile group (1, 2 or 4 tiles, never across a multiple of 4: for_each_group)
 // finds a gate's masks in one load, and all its gates' masks in n_gates x 8 bytes that stay in L1 while the group
 // walks its paths; gate-major masks [n_gates, T] put every gate in a cache line of its own (1,480 lines, 95 KB, per
-// group). Measured (one thread, ms, gate-major / grouped; issue 29): the real all-MiniLM-L6-v2 block's backward at
-// 4096 tokens 137 / 123 (the forward 97-111 / 91-98), at 1024 tokens the same within noise.
+// group). Grouped masks are the faster layout for the all-MiniLM-L6-v2 block at 4096 tokens and the same at 1024
+// (the measurements: docs/FINDINGS.md).
 constexpr int64_t kMaskTiles = 4;
 
 at::Tensor gate_masks(const uint8_t* gates, int64_t batch, int64_t n_gates) {
@@ -239,9 +239,9 @@ struct Forward {
 // Rows of at most this many paths (the unsegmented output-major forward) skip the row sum: each path's multiply-add
 // goes, masked by the row's gate, straight into a second accumulator of the output. Half the rows of the
 // all-MiniLM-L6-v2 block hold 1 or 2 paths (90 % at most 22), where the row sum's four accumulators and their
-// reduction cost more than the paths. Measured (one thread, forward at batch 1024, ms, issue 29; threshold 0 / 3 /
-// 6 / 12 / 24 / all): that block 31.2-32.7 / 28.4-29.9 / 27.5-30.3 / 26.6-28.3 / 26.2-28.3 / 26.7-26.8; A1, T768
-// (and A2, C1, C2, whose rows run in input segments) the same within noise at 12.
+// reduction cost more than the paths. 12 is among the fastest thresholds for that block (0, 3, 6, 12, 24 and all
+// were timed) and leaves A1 and T768 (and A2, C1, C2, whose rows run in input segments) as fast as before
+// (docs/FINDINGS.md).
 constexpr int64_t kShortRow = 12;
 
 // h[t] = sum over paths start..end of values[p] * x[t][i_p] (tile t0 + t): four accumulators per tile.
@@ -578,10 +578,8 @@ GLAI_INLINE v16f fma_masked_v(v16f m, v16f d, v16f x, MaskT mask) {
 // coefficient dy * gate is stored: a block of one row reads its gate's masks once; a block of several rows of one
 // output (short rows: the MiniLM block's median row holds 2 paths) reads each path's; either holds the output's dy in
 // registers and masks each product dy * x by the gate's bits for the tile (a zero-masked multiply, then masked fused
-// multiply-adds). It replaces per-row coefficients [rows, tiles, 16] computed per chunk, which were 13 % of the
-// MiniLM block's backward and crowded the tiles' inputs out of L1; measured (one thread, batch 1024, ms,
-// coefficients / masked; issue 29): MiniLM 43-55 / 35-37, T768 87-89 / 77-81, B2 11.6-13.0 / 10.4-11.0, B1
-// 15.5-17.4 / 15.1-15.9, A1 1.73-1.83 / 1.54-1.77, the other shapes the same or faster.
+// multiply-adds). Per-row coefficients [rows, tiles, 16] computed per chunk would cost a pass of their own and
+// crowd the tiles' inputs out of L1 (the measurements: docs/FINDINGS.md).
 template <int NT, bool KMOV>
 void backward_group(const Backward& w, int64_t t0, int64_t k0, int64_t k1, bool first) {
   const float* x[NT];
