@@ -113,16 +113,20 @@ def check_splits(cfg, splits: dict[str, EmbeddingSplit]) -> None:
 def check_class_ids(labels: list, where: str) -> None:
     """``labels`` (int arrays or tensors of the splits) are class indices 0..K-1, not class ids (stars 1-5, ids
     like 1000000): a head would get outputs no label reaches, and "experiment.arch[-1] = the largest id + 1" is no
-    fix.
+    fix. And K >= 2: one class is nothing to classify.
 
     Raises:
-        DataError: naming the ids found and the fix.
+        DataError: naming the ids found (or the one class) and the fix.
     """
     labelled = [torch.as_tensor(y) for y in labels if y is not None and len(y)]
     if not labelled:
         return
     ids = torch.unique(torch.cat(labelled))
     k, low, high = int(ids.numel()), int(ids.min()), int(ids.max())
+    if k < 2:
+        # before any check of the outputs: experiment.arch[-1]=1 would be a one-output classifier, no fix
+        raise DataError(f"{where} holds 1 class: a classifier needs at least 2. Fix: point dataset.path at data with "
+                        "two or more classes (an image folder: one sub-folder per class, at least 2)")
     if low >= 1 or high + 1 > 2 * k:
         shown = ", ".join(str(int(i)) for i in ids[:8]) + (", ..." if k > 8 else "")
         raise DataError(f"the labels of {where} are {k} class ids ({shown}; largest {high}), not class indices "

@@ -125,6 +125,9 @@ def _case(name: str, assets, d: Path) -> tuple[list[str], str]:
         return _text(assets, _csv(d / "x.csv", rows)), "are empty on 2 of 12 rows (lines 3, 7)"
     if name == "labels -1, 0, 1":
         return _text(assets, _csv(d / "x.csv", _rows(4, labels=(-1, 0, 1)))), "holds the label -1 (lines 2, 3, 4, 5)"
+    if name == "one class folder":
+        return _images(assets, _folder(d / "photos", {"cat": 5})) + ["experiment.arch=[256,16,2]"], \
+            "holds 1 class: a classifier needs at least 2"
     if name == "no text columns":
         return _text(assets, _csv(d / "x.csv", _rows(4))) + ["dataset.text_columns=[]"], \
             "dataset.text_columns=[]: a text dataset reads"
@@ -137,7 +140,7 @@ CASES = ["binary file named .csv", "empty file", "header only", "missing labels"
          "a negative weight decay", "more outputs than classes", "a backbone that is not there",
          "a misspelled key", "a group option that does not exist", "a value of the wrong type",
          "a sweep with an option that does not exist", "a corrupt study file",
-         "empty texts", "labels -1, 0, 1", "no text columns"]
+         "empty texts", "labels -1, 0, 1", "no text columns", "one class folder"]
 
 
 @pytest.mark.parametrize("name", CASES)
