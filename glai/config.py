@@ -485,17 +485,24 @@ def compose_error_line(err: BaseException) -> str:
     return f"{text.strip().splitlines()[0] if text.strip() else type(err).__name__}. Fix: see the override's key"
 
 
-def precheck_overrides(args: Iterable[str]) -> None:
+def precheck_overrides(args: Iterable[str], *, search_needs_multirun: bool = True) -> None:
     """Compose the config the command line asks for before Hydra runs anything (``run.py``): every group option of
     a sweep must exist, and one run's config (each sweep at its first value) must compose.
 
+    Args:
+        args: the command line's arguments (``sys.argv[1:]``), ``-m`` among them for a sweep.
+        search_needs_multirun: ``tuning=search`` without ``-m`` is refused (``run.py``: a search is a sweep; alone
+            it would train one plain run of the head's defaults and choose nothing).
+
     Raises:
-        ConfigError: one line from :func:`compose_error_line`.
+        ConfigError: one line from :func:`compose_error_line`, naming an override Hydra cannot parse, or a search
+            without ``-m``.
     """
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    args = list(args)
     given = [a for a in args if "=" in a and not a.startswith("-") and not a.lstrip("+~").startswith("hydra")]
     try:
         parsed = OverridesParser.create().parse_overrides(given)
@@ -517,9 +524,13 @@ def precheck_overrides(args: Iterable[str]) -> None:
                     raise ConfigError(compose_error_line(HydraException(f"Could not find '{key}/{value}'")))
         single.append(f"{override.get_key_element()}={values[0]}")
     try:
-        compose_config(single)
+        cfg = compose_config(single)
     except (HydraException, OmegaConfBaseException) as err:
         raise ConfigError(compose_error_line(err)) from None
+    if search_needs_multirun and cfg.tuning.role == "search" and not {"-m", "--multirun"} & set(args):
+        raise ConfigError("tuning=search: a hyperparameter search is a sweep of trials (hydra/sweeper=glai_optuna); "
+                          "without -m, run.py would train one plain run of the head's defaults on the tuning rows "
+                          "and choose nothing. Fix: add -m (python run.py -m tuning=search ...)")
 
 
 def reference_configs(pairs: Iterable[tuple[str, str]], conf_dir: str | Path = CONF_DIR

@@ -54,7 +54,7 @@ def main(cfg: DictConfig) -> None:
 if __name__ == "__main__":
     if os.environ.get("HYDRA_FULL_ERROR") != "1":
         try:  # a misspelled key or group option: one line and exit 2, as run.py (issue 30)
-            precheck_overrides(sys.argv[1:])
+            precheck_overrides(sys.argv[1:], search_needs_multirun=False)
         except ConfigError as err:
             print(f"[glai] ConfigError: {err}", file=sys.stderr)
             raise SystemExit(2) from None

@@ -131,6 +131,8 @@ def _case(name: str, assets, d: Path) -> tuple[list[str], str]:
     if name == "more folds than rows":
         return ["-m", "tuning=search", "head=linear", "tuning.folds=5000", "hydra.sweeper.n_trials=1",
                 f"hydra.sweep.dir={d}/sweep"], "tuning.folds=5000: folds of 0 of the 1437 training rows"
+    if name == "a search without -m":
+        return ["tuning=search", "head=linear"], "Fix: add -m (python run.py -m tuning=search"
     if name == "no text columns":
         return _text(assets, _csv(d / "x.csv", _rows(4))) + ["dataset.text_columns=[]"], \
             "dataset.text_columns=[]: a text dataset reads"
@@ -143,7 +145,8 @@ CASES = ["binary file named .csv", "empty file", "header only", "missing labels"
          "a negative weight decay", "more outputs than classes", "a backbone that is not there",
          "a misspelled key", "a group option that does not exist", "a value of the wrong type",
          "a sweep with an option that does not exist", "a corrupt study file",
-         "empty texts", "labels -1, 0, 1", "no text columns", "one class folder", "more folds than rows"]
+         "empty texts", "labels -1, 0, 1", "no text columns", "one class folder", "more folds than rows",
+         "a search without -m"]
 
 
 @pytest.mark.parametrize("name", CASES)
