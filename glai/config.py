@@ -471,7 +471,16 @@ def compose_error_line(err: BaseException) -> str:
     unknown = re.search(r"Could not override '([^']+)'", text) or re.search(r"Key '([^']+)' not in", text)
     if unknown and ("not in" in text or "Could not append" in text):
         key = unknown.group(1)
-        near = difflib.get_close_matches(key, list(_SCHEMA_DEFAULTS), n=1)
+        given = re.search(rf"use \+{re.escape(key)}=(\S*)", text)
+        # a misspelled group (hed=mlp) is nearer a group than a key of a group (head.lr)
+        groups = sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir() and p.name in _DEFAULT_CHOICES)
+        top = [k for k in _SCHEMA_DEFAULTS if "." not in k]
+        near = difflib.get_close_matches(key, groups + top, n=1) if "." not in key else []
+        if near and near[0] in groups:
+            group = near[0]
+            return (f"{key}: not a config group or key; did you mean the group {group} (conf/{group}/)? "
+                    f"Fix: {group}={given.group(1) if given and given.group(1) else _DEFAULT_CHOICES[group]}")
+        near = near or difflib.get_close_matches(key, list(_SCHEMA_DEFAULTS), n=1)
         hint = f"; did you mean {near[0]}?" if near else ""
         return (f"{key}: not a key of the config schema (glai.config.Config){hint} (a '+' would add a key nothing "
                 f"reads). Fix: {near[0] if near else 'head.lr'}=<value>")
