@@ -494,6 +494,30 @@ def compose_error_line(err: BaseException) -> str:
     return f"{text.strip().splitlines()[0] if text.strip() else type(err).__name__}. Fix: see the override's key"
 
 
+def _parse_error_line(given: list[str], err: BaseException) -> str:
+    """One line naming the override Hydra's grammar cannot read (``experiment.name=a$(touch x)``) and how to
+    quote it: Hydra's own quotes inside the shell's, so the shell passes them on."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    parser = OverridesParser.create()
+    for arg in given:
+        try:
+            parser.parse_overrides([arg])
+        except HydraException as bad:
+            key, _, value = arg.partition("=")
+            why = str(bad).strip().splitlines()[0]
+            if key.lstrip("+~") in ("experiment.name", "tag"):
+                fix = f"{key}=my_name (it names a folder: letters, digits, '_', '-', '.'; nothing to quote)"
+            elif "'" in value or '"' in value:
+                fix = f"{key}=<the value without quotes>, or Hydra's escapes (\\' and \\\")"
+            else:
+                fix = f"'{key}=\"{value}\"' (Hydra's quotes inside the shell's)"
+            return (f"{arg}: Hydra cannot read this override ({why}): a value holding ( ) [ ] {{ }} = ; # ! & or a "
+                    f"quote must be quoted for Hydra as well as for the shell. Fix: {fix}")
+    return f"{str(err).strip().splitlines()[0]}. Fix: key=value, a sweep as key=a,b"
+
+
 def precheck_overrides(args: Iterable[str], *, search_needs_multirun: bool = True) -> None:
     """Compose the config the command line asks for before Hydra runs anything (``run.py``): every group option of
     a sweep must exist, and one run's config (each sweep at its first value) must compose.
@@ -516,7 +540,7 @@ def precheck_overrides(args: Iterable[str], *, search_needs_multirun: bool = Tru
     try:
         parsed = OverridesParser.create().parse_overrides(given)
     except HydraException as err:
-        raise ConfigError(f"{err}".splitlines()[0] + ". Fix: key=value, a sweep as key=a,b") from None
+        raise ConfigError(_parse_error_line(given, err)) from None
     single = []
     for override in parsed:
         if not override.is_sweep_override():

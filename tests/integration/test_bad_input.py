@@ -135,6 +135,8 @@ def _case(name: str, assets, d: Path) -> tuple[list[str], str]:
         return ["tuning=search", "head=linear"], "Fix: add -m (python run.py -m tuning=search"
     if name == "a misspelled group":
         return ["hed=mlp"], "did you mean the group head (conf/head/)? Fix: head=mlp"
+    if name == "a shell command in a name":
+        return ["experiment.name=a$(touch x)"], "experiment.name=a$(touch x): Hydra cannot read this override"
     if name == "no text columns":
         return _text(assets, _csv(d / "x.csv", _rows(4))) + ["dataset.text_columns=[]"], \
             "dataset.text_columns=[]: a text dataset reads"
@@ -148,7 +150,7 @@ CASES = ["binary file named .csv", "empty file", "header only", "missing labels"
          "a misspelled key", "a group option that does not exist", "a value of the wrong type",
          "a sweep with an option that does not exist", "a corrupt study file",
          "empty texts", "labels -1, 0, 1", "no text columns", "one class folder", "more folds than rows",
-         "a search without -m", "a misspelled group"]
+         "a search without -m", "a misspelled group", "a shell command in a name"]
 
 
 @pytest.mark.parametrize("name", CASES)
