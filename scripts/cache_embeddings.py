@@ -1,7 +1,7 @@
 """Fill the embedding cache of one experiment without training.
 
     python scripts/cache_embeddings.py experiment=offline/C1
-    GLAI_DATA_ROOT=/work/shared python scripts/cache_embeddings.py experiment=offline/A1 backbone.num_threads=1
+    GLAI_DATA_ROOT=~/glai-data python scripts/cache_embeddings.py experiment=offline/A1 backbone.num_threads=1
 
 Prints one JSON line: experiment, per-split shapes, cache events (hit / built / rebuilt) and wall-clock
 seconds (extraction included, model loading included).
@@ -53,7 +53,7 @@ def main(cfg: DictConfig) -> None:
 
 if __name__ == "__main__":
     if os.environ.get("HYDRA_FULL_ERROR") != "1":
-        try:  # a misspelled key or group option: one line and exit 2, as run.py (issue 30)
+        try:  # a misspelled key or group option: one line and exit 2, as run.py
             precheck_overrides(sys.argv[1:], search_needs_multirun=False)
         except ConfigError as err:
             print(f"[glai] ConfigError: {err}", file=sys.stderr)

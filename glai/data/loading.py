@@ -1,4 +1,4 @@
-"""Data sources: frozen embeddings for every split a family needs (SPEC 6-8).
+"""Data sources: frozen embeddings for every split a family needs (docs/method.md, Families).
 
 ``load_data(cfg)`` returns ``{"train", "val"}`` for families A and B and ``{"pool"}`` for family C. The embedded
 default, scikit-learn's digits, needs no backbone; every other dataset goes through a frozen backbone and the
@@ -25,7 +25,7 @@ __all__ = ["data_identity", "load_data", "load_digits", "resolved_paths", "searc
 
 
 def resolved_paths(config: dict, data_root: str | None) -> dict[str, str | None]:
-    """The absolute sources a resolved config reads (SPEC 12 "identity is what a run is"), never their spelling:
+    """The absolute sources a resolved config reads (docs/method.md, Run identity), never their spelling:
     ``dataset.path`` and ``backbone.path`` resolved against ``data_root`` (a relative path names other data
     under another root), and a torchvision dataset's root (``<data_root>/torchvision`` by default).
 
@@ -103,7 +103,7 @@ def load_data(cfg) -> dict[str, EmbeddingSplit]:
             that needs a download while offline).
     """
     if cfg.experiment.family == "T":
-        from glai.data.tokens import load_tokens  # family T: the trained block's input per token (SPEC 13)
+        from glai.data.tokens import load_tokens  # family T: the trained block's input per token
 
         try:
             tensors = load_tokens(cfg)
@@ -154,7 +154,7 @@ def search_folds(n_train: int, fraction: float, folds: int, repeats: int = 1) ->
     """How a search trial is scored: ``folds`` when set (1 = the one tuning split, k = k-fold), else (0, auto)
     ``AUTO_FOLDS`` folds when the tuning split would hold fewer than ``MIN_TUNING_ROWS`` rows, else ``-repeats``
     (``repeats`` repeated tuning splits, seeds ``tuning.seed + j``; 1 when ``repeats`` is 1). Either way a trial's
-    score is a mean with a standard error (issue 27)."""
+    score is a mean with a standard error."""
     if folds:
         return int(folds)
     if round(fraction * n_train) < MIN_TUNING_ROWS:
@@ -163,7 +163,7 @@ def search_folds(n_train: int, fraction: float, folds: int, repeats: int = 1) ->
 
 
 def tuning_folds(train: EmbeddingSplit, k: int, seed: int) -> list[dict[str, EmbeddingSplit]]:
-    """k folds of the training split for a search (issue 20: a small tuning split gives a noisy score).
+    """k folds of the training split for a search (a small tuning split gives a noisy score).
 
     Stratified when labelled: each class's rows, in a permutation seeded by ``seed`` (independent of the run seed),
     are dealt round-robin to the folds; unlabelled rows likewise in one permutation. Fold j validates on its rows
@@ -182,7 +182,7 @@ def tuning_folds(train: EmbeddingSplit, k: int, seed: int) -> list[dict[str, Emb
         raise ValueError(f"tuning.folds={k}: need 2 <= folds <= {n} training rows")
     # more folds than rows too (tuning.folds=5000 on digits' 1437): folds of no row
     if n // k < MIN_FOLD_ROWS:
-        # a fold of a row or two scores noise, k times slower (issue 30: 1000 folds on digits)
+        # a fold of a row or two scores noise, k times slower
         raise ConfigError(f"tuning.folds={k}: folds of {n // k} of the {n} training rows score noise; a fold needs "
                           f">= {MIN_FOLD_ROWS} rows, so at most {max(2, n // MIN_FOLD_ROWS)} folds here. Fix: "
                           "tuning.folds=0 (5 folds where the tuning split is small)")
@@ -202,7 +202,7 @@ def tuning_folds(train: EmbeddingSplit, k: int, seed: int) -> list[dict[str, Emb
 
 
 def tuning_pool_split(pool: EmbeddingSplit, fraction: float, seed: int, n_way: int) -> dict[str, EmbeddingSplit]:
-    """A family C pool split for a search (SPEC 12 "Tuned comparison"): episodes of the tuning part score the
+    """A family C pool split for a search (docs/method.md, Tuned comparison): episodes of the tuning part score the
     trials, episodes of the held-out part evaluate the tuned runs, so no episode of a tuned run holds a row a
     search has seen.
 
@@ -243,7 +243,8 @@ def tuning_pool_split(pool: EmbeddingSplit, fraction: float, seed: int, n_way: i
 
 
 def tuning_splits(train: EmbeddingSplit, fraction: float, seed: int) -> dict[str, EmbeddingSplit]:
-    """A hyperparameter search's splits, carved from the training split alone (SPEC 12 "Tuned comparison").
+    """A hyperparameter search's splits, carved from the training split alone (docs/method.md, Tuned
+    comparison).
 
     Args:
         train: the training split, x [N, d], y [N] int64 or None.

@@ -1,4 +1,4 @@
-"""Embeddings of one split, and the check that they fit the head (SPEC 6-8)."""
+"""Embeddings of one split, and the check that they fit the head."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ class EmbeddingSplit:
     """Embeddings of one split.
 
     Attributes:
-        x: float32 [N, d]; family T: [N, L, d], the trained block's input per token (SPEC 13).
+        x: float32 [N, d]; family T: [N, L, d], the trained block's input per token.
         y: int64 [N] class labels, or None for unlabeled data (family B).
         mask: family T only: bool [N, L], True at a token (padding False); None otherwise.
     """
