@@ -137,32 +137,56 @@ def check_settings(path: str | Path, head: str, settings: dict[str, Any], cfg: D
         overrides = [o for o in group_overrides or [] if not o.startswith(("tuning=", "head="))]
         cfg = compose_config([*overrides, f"head={head}"], conf_dir)
     out = copy.deepcopy(cfg)
+    # every bad value at once: a user editing the file fixes them in one go
+    problems: list[str] = []
     for key, value in settings.items():
         if not is_variant_key(key) or key.startswith("tuning."):
-            raise ConfigError(f"tuned settings {path} set {key}, which would change the run's group (only the "
-                              "head's settings and GLAI's reduced-phase rule are tuned). Fix: delete the file and "
-                              "search again")
+            problems.append(f"{key}, which would change the run's group (only the head's settings and GLAI's "
+                            "reduced-phase rule are tuned)")
+            continue
         if OmegaConf.select(out, key, default="<missing>") == "<missing>":
-            raise ConfigError(f"tuned settings {path} set {key}, which is not a key of the config. Fix: delete the "
-                              "file and search again")
+            problems.append(f"{key}, which is not a key of the config")
+            continue
         try:
             OmegaConf.update(out, key, value, merge=False)
         except Exception as err:  # omegaconf's ValidationError and friends: a value of the wrong type
-            raise ConfigError(f"tuned settings {path} set {key}={value!r}, which the schema refuses "
-                              f"({type(err).__name__}: {str(err).splitlines()[0]}). Fix: delete the file and search "
-                              "again") from None
+            problems.append(f"{key}={value!r}, which the schema refuses ({type(err).__name__}: "
+                            f"{str(err).splitlines()[0]})")
+            continue
+        alone = _validated(cfg, {key: value})
+        if alone is not None and key in alone:
+            problems.append(alone)
+    if out.tuning.role == "requested":
+        with open_dict(out):
+            out.tuning.role = "none"  # validated as the run it becomes (the file's tuning role is applied after)
+    fix = (f"Fix: correct {'it' if len(problems) == 1 else 'them'} in {path} (tuning=best refuses a command-line "
+           "value of a key the file sets), or delete the file and search again")
+    if problems:
+        raise ConfigError(f"tuned settings {path} set {'; '.join(problems)}. {fix}")
+    together = _validated(out, {})
+    if together is not None:
+        raise ConfigError(f"tuned settings {path}: {together}. {fix}")
+    if head == "glai" and out.head.selector != "random" and out.experiment.reduced_epochs_mode == "auto":
+        raise ConfigError(f"tuned settings {path} leave GLAI's reduced phase to the auto rule, whose count depends on "
+                          "the partner MLP of each run, so tuning=best would not run what the search scored. Fix: "
+                          "save the search again with scripts/save_tuned.py (it stores the count the trial ran)")
+    return out
+
+
+def _validated(cfg: DictConfig, settings: dict[str, Any]) -> str | None:
+    """What :func:`glai.config.validate` refuses in ``cfg`` with ``settings`` applied (its message without the
+    command-line fix), or None."""
+    out = copy.deepcopy(cfg)
+    for key, value in settings.items():
+        OmegaConf.update(out, key, value, merge=False)
     if out.tuning.role == "requested":
         with open_dict(out):
             out.tuning.role = "none"  # validated as the run it becomes (the file's tuning role is applied after)
     try:
         validate(out)
     except ConfigError as err:
-        raise ConfigError(f"tuned settings {path}: {err}") from None
-    if head == "glai" and out.head.selector != "random" and out.experiment.reduced_epochs_mode == "auto":
-        raise ConfigError(f"tuned settings {path} leave GLAI's reduced phase to the auto rule, whose count depends on "
-                          "the partner MLP of each run, so tuning=best would not run what the search scored. Fix: "
-                          "save the search again with scripts/save_tuned.py (it stores the count the trial ran)")
-    return out
+        return str(err).split(". Fix: ")[0]
+    return None
 
 
 def find_tuned(cfg: DictConfig, conf_dir: str | Path = CONF_DIR) -> tuple[Path | None, dict[str, Any]]:

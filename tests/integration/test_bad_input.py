@@ -137,6 +137,21 @@ def _case(name: str, assets, d: Path) -> tuple[list[str], str]:
         return ["hed=mlp"], "did you mean the group head (conf/head/)? Fix: head=mlp"
     if name == "a shell command in a name":
         return ["experiment.name=a$(touch x)"], "experiment.name=a$(touch x): Hydra cannot read this override"
+    if name == "bad values in a tuned file":
+        import yaml
+
+        from glai.config import compose_config
+        from glai.tuned import FORMAT, group_of, tuned_path
+
+        group = group_of(compose_config(["head=mlp"]))
+        path = tuned_path(d / "tuned", "digits", "mlp", group)
+        path.parent.mkdir(parents=True)
+        path.write_text(yaml.safe_dump({"format": FORMAT, "experiment": "digits", "head": "mlp", "group": group,
+                                        "settings": {"head.optimizer": "bogus", "head.weight_decay": float("nan")},
+                                        "tuning": {"role": "none"}}))
+        return ["tuning=best", "head=mlp", f"tuned_dir={d}/tuned", "tuning.shipped=false"], (
+            f"tuned settings {path} set head.optimizer='bogus': choose one of ('sgd', 'adam', 'adamw', 'lbfgs'); "
+            f"head.weight_decay=nan: must be a finite number. Fix: correct them in {path}")
     if name == "no text columns":
         return _text(assets, _csv(d / "x.csv", _rows(4))) + ["dataset.text_columns=[]"], \
             "dataset.text_columns=[]: a text dataset reads"
@@ -150,7 +165,7 @@ CASES = ["binary file named .csv", "empty file", "header only", "missing labels"
          "a misspelled key", "a group option that does not exist", "a value of the wrong type",
          "a sweep with an option that does not exist", "a corrupt study file",
          "empty texts", "labels -1, 0, 1", "no text columns", "one class folder", "more folds than rows",
-         "a search without -m", "a misspelled group", "a shell command in a name"]
+         "a search without -m", "a misspelled group", "a shell command in a name", "bad values in a tuned file"]
 
 
 @pytest.mark.parametrize("name", CASES)
