@@ -27,9 +27,11 @@ from typing import Any
 
 import torch
 
+from glai.errors import ConfigError
 from glai.names import path_part
 
-__all__ = ["CacheEntry", "EmbeddingCache", "atomic_write_bytes", "key_hash", "memoised_json", "sha256_file"]
+__all__ = ["CacheEntry", "EmbeddingCache", "atomic_write_bytes", "cache_folder", "key_hash", "memoised_json",
+           "sha256_file", "unwritable_cache"]
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +55,29 @@ def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def cache_folder(folder: Path) -> Path:
+    """``folder`` (under ``cache_dir``), created when missing.
+
+    Raises:
+        ConfigError: it cannot be created or written (a read-only ``GLAI_CACHE_DIR``, a file in its way), naming
+            ``cache_dir`` / ``GLAI_CACHE_DIR`` and the fix; raised before any extraction.
+    """
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if not os.access(folder, os.W_OK):
+            raise PermissionError(13, "Permission denied", str(folder))
+    except OSError as err:
+        raise unwritable_cache(folder, err) from err
+    return folder
+
+
+def unwritable_cache(path: Path, err: OSError) -> ConfigError:
+    """The one-line error of a cache folder or file that cannot be written."""
+    return ConfigError(f"cache_dir: cannot write {path} ({err.strerror or err}): the embedding cache and its memos "
+                       "live under cache_dir (GLAI_CACHE_DIR, default .cache/glai). Fix: GLAI_CACHE_DIR= a writable "
+                       "folder (or cache_dir=...)")
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -80,10 +105,14 @@ def memoised_json(path: Path | None, compute: Callable[[], Any]) -> Any:
             return json.loads(path.read_text())
         except (OSError, json.JSONDecodeError):
             log.warning("unreadable memo %s; computing it again", path)
+    if path is not None:
+        cache_folder(path.parent)  # before the work: a cache that cannot be written stops here
     value = compute()
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(path, json.dumps(value, sort_keys=True).encode())
+        try:
+            atomic_write_bytes(path, json.dumps(value, sort_keys=True).encode())
+        except OSError as err:
+            raise unwritable_cache(path, err) from err
     return value
 
 @dataclass
@@ -170,10 +199,13 @@ class EmbeddingCache:
         from safetensors.torch import save
 
         e = self.entry(key)
-        e.tensors.parent.mkdir(parents=True, exist_ok=True)
+        cache_folder(e.tensors.parent)
         tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
         data = save(tensors, metadata={"key_sha256": key_hash(key)})
-        atomic_write_bytes(e.tensors, data)
+        try:
+            atomic_write_bytes(e.tensors, data)
+        except OSError as err:
+            raise unwritable_cache(e.tensors, err) from err
         manifest = {
             "format_version": FORMAT_VERSION,
             "key_sha256": key_hash(key),
@@ -186,7 +218,10 @@ class EmbeddingCache:
             "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             **(_canonical(extra) if extra else {}),
         }
-        atomic_write_bytes(e.manifest, (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode())
+        try:
+            atomic_write_bytes(e.manifest, (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode())
+        except OSError as err:
+            raise unwritable_cache(e.manifest, err) from err
         return e
 
     def invalidate(self, key: dict) -> None:
@@ -218,7 +253,7 @@ class EmbeddingCache:
         if tensors is not None:
             self.events.append({"entry": str(e.tensors), "status": "hit", "reason": reason, "seconds": 0.0})
             return tensors
-        e.lock.parent.mkdir(parents=True, exist_ok=True)
+        cache_folder(e.lock.parent)
         with FileLock(str(e.lock)):
             # another process may have built it while we waited for the lock
             tensors, reason = self.load(key)

@@ -231,3 +231,18 @@ def test_tune_sh_refuses_a_budget_that_is_not_a_trial_count_before_any_search(tr
     assert done.returncode == 2 and len(lines) == 1, done.stderr[-2000:]
     assert lines[0].startswith(f"[glai] ConfigError: HYDRA_TRIALS='{trials}'") and "Fix: HYDRA_TRIALS=16" in lines[0]
     assert time.monotonic() - start < 10 and not list(tmp_path.iterdir())  # no search, no Python started
+
+
+def test_a_cache_that_cannot_be_written_is_one_line_naming_glai_cache_dir(assets, tmp_path):
+    """A read-only GLAI_CACHE_DIR was a traceback naming neither cache_dir nor GLAI_CACHE_DIR. A file where the
+    folder should be stands in for a read-only one (root writes into those)."""
+    (tmp_path / "blocked").write_text("")
+    csv = _csv(tmp_path / "x.csv", _rows(4))
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    done = subprocess.run([sys.executable, "run.py", *_text(assets, csv), "experiment.arch=[32,16,3]",
+                           f"results_dir={tmp_path}/runs", f"hydra.run.dir={tmp_path}/out"], cwd=ROOT,
+                          capture_output=True, text=True, env={**env, "GLAI_CACHE_DIR": str(tmp_path / "blocked")})
+    errors = [ln for ln in done.stderr.splitlines() if ln.startswith("[glai] ") and "Error: " in ln]
+    assert done.returncode == 2 and "Traceback" not in done.stderr and len(errors) == 1, done.stderr[-2000:]
+    assert "cache_dir: cannot write" in errors[0] and "Fix: GLAI_CACHE_DIR= a writable folder" in errors[0], errors
+    assert not (tmp_path / "runs").exists()

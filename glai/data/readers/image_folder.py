@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from glai.data.cache import sha256_file
+from glai.data.cache import cache_folder, sha256_file
 from glai.data.readers.base import IMAGE_EXTENSIONS, Table, abs_path, sha256_json, to_pil
 from glai.errors import DataError
 
@@ -91,7 +91,7 @@ def unpack_tar(archive: Path, cache_dir: str | os.PathLike) -> Path:
     dest = Path(abs_path(cache_dir)) / "extracted" / f"{stem}-{digest}"
     if (dest / ".complete").exists():
         return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    cache_folder(dest.parent)
     tmp = dest.parent / f".{dest.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     log.info("unpacking %s into %s (once)", archive, dest)
     try:
