@@ -81,6 +81,9 @@ class ExperimentConfig:
     patience: int = 5
     # smallest improvement that counts, in the monitor's unit (percentage points for val_acc)
     min_delta: float = 0.1
+    # val_acc: an improvement counts only when it is at least this many validation rows (min_delta is raised to
+    # 100 * rows / validation rows, percentage points); null = min_delta alone (glai.options.min_delta)
+    min_delta_rows: Optional[float] = None
     # epoch cap (SPEC 6: 60 for families A and B, 500 for C)
     max_epochs: int = 60
     # family B: dropout on the head input that makes the two views

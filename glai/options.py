@@ -57,11 +57,24 @@ class RunOptions:
     seed: int
 
 
-def run_options(cfg) -> RunOptions:
-    """The typed options of a composed, validated config (``glai.config.Config`` as a DictConfig)."""
+def min_delta(exp, n_val: int | None) -> float:
+    """The early stop's smallest improvement (the monitor's unit): ``experiment.min_delta``, raised to
+    ``experiment.min_delta_rows`` validation rows' accuracy (``100 * rows / n_val`` percentage points) when that is
+    set and the monitor is an accuracy, so that an improvement is never a row or two of a small validation split
+    (docs/method.md, Early stopping)."""
+    value = float(exp.min_delta)
+    rows = exp.get("min_delta_rows")
+    if rows and n_val and exp.monitor == "val_acc":
+        value = max(value, 100.0 * float(rows) / int(n_val))
+    return value
+
+
+def run_options(cfg, n_val: int | None = None) -> RunOptions:
+    """The typed options of a composed, validated config (``glai.config.Config`` as a DictConfig); ``n_val``, the
+    validation rows of the split the head trains on, resolves ``experiment.min_delta_rows`` (:func:`min_delta`)."""
     exp, head = cfg.experiment, cfg.head
     loop = LoopOptions(batch_size=int(exp.batch_size), max_epochs=int(exp.max_epochs), patience=int(exp.patience),
-                       min_delta=float(exp.min_delta))
+                       min_delta=min_delta(exp, n_val))
     optim = OptimizerOptions(str(head.optimizer), float(head.lr), float(head.weight_decay))
     glai = None
     if head.name == "glai":

@@ -9,6 +9,7 @@ its clock.
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import os
 import tempfile
@@ -19,7 +20,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from glai.config import CONF_DIR, REDUCED_FRACTION, ConfigError, HeadConfig, StudyConfig, validate
+from glai.config import CONF_DIR, REDUCED_FRACTION, ConfigError, HeadConfig, StudyConfig, compose_config, validate
 from glai.data.loading import data_identity, load_data, resolved_paths, search_folds
 from glai.data.splits import EmbeddingSplit
 from glai.errors import RecordWriteError
@@ -89,7 +90,7 @@ def train_head(cfg, train: EmbeddingSplit, val: EmbeddingSplit, seed: int) -> di
     Raises:
         NonFiniteLossError: a NaN/inf training loss.
     """
-    opts = run_options(cfg)
+    opts = run_options(cfg, n_val=len(val.x))
     head_opts, arch = opts.head, list(opts.arch)
     task = build_task(cfg.experiment)
 
@@ -101,7 +102,8 @@ def train_head(cfg, train: EmbeddingSplit, val: EmbeddingSplit, seed: int) -> di
             task = ActivationPenaltyTask(task, head_opts.l0_lambda, head_opts.l0_sigma)
         hist = fit(model, (train.x, train.y), (val.x, val.y), task=task, seed=seed, tracker=tracker,
                    **head_opts.optim.kwargs(), **opts.loop.kwargs())
-        metrics = {**_phase_record(hist), "structure": hist.structure if tracker else None,
+        metrics = {**_phase_record(hist), "min_delta": opts.loop.min_delta,
+                   "structure": hist.structure if tracker else None,
                    "firing_ratio": firing_ratio(model, val.x) if model.num_hidden else None}
         cost = {"time_s": {"train": hist.time_s}, "total_s": hist.time_s,
                 "params": {"trainable": count_parameters(model, trainable_only=True)}}
@@ -111,7 +113,7 @@ def train_head(cfg, train: EmbeddingSplit, val: EmbeddingSplit, seed: int) -> di
     glai = train_glai(arch, (train.x, train.y), (val.x, val.y), head_opts.glai, loop=opts.loop, task=task,
                       seed=seed, tracker=tracker)
     red, est = glai.reduced, glai.estimator
-    metrics = {**_phase_record(est), "reduced_epochs": red.epochs,
+    metrics = {**_phase_record(est), "min_delta": opts.loop.min_delta, "reduced_epochs": red.epochs,
                "total_epochs": red.epochs + est.epochs, "reduced_curves": red.curves,
                "reduced_bvs": red.bvs, "reduced_stopped_by": red.stopped_by, "reduced_step_ms": red.step_ms,
                "structure": red.structure if tracker else None,
@@ -156,14 +158,16 @@ def train_ffn(cfg, train: EmbeddingSplit, val: EmbeddingSplit, device: torch.dev
         raise ConfigError(f"experiment.arch={arch}: the feed-forward block of backbone {cfg.backbone.name!r} is "
                           f"{block.d} -> {block.d_ff} -> {block.d}. Fix: experiment.arch=[{block.d},{block.d_ff},"
                           f"{arch[-1]}]")
-    opts = run_options(cfg)
+    opts = run_options(cfg, n_val=len(val.y))
     head, exp = cfg.head, cfg.experiment
     ffn = FFNOptions(kind=str(head.name), optim=opts.head.optim, loop=opts.loop, backend=str(head.backend),
                      lora_rank=int(cfg.ffn.lora_rank), lora_alpha=float(cfg.ffn.lora_alpha),
                      selector=str(head.selector), activation=str(cfg.ffn.activation),
                      selector_epochs=int(exp.reduced_epochs) if head.name == "ffn_glai" else 0)
-    return train_ffn_head(ffn, blocks, (Tokens(train.x, train.mask), train.y), (Tokens(val.x, val.mask), val.y),
-                          n_classes=arch[-1], seed=int(cfg.seed), attentions=attentions)
+    out = train_ffn_head(ffn, blocks, (Tokens(train.x, train.mask), train.y), (Tokens(val.x, val.mask), val.y),
+                         n_classes=arch[-1], seed=int(cfg.seed), attentions=attentions)
+    out["metrics"]["min_delta"] = opts.loop.min_delta
+    return out
 
 
 def _union_backends(out: dict[str, Any], results: list[dict[str, Any]]) -> None:
@@ -422,8 +426,24 @@ def run_identity(cfg: DictConfig, device: torch.device | None = None) -> tuple[d
     if cfg.head.name in ("glai", "ffn_glai") and cfg.head.estimator == "sparse":
         config["head"]["backend"] = estimator_backend(cfg, device)
     fp = fingerprint(config)
-    path = record_path(cfg.results_dir, cfg.experiment.name, cfg.head.name, _path_rho(cfg), cfg.seed, cfg.tag, fp)
+    own = _own_dataset(str(cfg.experiment.name))
+    other = str(cfg.dataset.name) if own is not None and str(cfg.dataset.name) != own else None
+    path = record_path(cfg.results_dir, cfg.experiment.name, cfg.head.name, _path_rho(cfg), cfg.seed, cfg.tag, fp,
+                       dataset=other)
     return config, fp, path
+
+
+@functools.lru_cache(maxsize=64)
+def _own_dataset(experiment: str) -> str | None:
+    """``dataset.name`` of ``python run.py experiment=<experiment>`` as shipped; None for an experiment name that
+    is no config of ``conf/experiment`` (a user's name for their own setting)."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        return str(compose_config([f"experiment={experiment}"]).dataset.name)
+    except (HydraException, OmegaConfBaseException, ValueError):
+        return None
 
 
 def _path_rho(cfg) -> float | None:

@@ -30,8 +30,9 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-__all__ = ["FIRST_ORDER", "FIRST_ORDER_LR", "LBFGS_STEP", "LORA_RANKS", "default_trials", "ffn_space", "glai_space",
-           "head_space", "max_reduced_epochs", "optimizer_choices", "optimizer_space"]
+__all__ = ["FAMILY_T_LR", "FAMILY_T_OPTIMIZERS", "FIRST_ORDER", "FIRST_ORDER_LR", "LBFGS_STEP", "LORA_ALPHAS",
+           "LORA_RANKS", "default_trials", "ffn_space", "glai_space", "head_space", "lr_range", "max_reduced_epochs",
+           "optimizer_choices", "optimizer_space"]
 
 #: The first-order optimisers every search offers.
 FIRST_ORDER = ("sgd", "adam", "adamw")
@@ -41,11 +42,26 @@ FIRST_ORDER_LR = (1e-4, 3e-1)
 LBFGS_STEP = 1.0
 
 
+#: Family T's optimisers: every head fine-tunes pretrained weights (or GLAI's converted estimator) with Adam's
+#: family, decoupled decay (AdamW, LoRA's own) beside it; plain SGD at these steps would not move a block, and
+#: L-BFGS's full batch is every token of the data through the block at each line-search evaluation.
+FAMILY_T_OPTIMIZERS = ("adam", "adamw")
+#: Family T's learning rate range (log scale), one for every head: wide enough for full fine-tuning (BERT: 2e-5 to
+#: 5e-5), LoRA (4e-4 to 5e-4) and a new classifier alone (1e-3).
+FAMILY_T_LR = (1e-5, 3e-3)
+
+
 def optimizer_choices(family: str) -> tuple[str, ...]:
-    """The optimisers a search of an experiment of ``family`` (``"A"``, ``"B"``, ``"C"``) chooses from."""
-    # family B's InfoNCE over every row at once is another objective; family T's full batch is every token of the
-    # data through the block at each of L-BFGS's line-search evaluations
-    return FIRST_ORDER if family in ("B", "T") else (*FIRST_ORDER, "lbfgs")
+    """The optimisers a search of an experiment of ``family`` (``"A"``, ``"B"``, ``"C"``, ``"T"``) chooses from."""
+    if family == "T":
+        return FAMILY_T_OPTIMIZERS
+    # family B's InfoNCE over every row at once is another objective
+    return FIRST_ORDER if family == "B" else (*FIRST_ORDER, "lbfgs")
+
+
+def lr_range(family: str) -> tuple[float, float]:
+    """The first-order optimisers' learning rate range of a search of ``family`` (log scale)."""
+    return FAMILY_T_LR if family == "T" else FIRST_ORDER_LR
 
 
 def optimizer_space(cfg: DictConfig, trial: Any) -> None:
@@ -55,11 +71,12 @@ def optimizer_space(cfg: DictConfig, trial: Any) -> None:
         cfg: the sweep's primary config (its ``experiment.family`` decides whether ``lbfgs`` is offered).
         trial: an ``optuna.trial.Trial``.
     """
-    optimizer = trial.suggest_categorical("head.optimizer", list(optimizer_choices(str(cfg.experiment.family))))
+    family = str(cfg.experiment.family)
+    optimizer = trial.suggest_categorical("head.optimizer", list(optimizer_choices(family)))
     if optimizer == "lbfgs":
         trial.suggest_float("head.lr", LBFGS_STEP, LBFGS_STEP, log=True)
     else:
-        trial.suggest_float("head.lr", *FIRST_ORDER_LR, log=True)
+        trial.suggest_float("head.lr", *lr_range(family), log=True)
 
 
 #: The reduced MLP's learning rate range (log scale) in a GLAI search.
@@ -92,12 +109,15 @@ def glai_space(cfg: DictConfig, trial: Any) -> dict[str, Any]:
 
 #: ``ffn_lora``'s adapter ranks a family T search tries.
 LORA_RANKS = (4, 8, 16, 32)
+#: ``ffn_lora``'s scales alpha (the update is scaled by alpha / rank) a family T search tries.
+LORA_ALPHAS = (8, 16, 32)
 
 
 def ffn_space(cfg: DictConfig, trial: Any) -> dict[str, Any]:
     """Family T's head-specific part: ``ffn_glai``'s selector (trained, random) and, for the pretrained
     one, its selector phase as an epoch count (``experiment.reduced_epochs``, 0 .. :func:`max_reduced_epochs`, fixed
-    mode: the ReLU block fine-tuned that long before the conversion); ``ffn_lora``'s rank (:data:`LORA_RANKS`).
+    mode: the ReLU block fine-tuned that long before the conversion); ``ffn_lora``'s rank (:data:`LORA_RANKS`) and
+    scale (:data:`LORA_ALPHAS`).
 
     Returns:
         the overrides the suggestions imply.
@@ -105,6 +125,7 @@ def ffn_space(cfg: DictConfig, trial: Any) -> dict[str, Any]:
     name = str(cfg.head.name)
     if name == "ffn_lora":
         trial.suggest_categorical("ffn.lora_rank", list(LORA_RANKS))
+        trial.suggest_categorical("ffn.lora_alpha", list(LORA_ALPHAS))
     if name != "ffn_glai" or trial.suggest_categorical("head.selector", ["trained", "random"]) == "random":
         return {}
     trial.suggest_int("experiment.reduced_epochs", 0, max_reduced_epochs(cfg))
@@ -130,9 +151,10 @@ def default_trials(cfg: DictConfig) -> list[tuple[str, list[str]]]:
     is) and ``adam`` (the same head on Adam; GLAI, whose estimator is on Adam already: its reduced phase on Adam).
     The protocol default is the one the one-standard-error rule keeps unless a trial beats it
     (:func:`glai.search.choose`). A GLAI default in ``auto`` mode runs the rule's count on the search's own
-    partner MLP (the protocol MLP on the same tuning rows); a tuned file stores the count it ran."""
+    partner MLP (the protocol MLP on the same tuning rows); a tuned file stores the count it ran. Family T's heads
+    are on Adam already: their second default is ``adamw``, the same step with decoupled decay 0.01 (the usual
+    setting of fine-tuning a pretrained Transformer with AdamW)."""
     if str(cfg.experiment.family) == "T":
-        # every family T head is on Adam already: the second default is the same head at ten times the step
-        return [("protocol", []), ("lr10", [f"head.lr={10 * float(cfg.head.lr):g}"])]
+        return [("protocol", []), ("adamw", ["head.optimizer=adamw", "head.weight_decay=0.01"])]
     adam = ["head.reduced_optimizer=adam"] if str(cfg.head.name) == "glai" else ["head.optimizer=adam"]
     return [("protocol", []), ("adam", adam)]

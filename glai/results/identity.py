@@ -58,7 +58,7 @@ CLASSES = ("setting", "environment", "label", "seed", "content", "excluded")
 _EXPERIMENT = {k: "setting" for k in (
     "name", "family", "arch", "lr", "batch_size", "wd_mlp", "wd_glai", "reduced_epochs", "reduced_epochs_mode",
     "reduced_fraction", "monitor", "patience",
-    "min_delta", "max_epochs", "dropout", "temperature", "n_way", "k_shot", "q_query")}
+    "min_delta", "min_delta_rows", "max_epochs", "dropout", "temperature", "n_way", "k_shot", "q_query")}
 # the list of documented deviations from the paper describes the experiment; it does not change a run
 _EXPERIMENT["deviations"] = "excluded"
 _HEAD = {k: "setting" for k in (
@@ -173,6 +173,7 @@ SEARCH_ONLY = frozenset({"tuning.folds", "tuning.repeats"})
 #: Settings that, at the value that switches them off, leave the fingerprint: a run without them is the run it
 #: was before they existed (adding an off-by-default feature re-runs nothing). key -> its "off" value.
 OFF_VALUES: dict[str, Any] = {"head.l0_lambda": 0.0, "head.selector": "trained", "study.name": "standard",
+                              "experiment.min_delta_rows": None,
                               "tuning.role": "none",
                               "dataset.fixed_split": False, "dataset.torchvision_class": None,
                               "dataset.on_bad_image": "stop"}

@@ -42,10 +42,12 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 def record_path(
     results_dir: str | os.PathLike, experiment: str, head: str, rho: float | None, seed: int, tag: str = "",
-    fingerprint: str | None = None,
+    fingerprint: str | None = None, dataset: str | None = None,
 ) -> Path:
-    """``<results_dir>/<experiment>/<head>[-<tag>]/[rho<rho>-]seed<seed>-<fingerprint[:10]>.json``; ``rho`` None
-    (a head that does not read it: mlp, linear) leaves it out of the name.
+    """``<results_dir>/<experiment>[/@<dataset>]/<head>[-<tag>]/[rho<rho>-]seed<seed>-<fingerprint[:10]>.json``;
+    ``rho`` None (a head that does not read it: mlp, linear) leaves it out of the name, and ``dataset`` is given
+    for data other than the experiment's own (a user's CSV through ``experiment=ffn/dbpedia``), whose runs then
+    sit apart from the stand-in's.
 
     The readable part tells runs apart in a listing; the fingerprint
     (:func:`glai.results.identity.fingerprint`) keeps runs of different settings apart. Without
@@ -58,6 +60,8 @@ def record_path(
     suffix = f"-{short(fingerprint)}" if fingerprint else ""
     prefix = "" if rho is None else f"rho{rho:g}-"
     folder = Path(results_dir) / path_part("experiment.name", experiment, exact=True, nested=True)
+    if dataset:
+        folder = folder / f"@{path_part('dataset.name', dataset)}"
     return folder / path_part("tag", head_dir, exact=True) / f"{prefix}seed{seed}{suffix}.json"
 
 

@@ -42,7 +42,13 @@ def summary(record: dict[str, Any], path: str | Path | None = None) -> str:
     from glai.results.identity import reads_rho
 
     rho = f" rho={record['rho']}" if reads_rho(str(record["head"])) else ""
-    lines = [f"[glai] {record['experiment']} head={record['head']} seed={record['seed']}{rho}",
+    # what ran, named: the data set, the tag, and the head's optimiser and step
+    config = record.get("config") or {}
+    head = config.get("head") or {}
+    what = f" data={(config.get('dataset') or {}).get('name')}" + (f" tag={record['tag']}" if record.get("tag") else "")
+    if head.get("lr") is not None:
+        what += f" {head.get('optimizer')} lr={float(head['lr']):g}"
+    lines = [f"[glai] {record['experiment']} head={record['head']} seed={record['seed']}{rho}{what}",
              f"  BVS ({m['monitor']}): {m['bvs']:.4g}{unit}   epochs: {m['epochs']:g}"
              + (f" (+{m['reduced_epochs']} reduced-MLP epochs)" if "reduced_epochs" in m else "")]
     if "tokens_per_s" in m:  # family T

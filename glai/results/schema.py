@@ -45,6 +45,8 @@ METRICS_FIELDS = frozenset({
     "bvs_se",
     # a pruned search trial: where its pruner stopped it, the score it had reported there, and why
     "pruned",
+    # the early stop's smallest improvement as it ran (experiment.min_delta_rows resolved on the validation rows)
+    "min_delta",
     # GLAI
     "reduced_epochs", "total_epochs", "reduced_curves", "reduced_bvs", "reduced_stopped_by", "reduced_step_ms",
     "theorem2_bound", "active_paths_per_sample", "reduced_epochs_rule",

@@ -60,8 +60,9 @@ __all__ = [
     "wilcoxon_greater",
 ]
 
-#: Fewer pairs than this: no p-value is printed (with n = 5 the smallest one-sided exact p is 1/32).
-MIN_PAIRS = 6
+#: Fewer pairs than this: no p-value is printed. With n = 5 the smallest one-sided exact p is 1/32 = 0.031, the
+#: fewest pairs that can reach 0.05 (docs/method.md: a study that reports a p-value per set runs 5 seeds).
+MIN_PAIRS = 5
 
 PAPER_SUITE = ("A1", "A2", "B1", "B2", "C1", "C2")
 OFFLINE_SUITE = tuple(f"offline/{e}" for e in PAPER_SUITE)
@@ -384,7 +385,8 @@ def time_to_target(rec: Mapping, target: float, min_delta: float | None = None) 
     Args:
         rec: a done run record.
         target: the score to reach (usually the same-seed MLP's BVS), in the monitor's unit.
-        min_delta: tolerance; None reads ``config.experiment.min_delta`` (0 if absent).
+        min_delta: tolerance; None reads the one the run stopped with (``metrics.min_delta``), else
+            ``config.experiment.min_delta`` (0 if absent).
 
     Raises:
         ValueError: a record without per-epoch curves or times, or a multi-episode family C record (its curves
@@ -399,7 +401,9 @@ def time_to_target(rec: Mapping, target: float, min_delta: float | None = None) 
     if not scores or not seconds:
         raise ValueError("the record has no per-epoch validation curve and times")
     if min_delta is None:
-        min_delta = float((((rec.get("config") or {}).get("experiment") or {}).get("min_delta")) or 0.0)
+        ran = metrics.get("min_delta")
+        min_delta = float(ran if ran is not None else (((rec.get("config") or {}).get("experiment") or {}).get(
+            "min_delta")) or 0.0)
     phases = cost.get("time_s") or {}
     # GLAI's work before its estimator's first epoch: the reduced MLP (family T: the selector phase) and the
     # conversion

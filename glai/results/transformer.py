@@ -60,6 +60,16 @@ def _ttt(rec: Mapping, ref: Mapping | None) -> float | None:
         return None
 
 
+def _ttt_cell(reached: list[float], never: int, no_ref: int) -> str:
+    """Seconds to the reference's BVS over the seeds that reached it; "never" for seeds whose reference ran and was
+    never reached, "no reference" for seeds whose same-setting ffn_mlp did not run (nothing to reach)."""
+    if not reached and not never:
+        return "no reference"
+    cell = mean_std_cell(reached) if reached else "never"
+    notes = ([f"{never} never"] if reached and never else []) + ([f"{no_ref} no reference"] if no_ref else [])
+    return cell + (f" ({', '.join(notes)})" if notes else "")
+
+
 def transformer_table(records: Sequence[Mapping]) -> pd.DataFrame:
     """The family's table (see the module docstring); rows with no run are left out."""
     done = _done(records)
@@ -78,17 +88,18 @@ def transformer_table(records: Sequence[Mapping]) -> pd.DataFrame:
             if not recs:
                 continue
             view = "tuned" if tag == "tuned" else ""
-            ttt = [_ttt(r, ref.get((exp, r["seed"], view))) for r in recs]
+            refs = [ref.get((exp, r["seed"], view)) for r in recs]
+            ttt = [_ttt(r, f) for r, f in zip(recs, refs, strict=True)]
             reached = [t for t in ttt if t is not None]
-            never = sum(1 for r, t in zip(recs, ttt, strict=True) if t is None and ref.get((exp, r["seed"], view)))
+            never = sum(1 for f, t in zip(refs, ttt, strict=True) if t is None and f is not None)
+            no_ref = sum(1 for f in refs if f is None)
             m = [r["metrics"] for r in recs]
             glai = head == "ffn_glai"
             rows.append({
                 "Exp": exp, "Head": _label(head, tag), "What": T_LABELS.get(head, head), "n": len(recs),
                 "BVS (%)": mean_std_cell([x["bvs"] for x in m]),
                 "Time to early stop (s)": mean_std_cell([r["cost"]["total_s"] for r in recs]),
-                "Time to ffn_mlp's BVS (s)": (mean_std_cell(reached) if reached else "never")
-                + (f" ({never} never)" if reached and never else ""),
+                "Time to ffn_mlp's BVS (s)": _ttt_cell(reached, never, no_ref),
                 "Trainable params": f"{int(np.median([r['cost']['params']['trainable'] for r in recs])):,}",
                 "Tokens/s": mean_std_cell([x.get("tokens_per_s") for x in m]),
                 "Converted BVS (%)": mean_std_cell([x.get("converted_bvs") for x in m]) if glai else "",
@@ -100,13 +111,25 @@ def transformer_table(records: Sequence[Mapping]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _is_own_group(rec: Mapping) -> bool:
+    """A record of its experiment's own group (the stand-in as configured; a tagged view of it included), as
+    opposed to a variant (other data, another learning rate, ...) labelled ``X [key=value]``."""
+    return rec["experiment"] == rec.get("_base", rec["experiment"])
+
+
 def transformer_tests(records: Sequence[Mapping]) -> pd.DataFrame:
     """``ffn_glai`` against every other head of the family in each view (protocol: untagged; tuned: tag tuned, each
     head with its own search's settings), and against ``ffn_glai [random]`` (its own random-gates control, what the
-    pretrained selector is worth), pooled over the family's experiments."""
+    pretrained selector is worth).
+
+    A test pairs runs of one setting only: every group (a stand-in as configured, a user's data, a variant such as
+    another learning rate: the table's ``Exp`` label) gets rows of its own, paired by seed; the ``pooled`` rows pair
+    over the experiments' own groups only (the stand-ins as configured), never over variants."""
     done = _done(records)
-    experiments = sorted({r["experiment"] for r in done}, key=st.experiment_order)
     bvs = {r["_path"]: float(r["metrics"]["bvs"]) for r in done}
+    labels = sorted({r["experiment"] for r in done}, key=st.experiment_order)
+    own = [e for e in labels if any(_is_own_group(r) for r in done if r["experiment"] == e)]
+    scopes = [(e, [e]) for e in labels] + ([("pooled: " + ", ".join(own), own)] if len(own) > 1 else [])
     # (view, reference label, records, tags): the reference heads of each view, then the pretrained selector against
     # random gates (protocol view), whose records (tag random) are relabelled as a head of their own to be paired
     control = _label("ffn_glai", "random")
@@ -116,20 +139,23 @@ def transformer_tests(records: Sequence[Mapping]) -> pd.DataFrame:
                                              if r["head"] == "ffn_glai" and r.get("tag") == "random"],
                         {"ffn_glai": "", control: ""}))
     rows = []
-    for view, ref, recs, tags in comparisons:
-        if not any(r["head"] == ref and (r.get("tag") or "") == tags[ref] for r in recs) or not any(
-                r["head"] == "ffn_glai" and (r.get("tag") or "") == view for r in recs):
-            continue
-        con = st.paired_contrast(recs, "ffn_glai", ref, experiments=experiments, tag=tags)
-        d_time = [p.d_time for p in con.pairs]
-        # percentage points (a pair's d_score is relative, paper 4.3): the paired records' BVS subtracted
-        d_score = [bvs[p.model_path] - bvs[p.ref_path] for p in con.pairs]
-        rows.append({"View": view or "protocol", "Comparison": f"ffn_glai vs {ref}", "n pairs": len(con.pairs),
-                     "mean log(T_ref/T_glai)": f"{np.mean(d_time):+.3f}" if d_time else "n/a",
-                     "mean BVS difference (pp)": f"{np.mean(d_score):+.2f}" if d_score else "n/a",
-                     "Time p-value": con.time_test.cell(), "BVS p-value": con.score_test.cell(),
-                     "Time-to-target p-value": con.ttt_test.cell(), "Never reached": con.ttt_never,
-                     "Unpaired": len(con.unpaired)})
+    for scope, experiments in scopes:
+        for view, ref, recs, tags in comparisons:
+            inside = [r for r in recs if r["experiment"] in experiments]
+            if not any(r["head"] == ref and (r.get("tag") or "") == tags[ref] for r in inside) or not any(
+                    r["head"] == "ffn_glai" and (r.get("tag") or "") == view for r in inside):
+                continue
+            con = st.paired_contrast(inside, "ffn_glai", ref, experiments=experiments, tag=tags)
+            d_time = [p.d_time for p in con.pairs]
+            # percentage points (a pair's d_score is relative, paper 4.3): the paired records' BVS subtracted
+            d_score = [bvs[p.model_path] - bvs[p.ref_path] for p in con.pairs]
+            rows.append({"Data": scope, "View": view or "protocol", "Comparison": f"ffn_glai vs {ref}",
+                         "n pairs": len(con.pairs),
+                         "mean log(T_ref/T_glai)": f"{np.mean(d_time):+.3f}" if d_time else "n/a",
+                         "mean BVS difference (pp)": f"{np.mean(d_score):+.2f}" if d_score else "n/a",
+                         "Time p-value": con.time_test.cell(), "BVS p-value": con.score_test.cell(),
+                         "Time-to-target p-value": con.ttt_test.cell(), "Never reached": con.ttt_never,
+                         "Unpaired": len(con.unpaired)})
     return pd.DataFrame(rows)
 
 
@@ -146,7 +172,9 @@ def write_transformer(records: Sequence[Mapping], out_dir: str | Path) -> list[P
                           "[relu_switch]: the classifier alone on the frozen model with only the block's activation "
                           "switched to ReLU (the switch's own cost); ffn_glai [random]: random gates, the control.")
     written += write_table(transformer_tests(records), out_dir, "transformer_tests",
-                           "ffn_glai against each head of family T, paired by (experiment, seed): one-sided "
-                           "Wilcoxon signed-rank p-values that GLAI is faster to early stop, scores higher, and "
-                           f"reaches the other head's BVS sooner (no p-value below {st.MIN_PAIRS} pairs).")
+                           "ffn_glai against each head of family T, paired by seed within one setting (Data: a "
+                           "stand-in as configured, a user's data or a variant, each alone; pooled: the stand-ins "
+                           "as configured, paired by (experiment, seed)): one-sided Wilcoxon signed-rank p-values "
+                           "that GLAI is faster to early stop, scores higher, and reaches the other head's BVS "
+                           f"sooner (no p-value below {st.MIN_PAIRS} pairs).")
     return written

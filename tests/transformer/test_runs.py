@@ -299,7 +299,9 @@ def test_the_tuned_view_searches_saves_and_applies_what_ran(head, assets, tmp_pa
                           capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     trials = [json.loads(p.read_text()) for p in (tmp_path / "runs").rglob("*.json")]
-    assert trials and all(t["status"] == "done" and t["metrics"]["folds"]["k"] == 5 for t in trials)
+    # family T scores a trial on 3 folds; a trial the search's pruner stopped is recorded as pruned
+    assert trials and all(t["status"] in ("done", "pruned") for t in trials)
+    assert all(t["metrics"]["folds"]["k"] == 3 for t in trials if t["status"] == "done")
     saved = subprocess.run([sys.executable, "scripts/save_tuned.py", str(sweep), "--out", str(tuned)], cwd=root,
                            capture_output=True, text=True, timeout=300)
     assert saved.returncode == 0, saved.stderr
@@ -307,7 +309,7 @@ def test_the_tuned_view_searches_saves_and_applies_what_ran(head, assets, tmp_pa
     settings = yaml.safe_load(path.read_text())["settings"]
     assert "head.lr" in settings and "head.optimizer" in settings
     if head == "ffn_lora":
-        assert settings.get("ffn.lora_rank") in (4, 8, 16, 32)
+        assert settings.get("ffn.lora_rank") in (4, 8, 16, 32) and settings.get("ffn.lora_alpha") in (8, 16, 32)
     elif settings.get("head.selector") != "random":
         assert settings["experiment.reduced_epochs_mode"] == "fixed"
     cfg = apply_tuned(compose_config(["tuning=best", f"head={head}", *base, f"results_dir={tmp_path}/best",
