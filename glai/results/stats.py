@@ -29,6 +29,7 @@ import numpy as np
 from scipy import stats as sps
 
 from glai.results.identity import reads_rho
+from glai.results.schema import SCHEMA_VERSION
 
 __all__ = [
     "MIN_PAIRS",
@@ -117,7 +118,9 @@ def load_records(runs_dir: str | Path) -> list[dict]:
     A file that is not valid JSON, lacks the schema's identity keys, or says ``done`` without its ``metrics``
     and ``cost`` objects or without a finite ``metrics.bvs`` (studies aside) becomes a record with
     ``status = "invalid"`` and the reason (naming the file) in ``error``, so that it is listed and skipped, not lost.
-    Each record gains ``"_path"`` (str).
+    A record of a newer schema than :data:`glai.results.schema.SCHEMA_VERSION` (written by a newer glai, whose
+    fields this code may misread) keeps its experiment, head and seed, so its partner's row names it, and becomes
+    ``invalid`` likewise. Each record gains ``"_path"`` (str).
     """
     out = []
     for path in sorted(Path(runs_dir).rglob("*.json")):
@@ -128,6 +131,15 @@ def load_records(runs_dir: str | Path) -> list[dict]:
             missing = [k for k in ("experiment", "head", "seed", "status") if k not in rec]
             if missing:
                 raise ValueError(f"missing keys {missing}")
+            version = rec.get("schema_version")
+            if isinstance(version, int) and not isinstance(version, bool) and version > SCHEMA_VERSION:
+                rec.update(status="invalid", error=f"record {path} is of schema version {version}, newer than this "
+                           f"glai's {SCHEMA_VERSION}: skipped (a newer glai wrote it). Fix: update glai (git pull) to "
+                           "tabulate it")
+                rec.setdefault("tag", "")
+                rec["_path"] = str(path)
+                out.append(rec)
+                continue
             if rec["status"] == "done" and not (isinstance(rec.get("metrics"), dict)
                                                 and isinstance(rec.get("cost"), dict)):
                 raise ValueError("a done record without its metrics and cost objects")

@@ -601,6 +601,10 @@ def write_all(runs_dir: str | Path = "results/runs", out_dir: str | Path = "resu
     """
     out_dir = Path(out_dir)
     loaded = st.load_records(runs_dir)
+    # which records were skipped and why (a newer schema, unreadable JSON): failed_runs.md lists them all
+    invalid = [st.error_summary(r, width=300) for r in loaded if r.get("status") == "invalid"]
+    skipped = (f"; skipped: {'; '.join(invalid[:3])}" + (f"; and {len(invalid) - 3} more (failed_runs.md)"
+                                                        if len(invalid) > 3 else "")) if invalid else ""
     # the method family's studies (one job, many models) have tables of their own (glai.results.family)
     studies = [r for r in loaded if is_study(r)]
     # a search's trials are scored on a tuning split carved from train: never a row of any table
@@ -613,7 +617,7 @@ def write_all(runs_dir: str | Path = "results/runs", out_dir: str | Path = "resu
     if echo is not None:
         echo(counts.line() + (f"; {len(studies)} method-family study records (retrain.md, combine.md)"
                               if studies else "") + (f"; {len(searches)} search trials (tuning=search) left out"
-                                                     if searches else ""))
+                                                     if searches else "") + skipped)
     # a table row is a group: the label stands in for the experiment, so variants never mix with it
     records = [{**r, "experiment": r["_label"]} for r in loaded]
     # rho variants are groups of their own, so no rho filter is needed
