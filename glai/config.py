@@ -1,7 +1,8 @@
 """Structured configs (Hydra ConfigStore) and the checks that run before any work starts.
 
 The dataclasses are the schema of ``conf/``: a misspelled key or a wrong type fails when Hydra composes
-the config. :func:`validate` adds the range checks of SPEC 1, 3, 6 and names the key to fix.
+the config. :func:`validate` adds the range checks of docs/method.md (Notation, Parameter matching,
+Families) and names the key to fix.
 """
 
 from __future__ import annotations
@@ -39,23 +40,23 @@ __all__ = [
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
 HEADS = ("mlp", "mlp_reduced", "linear", "glai", "ffn_mlp", "ffn_relu", "ffn_lora", "ffn_glai")
-#: family T's heads (SPEC 13): the last feed-forward block of a frozen Transformer trained four ways; ``linear``
-#: (the classifier alone on the frozen model) is the fifth
+#: family T's heads (docs/method.md, Family T): the last feed-forward block of a frozen Transformer trained four
+#: ways; ``linear`` (the classifier alone on the frozen model) is the fifth
 FFN_HEADS = ("ffn_mlp", "ffn_relu", "ffn_lora", "ffn_glai")
 #: what ``ffn.activation`` may switch the frozen block of ``linear`` to (family T): model = the pretrained one
 FFN_ACTIVATIONS = ("model", "relu")
 REDUCED_MODES = ("fixed", "auto", "structure")
 #: paper 3.6: the reduced MLP trains for this fraction of the MLP's epochs to convergence, by family
-REDUCED_FRACTION = {"A": 0.20, "B": 0.15, "C": 0.10, "T": 0.20}  # T: classification like A (SPEC 13)
+REDUCED_FRACTION = {"A": 0.20, "B": 0.15, "C": 0.10, "T": 0.20}  # T: classification like A
 FAMILIES = ("A", "B", "C", "T")
 
 
 @dataclass
 class ExperimentConfig:
-    """One experiment of the suite (paper Tables 1-2, SPEC 6). Set by ``conf/experiment/*.yaml``."""
+    """One experiment of the suite (paper Tables 1-2; docs/method.md, Families). Set by ``conf/experiment/*.yaml``."""
 
     name: str = MISSING
-    # A supervised, B self-supervised (InfoNCE), C few-shot (SPEC 7), T a Transformer's feed-forward block (SPEC 13)
+    # A supervised, B self-supervised (InfoNCE), C few-shot, T a Transformer's feed-forward block (docs/method.md)
     family: str = "A"
     # head widths (n0, n1, ..., nL, n_out)
     arch: list[int] = MISSING
@@ -69,7 +70,7 @@ class ExperimentConfig:
     wd_glai: float = 0.1
     # epochs of GLAI's reduced-MLP phase (structural knowledge)
     reduced_epochs: int = 20
-    # how GLAI's reduced phase ends (SPEC 12): fixed (reduced_epochs, paper Table 2) | auto (ceil(fraction x the
+    # how GLAI's reduced phase ends (docs/method.md): fixed (reduced_epochs, paper Table 2) | auto (ceil(fraction x the
     # epochs to early stop of the same-configuration, same-seed MLP run, found by its fingerprint or trained
     # first)) | structure (path distance m_t below head.structure_threshold, at most reduced_epochs)
     reduced_epochs_mode: str = "fixed"
@@ -84,7 +85,7 @@ class ExperimentConfig:
     # val_acc: an improvement counts only when it is at least this many validation rows (min_delta is raised to
     # 100 * rows / validation rows, percentage points); null = min_delta alone (glai.options.min_delta)
     min_delta_rows: Optional[float] = None
-    # epoch cap (SPEC 6: 60 for families A and B, 500 for C)
+    # epoch cap (60 for families A and B, 500 for C; docs/method.md, Families)
     max_epochs: int = 60
     # family B: dropout on the head input that makes the two views
     dropout: float = 0.0
@@ -94,13 +95,14 @@ class ExperimentConfig:
     n_way: int = 5
     k_shot: int = 4
     q_query: int = 6
-    # deviations from the paper recorded with every run (SPEC errata)
+    # deviations from the paper recorded with every run (its errata: docs/method.md)
     deviations: list[str] = field(default_factory=list)
 
 
 @dataclass
 class HeadConfig:
-    """A head and its optimiser (SPEC 5). Set by ``conf/head/*.yaml``; values default to experiment keys."""
+    """A head and its optimiser (docs/method.md, Heads and optimisers). Set by ``conf/head/*.yaml``; values default
+    to experiment keys."""
 
     # mlp | mlp_reduced | linear | glai
     name: str = MISSING
@@ -125,15 +127,16 @@ class HeadConfig:
     backend: str = "auto"
     # GLAI: end the reduced phase early when the path distance m_t falls below this (0 = off, paper's fixed epochs)
     structure_threshold: float = 0.0
-    # EAT's l0 activation penalty (papers/004, SPEC 11): loss + l0_lambda * mean_b sum_j h_j^2 / (h_j^2 + l0_sigma)
-    # over the hidden activations of mlp and mlp_reduced, and of GLAI's reduced MLP (the path selector); 0 = off
+    # EAT's l0 activation penalty (docs/method.md, The method family):
+    # loss + l0_lambda * mean_b sum_j h_j^2 / (h_j^2 + l0_sigma) over the hidden activations of mlp and
+    # mlp_reduced, and of GLAI's reduced MLP (the path selector); 0 = off
     l0_lambda: float = 0.0
     l0_sigma: float = 1e-4
 
 
 @dataclass
 class FFNConfig:
-    """Family T (SPEC 13): which feed-forward blocks of the frozen encoder train, and LoRA's settings.
+    """Family T (docs/method.md, Family T): which feed-forward blocks of the frozen encoder train, and LoRA's settings.
     Read by family T runs only (other families' fingerprints leave it out)."""
 
     # the last `blocks` layers' feed-forward blocks train (1: the frozen layers below run once, into the cache)
@@ -156,7 +159,7 @@ class WandbConfig:
 
 @dataclass
 class StudyConfig:
-    """Multi-model protocols of the method family (``papers/000_...``; SPEC 11), run as one job each.
+    """Multi-model protocols of the method family (GreenLightningAI; docs/method.md), run as one job each.
 
     ``standard`` is one head's run. ``retrain``: train the MLP and GLAI on old data, then learn new data by
     fine-tuning the MLP (new only; old + new) and by re-training GLAI's estimator only (new only; old + new),
@@ -208,7 +211,7 @@ class PrunerConfig:
 
 @dataclass
 class TuningConfig:
-    """Hyperparameter search on a tuning split (SPEC 12 "Tuned comparison"; ``conf/tuning/``).
+    """Hyperparameter search on a tuning split (docs/method.md, Tuned comparison; ``conf/tuning/``).
 
     ``search``: the run trains on the training split minus a stratified ``fraction`` of it (rows chosen by
     ``seed``, independent of the run seed) and validates, early-stops and scores on those rows; the
@@ -228,7 +231,7 @@ class TuningConfig:
     # families A and B: how a search trial is scored. 1: on the one tuning split (no standard error); k >= 2: k-fold
     # over the training rows (stratified, folds by tuning.seed; the trial trains k times and scores the mean and its
     # standard error); 0 = auto: 5-fold when the tuning split would hold fewer than 500 rows, else `repeats`
-    # repeated tuning splits (seeds tuning.seed, +1, ...): every score then has a standard error (issue 27)
+    # repeated tuning splits (seeds tuning.seed, +1, ...): every score then has a standard error
     folds: int = 0
     # the repeated splits of folds=0 on a large training split (>= 2)
     repeats: int = 3
@@ -283,7 +286,7 @@ class Config:
     tag: str = ""
     # redo a run whose record says "done"
     overwrite: bool = False
-    # fixed-size sample of training embeddings for the path distance m_t (SPEC 4); 0 = off
+    # fixed-size sample of training embeddings for the path distance m_t (paper 3.6); 0 = off
     structure_samples: int = 512
     # print the run summary
     verbose: bool = True
@@ -343,7 +346,7 @@ def _validate_tuning(cfg) -> None:
 
 
 def _validate_ffn(cfg) -> None:
-    """Family T (SPEC 13) and its heads go together; ``ffn.*`` in range."""
+    """Family T and its heads go together; ``ffn.*`` in range."""
     exp, head, ffn = cfg.experiment, cfg.head, cfg.get("ffn") or FFNConfig()
     if head.name in FFN_HEADS and exp.family != "T":
         _fail("head", head.name, f"trains a Transformer's feed-forward block (family T), but experiment {exp.name!r} "
@@ -362,7 +365,7 @@ def _validate_ffn(cfg) -> None:
               "ffn.blocks=1")
     if ffn.blocks > 1 and head.name == "ffn_glai":
         # a block above another trained one must pass a gradient to its input: the sparse estimator's kernels
-        # compute none (its inputs are constants in every other use, SPEC 2)
+        # compute none (its inputs are constants in every other use)
         _fail("ffn.blocks", ffn.blocks, "ffn_glai trains one block in this version: the sparse estimator has no "
               "gradient with respect to its input, which a block above another trained one needs (the other heads "
               "train any number)", "ffn.blocks=1")
@@ -459,7 +462,7 @@ _DEFAULT_CHOICES = {"experiment": "digits", "head": "glai", "dataset": "digits",
 
 def compose_error_line(err: BaseException) -> str:
     """One line for a composition error of Hydra or OmegaConf (a misspelled key, a group option that does not
-    exist, a value of the wrong type), naming the key and a fix, instead of Hydra's multi-line report (issue 30).
+    exist, a value of the wrong type), naming the key and a fix, instead of Hydra's multi-line report.
     """
     text = " ".join(str(e) for e in (err, err.__cause__) if e is not None)
     missing = re.search(r"Could not find '([^']+)'", text)
@@ -572,7 +575,7 @@ def precheck_overrides(args: Iterable[str], *, search_needs_multirun: bool = Tru
 def reference_configs(pairs: Iterable[tuple[str, str]], conf_dir: str | Path = CONF_DIR
                       ) -> dict[tuple[str, str], dict]:
     """The unmodified config of each ``(experiment, head)``, resolved: what ``python run.py experiment=X
-    head=H`` runs. Tables call a run "the paper's X" only when its settings equal these (SPEC 12).
+    head=H`` runs. Tables call a run "the paper's X" only when its settings equal these (docs/method.md, Run identity).
 
     Pairs whose experiment or head is not in ``conf_dir`` (renamed, or a user's config elsewhere) are left
     out; their runs are then labelled as having no reference. ``dataset.path`` and ``backbone.path`` are
@@ -671,7 +674,7 @@ def _fail(key: str, value: Any, why: str, fix: str) -> None:
 
 
 def validate(cfg: DictConfig | Config) -> None:
-    """Range checks that Hydra's types cannot express (SPEC 1, 3, 6), run before any work starts.
+    """Range checks that Hydra's types cannot express (docs/method.md), run before any work starts.
 
     Raises:
         ConfigError: naming the key, the value and the fix.
