@@ -198,14 +198,15 @@ def test_make_tables_gives_the_family_its_own_table(assets, tmp_path):
 
 def test_the_suite_script_runs_every_head_and_view(assets, tmp_path):
     """experiments/transformer.sh as a user runs it (one seed, one experiment, the tiny BERT through the extra
-    overrides): seven records, one per head and tagged view."""
+    overrides; RELU_SWITCH=1 adds the switch's own view): seven records, one per head and tagged view."""
     import os
     import subprocess
     import sys
 
     root = Path(__file__).resolve().parents[2]
     extra = [o for o in _overrides(assets, tmp_path) if not o.startswith("experiment=")]
-    env = {**os.environ, "PYTHON": sys.executable, "SEEDS": "0", "EXPERIMENTS": "ffn/dbpedia", "TUNE": "0"}
+    env = {**os.environ, "PYTHON": sys.executable, "SEEDS": "0", "EXPERIMENTS": "ffn/dbpedia", "TUNE": "0",
+           "RELU_SWITCH": "1"}
     done = subprocess.run(["bash", "experiments/transformer.sh", "basic", *extra,
                            f"hydra.sweep.dir={tmp_path}/multirun"], cwd=root, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
