@@ -9,8 +9,9 @@ Usage: python scripts/structure_threshold.py OVERRIDE... [--candidates 5] [--out
    m_t tracked: the curve of how much the activation patterns still change per epoch.
 2. The candidates are the m_t values at ``--candidates`` epochs spread over the cap (the threshold just above m_t at
    epoch k ends the phase there); each is run as ``reduced_epochs_mode=structure`` on the same tuning split.
-3. The best tuning score wins (ties: the larger threshold, the earlier stop); the choice and every candidate's
-   score are written to ``<out>/<experiment>/glai/<group key>.structure.yaml`` (``--out`` default
+3. The best tuning score wins (ties: the larger threshold, the earlier stop). Thresholds that stop at the same epoch
+   (m_t need not fall every epoch) run the same reduced phase: the output says so (``same_stop_as``). The choice
+   and every candidate's score are written to ``<out>/<experiment>/glai/<group key>.structure.yaml`` (``--out`` default
    ``GLAI_TUNED_DIR`` or ``results/tuned``) and the override to use is printed:
    ``experiment.reduced_epochs_mode=structure head.structure_threshold=<t>``.
 """
@@ -63,6 +64,11 @@ def choose(overrides: list[str], k: int = 5, out: Path | None = None) -> dict:
     for t in thresholds:
         rec = run(compose_config([*base, "experiment.reduced_epochs_mode=structure", f"head.structure_threshold={t}"]))
         scores.append({"threshold": t, "score": objective(rec), "reduced_epochs": rec["metrics"]["reduced_epochs"]})
+    for i, s in enumerate(scores):
+        # m_t need not fall every epoch: a larger threshold can stop where a smaller one does, the same run
+        twin = next((o for o in scores[:i] if o["reduced_epochs"] == s["reduced_epochs"]), None)
+        if twin is not None:
+            s["same_stop_as"] = twin["threshold"]
     best = max(scores, key=lambda s: (s["score"], s["threshold"]))
     cfg = compose_config([*overrides, "head=glai"])
     group = group_of(cfg)
@@ -90,7 +96,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"structure_threshold: {line}", file=sys.stderr)
         return 2
     for s in result["scores"]:
-        print(f"# threshold {s['threshold']:.4g}: tuning score {s['score']:.4g}, {s['reduced_epochs']} reduced epochs",
+        same = (f" -- the same stop as threshold {s['same_stop_as']:.4g}: one reduced phase, not two candidates"
+                if "same_stop_as" in s else "")
+        print(f"# threshold {s['threshold']:.4g}: tuning score {s['score']:.4g}, {s['reduced_epochs']} reduced epochs"
+              f"{same}", file=sys.stderr)
+    distinct = len({s["reduced_epochs"] for s in result["scores"]})
+    if distinct < len(result["scores"]):
+        print(f"# {len(result['scores'])} thresholds, {distinct} distinct stops: m_t rises again between them",
               file=sys.stderr)
     print(f"# saved {result['file']}", file=sys.stderr)
     print(f"experiment.reduced_epochs_mode=structure head.structure_threshold={result['threshold']:.6g}")
