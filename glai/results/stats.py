@@ -1,4 +1,5 @@
-"""Run records -> paired contrasts and one-sided Wilcoxon tests (paper 4.3, Tables 4-5; SPEC 9).
+"""Run records -> paired contrasts and one-sided Wilcoxon tests (paper 4.3, Tables 4-5; docs/method.md,
+Statistics).
 
 Pairs are (experiment, seed). For a model and a reference head (the MLP in Table 4, the simplified
 baseline in Table 5)::
@@ -72,11 +73,11 @@ SUITES = {"paper": PAPER_SUITE, "offline": OFFLINE_SUITE, "digits": ("digits",)}
 
 #: Head -> tag of the records used per view (the four views of experiments/views.sh). "protocol": each
 #: experiment's own config (the paper's six: SGD MLPs, Adam estimator, Table 2's reduced epochs; digits and the
-#: stand-ins: the same with ``auto`` reduced epochs, SPEC 12). "fixed": GLAI with the paper's fixed reduced-epoch
+#: stand-ins: the same with ``auto`` reduced epochs). "fixed": GLAI with the paper's fixed reduced-epoch
 #: count (tagged ``fixed``) against the protocol MLPs. "adam" puts every head on Adam (MLP heads tagged ``adam``,
 #: GLAI's protocol runs); "sgd" every head on SGD (GLAI tagged ``sgd``, the MLP heads' protocol runs); see
 #: ``experiments/optimizer_control.sh``. "tuned": every head with the settings its search found (``tuning=best``,
-#: tagged ``tuned``; ``experiments/tune.sh``). Issue 20's: "random" (GLAI's selector at its random
+#: tagged ``tuned``; ``experiments/tune.sh``). The paper's open questions: "random" (GLAI's selector at its random
 #: initialisation), "lbfgs" (the estimator and the linear probe on full-batch L-BFGS, against the Adam MLP),
 #: "structure" (the structural stop chosen on the tuning split); ``experiments/open_questions.sh``.
 VIEWS = {
@@ -85,7 +86,7 @@ VIEWS = {
     "adam": {"mlp": "adam", "mlp_reduced": "adam", "linear": "adam", "glai": ""},
     "sgd": {"mlp": "", "mlp_reduced": "", "linear": "", "glai": "sgd"},
     "tuned": {"mlp": "tuned", "mlp_reduced": "tuned", "linear": "tuned", "glai": "tuned"},
-    # issue 20: the selector control, the convex solver, the structural stop
+    # the paper's open questions: the selector control, the convex solver, the structural stop
     "random": {"mlp": "", "mlp_reduced": "", "linear": "", "glai": "random"},
     "lbfgs": {"mlp": "adam", "mlp_reduced": "adam", "linear": "lbfgs", "glai": "lbfgs"},
     "structure": {"mlp": "", "mlp_reduced": "", "linear": "", "glai": "structure"},
@@ -330,7 +331,7 @@ class Pair:
     ratio: float  # T_ref / T_model
     model_path: str
     ref_path: str
-    # log(TtT_ref / TtT_model), time to target (SPEC 12); None when the model never reached the target
+    # log(TtT_ref / TtT_model), time to target (docs/method.md); None when the model never reached the target
     # ("never") or the records have no single validation curve ("n/a": multi-episode family C)
     d_ttt: float | None = None
     ttt: str = "n/a"
@@ -364,7 +365,7 @@ class Contrast:
 
     @property
     def ttt_test(self) -> TestResult:
-        """Time to target (SPEC 12) over the pairs where the model reached the reference's BVS."""
+        """Time to target (docs/method.md) over the pairs where the model reached the reference's BVS."""
         return wilcoxon_greater([p.d_ttt for p in self.pairs if p.d_ttt is not None])
 
     @property
@@ -375,7 +376,7 @@ class Contrast:
 
 @dataclass
 class TimeToTarget:
-    """When a run's validation score first reached a target (SPEC 12 "fair speed").
+    """When a run's validation score first reached a target (docs/method.md, Time to target).
 
     Attributes:
         seconds: wall-clock seconds from the start of the head's training (GLAI: the reduced MLP and the
@@ -388,8 +389,8 @@ class TimeToTarget:
 
 
 def time_to_target(rec: Mapping, target: float, min_delta: float | None = None) -> TimeToTarget:
-    """Seconds and epochs until ``rec``'s validation score first reaches ``target`` within ``min_delta``
-    (SPEC 12): ``score >= target - min_delta`` for accuracy, ``<= target + min_delta`` for a loss.
+    """Seconds and epochs until ``rec``'s validation score first reaches ``target`` within ``min_delta``:
+    ``score >= target - min_delta`` for accuracy, ``<= target + min_delta`` for a loss.
 
     The score is the head's final phase (GLAI: the estimator, after the reduced MLP and the conversion, whose
     seconds and epochs are added). Epoch seconds are ``metrics.curves.epoch_time_s``.
@@ -471,8 +472,8 @@ _ENV_SUFFIX = re.compile(r" \{([^{}]*)\}$")
 def reference_label(label: str, ref_head: str) -> str:
     """The label under which ``ref_head``'s same-setting runs are found for a run labelled ``label``: ``label``
     itself, or, for an environment variant whose keys the reference head never reads (``X {head.backend=torch}``
-    of GLAI beside an MLP, which has no estimator backend), the label without that suffix (issue 30: such a GLAI
-    variant never got an MLP pair)."""
+    of GLAI beside an MLP, which has no estimator backend), the label without that suffix (else such a GLAI
+    variant would get no MLP pair)."""
     from glai.results.identity import GLAI_HEADS, GLAI_ONLY
 
     match = _ENV_SUFFIX.search(label)
