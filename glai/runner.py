@@ -235,14 +235,19 @@ def run_units(cfg, units: list) -> list[dict[str, Any]]:
     """
     reporter = trial_reporter(cfg, len(units))
     results = []
-    for j, unit in enumerate(units):
-        if reporter is not None and j == 0:
-            with observe_epochs(reporter.epoch):
+    try:
+        for j, unit in enumerate(units):
+            if reporter is not None and j == 0:
+                with observe_epochs(reporter.epoch):
+                    results.append(unit())
+            else:
                 results.append(unit())
-        else:
-            results.append(unit())
-        if reporter is not None:
-            reporter.fold(_unit_score(cfg, results[-1]))
+            if reporter is not None:
+                reporter.fold(_unit_score(cfg, results[-1]))
+    except Pruned as err:
+        # what the trial trained before it stopped: the finished units' epochs and the stopped unit's
+        err.epochs += sum(int(r["metrics"]["epochs"]) for r in results)
+        raise
     return results
 
 
@@ -509,7 +514,8 @@ def _train_and_record(cfg, path, config: dict, fp: str, device: torch.device, sp
         record["status"] = "done"
     except Pruned as err:
         # a search's pruner stopped the trial: recorded as pruned (never done), with where and why
-        record.update(status="pruned", metrics={"pruned": {"at": err.at, "value": err.value, "reason": str(err)}})
+        record.update(status="pruned", metrics={"pruned": {"at": err.at, "value": err.value, "reason": str(err),
+                                                           "epochs": err.epochs}})
         _write_final(cfg, path, record)
         print(f"[glai] search trial {cfg.tuning.trial} {err}; record: {path}")
         return record

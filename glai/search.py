@@ -550,7 +550,7 @@ class TrialReporter:
         # asked, so the defaults are among the trials the others compete with
         if self.trial.should_prune() and self.default is None:
             raise Pruned(f"pruned at epoch {epoch} of its first fold (score so far {value:.4g}): the search's "
-                         "epoch pruner", f"epoch {epoch} of fold 1", float(value))
+                         "epoch pruner", f"epoch {epoch} of fold 1", float(value), epochs=int(epoch))
 
     def fold(self, value: float) -> None:
         """Record the next fold's score; raise ``Pruned`` when :func:`fold_rule` skips the trial's other folds."""

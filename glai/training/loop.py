@@ -85,12 +85,12 @@ class Pruned(Exception):  # noqa: N818 -- a decision, not an error
 
     Attributes:
         at: where it was pruned, in words (``"epoch 2 of fold 1"``, ``"fold 2 of 5"``); value: the score
-            reported there.
+            reported there; epochs: the scored phase's epochs trained before it stopped (every fold's).
     """
 
-    def __init__(self, message: str, at: str, value: float):
+    def __init__(self, message: str, at: str, value: float, epochs: int = 0):
         super().__init__(message)
-        self.at, self.value = at, value
+        self.at, self.value, self.epochs = at, value, int(epochs)
 
 
 #: The observer of the scored phase's epochs (:func:`observe_epochs`), or None.
