@@ -140,7 +140,7 @@ def _schema_defaults() -> dict[str, object]:
             default = f.default if f.default is not dataclasses.MISSING else (
                 f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
             if dataclasses.is_dataclass(default):
-                walk(type(default), f"{f.name}.")
+                walk(type(default), f"{prefix}{f.name}.")
             else:
                 out[prefix + f.name] = default
     walk(Config, "")
