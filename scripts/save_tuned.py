@@ -210,8 +210,9 @@ def tuned_settings(sweep_dir: Path, conf_dir: Path = CONF_DIR) -> tuple[str, str
     search = {"chosen": f"default: {chosen.user_attrs['default']}" if chosen.user_attrs.get("default")
               else f"trial {chosen.number}", "rule": pick["rule"], "chosen_score": score(chosen),
               "default_score": score(pick["default"]), "best_score": score(pick["best"]),
-              "n_trials": len(finished), "pruned": len(pruned), "budget": info.get("n_trials"), "study_name": info["study_name"],
-              "storage": str(info["storage"]), "sampler": (info.get("sampler") or {}).get("_target_"),
+              "n_trials": len(finished), "pruned": len(pruned), "budget": info.get("n_trials"),
+              "study_name": info["study_name"], "storage": str(info["storage"]),
+              "sampler": (info.get("sampler") or {}).get("_target_"),
               "sampler_seed": (info.get("sampler") or {}).get("seed"), "monitor": record["metrics"].get("monitor"),
               "seed": record["seed"], "family": record["family"], "episodes": config.get("episodes"),
               "fraction": tuning.get("fraction"), "tuning_seed": tuning.get("seed"),
