@@ -273,8 +273,9 @@ class Config:
     # CPU threads for torch (0 = torch's default). Heads are small: at batch 16 one thread is fastest and
     # parallel sweep jobs do not fight over cores. Every head of a run uses the same setting.
     num_threads: int = 1
-    # root of offline data and weights (GLAI_DATA_ROOT)
-    data_root: str = "${oc.env:GLAI_DATA_ROOT,../shared}"
+    # root of the stand-ins' local data and weights (GLAI_DATA_ROOT): make prefetch EXP=... builds them there; unset,
+    # data/ in the working folder (the clone, ignored by git)
+    data_root: str = "${oc.env:GLAI_DATA_ROOT,data}"
     # embedding cache (GLAI_CACHE_DIR)
     cache_dir: str = "${oc.env:GLAI_CACHE_DIR,.cache/glai}"
     # run records go to <results_dir>/<experiment>/<head>[-<tag>]/[rho<rho>-]seed<seed>-<fingerprint>.json
