@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The method family beyond the paper (papers/000 and 004, SPEC 11), on digits and two stand-ins, 3 seeds:
+# The method family beyond the paper (GreenLightningAI and EAT; docs/method.md, The method family), on digits
+# and two stand-ins, 3 seeds:
 #  1. EAT's l0 activation penalty: a lambda sweep for the MLP and GLAI (firing ratio, active paths, accuracy);
 #  2. estimator-only re-training on new classes (experiment=retrain/<name>);
 #  3. combining estimators trained on 4 shards, IID and non-IID (experiment=combine/<name>).

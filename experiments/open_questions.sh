@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The paper's open questions (issue 20) on digits and the stand-ins, 3 seeds each, as views beside the four of
-# views.sh; make tables puts them side by side (results/tables/views.md, views_tests.md):
+# The paper's open questions (docs/views.md, The views) on digits and the stand-ins, 3 seeds each, as views
+# beside the four of views.sh; make tables puts them side by side (results/tables/views.md, views_tests.md):
 #   protocol:  each experiment's own config, heads mlp, glai and linear
 #   adam:      the MLP with Adam (tag adam): the reference of the lbfgs view
 #   random:    GLAI with a random selector (head.selector=random, tag random): what the trained selector is worth

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The optimiser-controlled variant (SPEC 5): the paper gives the MLPs SGD and GLAI's estimator Adam.
+# The optimiser-controlled variant (docs/method.md, Heads and optimisers): the paper gives the MLPs SGD and
+# GLAI's estimator Adam.
 #   tag=adam: every MLP-type head (mlp, mlp_reduced, linear) with Adam -> compared with GLAI's protocol runs
 #   tag=sgd:  GLAI's estimator with SGD                              -> compared with the MLPs' protocol runs
 # make tables writes these views to results/tables/adam/ and results/tables/sgd/ (glai.results.stats.VIEWS).

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Hyperparameter searches (SPEC 12 "Tuned comparison", "Tuned choice"), then the tuned suite. For every experiment
-# and head:
+# Hyperparameter searches (docs/method.md, Tuned comparison and Tuned choice), then the tuned suite. For every
+# experiment and head:
 #   1. One Optuna study of HYDRA_TRIALS (default 16) trials (hydra/sweeper=glai_optuna, conf/tuning/search.yaml),
 #      run seed 0, each trained on train minus a stratified 20 % tuning split and scored on it (5-fold below 500
 #      tuning rows, else 3 repeated splits: every score has a standard error), never on the validation split. The
