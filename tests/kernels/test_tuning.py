@@ -42,7 +42,8 @@ MODES = {
 @pytest.mark.parametrize("batch", [1, 16, 40, 200])
 @pytest.mark.parametrize("mode", list(MODES))
 def test_every_candidate_blocking_gives_the_same_numbers_bitwise(mode, batch, monkeypatch):
-    """Forward outputs under every forward blocking (tiles 1, 2, 4 x chunks of 16 paths, 100 paths, everything) and
+    """Forward outputs under every forward blocking (tiles 1, 2, 4 x chunks of 16 paths, 100 paths, everything x rows
+    off for a whole tile group skipped or run masked) and
     value gradients under every backward blocking (chunks x the two ways of loading the gate masks), at 1 and 2
     threads: equal bit for bit, in each arithmetic mode (output order, input segments, gate by gate); a short last
     tile group at 40 (3 tiles) and 200 (13); gates off for whole tiles."""
@@ -63,8 +64,8 @@ def test_every_candidate_blocking_gives_the_same_numbers_bitwise(mode, batch, mo
     try:
         for threads in (1, 2):
             torch.set_num_threads(threads)
-            for tiles, chunk in itertools.product((1, 2, 4), chunks):
-                blocking = Blocking(fwd_tiles=tiles, fwd_chunk=chunk, bwd_chunk=default.bwd_chunk)
+            for tiles, chunk, skip in itertools.product((1, 2, 4), chunks, (True, False)):
+                blocking = Blocking(fwd_tiles=tiles, fwd_chunk=chunk, bwd_chunk=default.bwd_chunk, fwd_skip=skip)
                 y, xt, gm = compiled.estimator_fwd_cpp(p["x_tilde"], p["gates"], layout, values, bias, blocking)
                 assert torch.equal(y, y0) and torch.equal(xt, xt0) and torch.equal(gm, gm0), (threads, blocking)
             for chunk, kmov in itertools.product(chunks, (True, False)):
@@ -92,7 +93,8 @@ def test_forced_choices_change_no_number_end_to_end():
 
     with tuning.forced("off"):
         want = run()
-    for spec in ("fwd_tiles=1,fwd_chunk=16,bwd_chunk=32", "fwd_tiles=2,bwd_kmov=0", "fwd_chunk=65536,bwd_chunk=999"):
+    for spec in ("fwd_tiles=1,fwd_chunk=16,bwd_chunk=32", "fwd_tiles=2,bwd_kmov=0,fwd_skip=0",
+                 "fwd_chunk=65536,bwd_chunk=999"):
         with tuning.forced(spec):
             got = run()
         assert all(torch.equal(a, b) for a, b in zip(got, want, strict=True)), spec
@@ -109,7 +111,7 @@ def test_a_choice_is_timed_once_saved_per_cpu_and_reused(monkeypatch):
     path = tuning.tuning_file()
     saved = json.loads(path.read_text())
     key = f"{tuning.shape_class(layout, 64)}/b64/t{torch.get_num_threads()}"
-    assert saved["format"] == 1 and saved["entries"][key]["fwd_tiles"] == first.blocking.fwd_tiles
+    assert saved["format"] == tuning._FORMAT and saved["entries"][key]["fwd_tiles"] == first.blocking.fwd_tiles
     assert path.parent == tuning.tuning_dir() and path.name.startswith(tuning.cpu_key())
     # reused: the same process (any batch of the class), then a fresh process's memory reading the file
     assert tuning.choose(layout, 50).blocking == first.blocking and len(tuning.timed) == before + 1
@@ -117,13 +119,13 @@ def test_a_choice_is_timed_once_saved_per_cpu_and_reused(monkeypatch):
     again = tuning.choose(_layout(p), 64)
     assert again.source == "cache" and again.blocking == first.blocking and len(tuning.timed) == before + 1
     # another batch class is another choice
-    tuning.choose(layout, 16)
+    tuning.choose(layout, 16, p["x_tilde"][:16], p["gates"][:16])
     assert len(tuning.timed) == before + 2
     # another CPU (model name and flags): a file of its own, timed anew
     monkeypatch.setattr(compiled, "_cpu_signature", lambda: "model name : Another CPU 9000\nflags : sse2 avx2")
     tuning.cpu_key.cache_clear()
     try:
-        other = tuning.choose(layout, 64)
+        other = tuning.choose(layout, 64, p["x_tilde"], p["gates"])
         assert other.source == "timed" and len(tuning.timed) == before + 3
         assert tuning.tuning_file() != path and tuning.tuning_file().name.startswith("Another-CPU-9000-")
         assert tuning.tuning_file().exists() and path.exists()
@@ -136,15 +138,24 @@ def test_auto_asks_the_tuning_and_runs_torch_where_the_cache_says_it_is_faster()
     p = make_problem(40, 129, 33, 6, 0.1, seed=6)
     layout = _layout(p)
     before = len(tuning.timed)
+    # before any batch: the backend is decided on random rows with the default blocking, and the blocking waits for
+    # the first real batch (random gates would not show what a batch's gates do to the forward's skipping)
     assert resolve_backend("auto", "cpu", 40, layout) in ("cpp", "torch")
-    assert tuning.choose(layout, 40).backend in ("cpp", "torch") and len(tuning.timed) == before + 1
+    first = tuning.choose(layout, 40)
+    assert first.backend in ("cpp", "torch") and not first.blocking_timed and len(tuning.timed) == before + 1
+    assert first.blocking == compiled.default_blocking(layout, 40)
+    real = tuning.choose(layout, 40, p["x_tilde"], p["gates"])
+    assert real.blocking_timed and real.backend == first.backend and len(tuning.timed) == before + 2
+    resolve_backend("auto", "cpu", 40, layout)
+    tuning.choose(layout, 40, p["x_tilde"], p["gates"])
+    assert len(tuning.timed) == before + 2
     # the blocking timed by a cpp call, then auto: the torch backend timed once more for the same entry
     big = make_problem(300, 129, 33, 6, 0.1, seed=6)
     tuning.choose(layout, 300, big["x_tilde"], big["gates"])
     resolve_backend("auto", "cpu", 300, layout)
-    assert len(tuning.timed) == before + 3
+    assert len(tuning.timed) == before + 4
     resolve_backend("auto", "cpu", 300, layout)
-    assert len(tuning.timed) == before + 3
+    assert len(tuning.timed) == before + 4
     assert resolve_backend("auto", "cpu") == "cpp"  # no layout: the compiled kernels, as the record names them
     with tuning.forced("backend=torch"):
         assert resolve_backend("auto", "cpu", 40, layout) == "torch"
@@ -168,9 +179,9 @@ def test_the_record_names_the_blocking_that_ran():
     p = make_problem(40, 129, 33, 6, 0.1, seed=7)
     layout = _layout(p)
     with tuning.forced("fwd_tiles=2,fwd_chunk=16384,bwd_chunk=32768,bwd_kmov=0"):
-        assert backend_label("cpp", 40, layout) == "cpp fwd 2x16384 bwd 32768 gpr"
+        assert backend_label("cpp", 40, layout) == "cpp fwd 2x16384/skip bwd 32768/gpr"
     with tuning.forced("off"):
-        assert backend_label("cpp", 40, layout) == "cpp fwd 4x32768 bwd 65536 kmov"
+        assert backend_label("cpp", 40, layout) == "cpp fwd 4x32768/skip bwd 65536/kmov"
         assert backend_label("torch", 40, layout) == "torch"
 
 
@@ -216,15 +227,15 @@ def test_an_unreadable_file_is_timed_again_and_an_unwritable_folder_still_choose
     path.parent.mkdir(parents=True)
     path.write_text("{not json")
     with pytest.warns(UserWarning, match="does not read"):
-        assert tuning.choose(layout, 40).source == "timed"
+        assert tuning.choose(layout, 40, p["x_tilde"], p["gates"]).source == "timed"
     assert json.loads(path.read_text())["entries"]  # rewritten whole
     blocked = tmp_path / "file"
     blocked.write_text("")
     monkeypatch.setenv("GLAI_CACHE_DIR", str(blocked))  # its tuning/ cannot be made under a file
     tuning.clear_memory()
     with pytest.warns(UserWarning, match="could not save the estimator's tuning"):
-        assert tuning.choose(layout, 40).source == "timed"
-    assert tuning.choose(layout, 40).source == "cache"
+        assert tuning.choose(layout, 40, p["x_tilde"], p["gates"]).source == "timed"
+    assert tuning.choose(layout, 40, p["x_tilde"], p["gates"]).source == "cache"
 
 
 def test_a_challenger_replaces_the_default_only_when_clearly_faster():

@@ -253,28 +253,33 @@ class Blocking:
             chunks set its partial sums, so it keeps :data:`CHUNK_PATHS` whatever this says.
         bwd_chunk: paths per chunk of the backward (a chunk splits no sum).
         bwd_kmov: the backward loads its gate masks with ``kmovw`` from memory (True) or through a general register.
+        fwd_skip: the forward skips a row whose gate is off for a whole tile group (True), or runs every row with its
+            terms masked to nothing (no data-dependent branch; the same sums).
     """
 
     fwd_tiles: int
     fwd_chunk: int
     bwd_chunk: int
     bwd_kmov: bool = True
+    fwd_skip: bool = True
 
     def label(self, mode: str | None = None) -> str:
-        """``"fwd 4x32768 bwd 65536 kmov"`` (``"fwd 4 gate-major ..."`` in the gate-major mode): the bench CSV's
-        and the record's name of the choice."""
+        """``"fwd 4x32768/skip bwd 65536/kmov"`` (``"fwd 4 gate-major/skip ..."`` in the gate-major mode; ``all``
+        where every row runs, ``gpr`` where the masks go through a general register): the bench CSV's and the
+        record's name of the choice."""
         fwd = f"{self.fwd_tiles} gate-major" if mode == "gate" else f"{self.fwd_tiles}x{self.fwd_chunk}"
-        return f"fwd {fwd} bwd {self.bwd_chunk} {'kmov' if self.bwd_kmov else 'gpr'}"
+        return (f"fwd {fwd}/{'skip' if self.fwd_skip else 'all'} "
+                f"bwd {self.bwd_chunk}/{'kmov' if self.bwd_kmov else 'gpr'}")
 
 
 def default_blocking(layout: PathLayout, batch: int) -> Blocking:
     """The blocking measured on this project's AMD EPYC (the module's constants, read at call time): 4 tiles in the
     output-order forward (2 with input segments), chunks of 32,768 paths there and 65,536 in the backward, the masks
-    loaded with ``kmovw``."""
+    loaded with ``kmovw``, rows off for a whole tile group skipped."""
     mode = forward_mode(layout, batch)
     tiles = GATE_MAJOR_TILES if mode == "gate" else TILES_PER_GROUP if mode.startswith("segments") else FORWARD_TILES
     return Blocking(fwd_tiles=tiles, fwd_chunk=CHUNK_PATHS if mode == "gate" else FORWARD_CHUNK_PATHS,
-                    bwd_chunk=CHUNK_PATHS, bwd_kmov=True)
+                    bwd_chunk=CHUNK_PATHS, bwd_kmov=True, fwd_skip=True)
 
 
 def estimator_fwd_cpp(
@@ -314,7 +319,7 @@ def estimator_fwd_cpp(
         order, (seg_ptr, segments), chunk = _NONE, forward_segments(layout, batch), blocking.fwd_chunk
     return _ops().fwd(x_tilde.contiguous(), _gates_u8(gates), layout.row_ptr, layout.col, layout.row_out,
                       layout.row_gate, values.detach().contiguous(), bias.detach().contiguous(), order, seg_ptr,
-                      segments, blocking.fwd_tiles, chunk)
+                      segments, blocking.fwd_tiles, chunk, int(blocking.fwd_skip))
 
 
 def estimator_bwd_cpp(

@@ -2,7 +2,8 @@
 compiled kernels and the torch backend on the CPU.
 
 The first time a (CPU, shape class, batch class, thread count) is seen, the candidates (:func:`candidates`: tiles per
-group and chunk lengths of the forward, the backward's chunk length and its way of loading the gate masks) are timed on
+group and chunk lengths of the forward and whether it skips rows whose gate is off for a whole tile group, the
+backward's chunk length and its way of loading the gate masks) are timed on
 the layout at hand, on up to :data:`SAMPLE_ROWS` rows of the batch, and the fastest is kept: in this process, and on
 disk in one JSON file per CPU (the model and the instruction-set flags; Triton's autotuner and FFTW's wisdom work the
 same way), so later processes on that CPU time nothing. A candidate replaces the measured default
@@ -75,7 +76,7 @@ CHUNK_CANDIDATES = (16384, 32768, 65536, 131072)
 TORCH_MAX_ELEMENTS = 5e7
 #: Rows of the torch backend's first, probing forward (:func:`_time_torch`).
 TORCH_PROBE_ROWS = 16
-_FORMAT = 1
+_FORMAT = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,8 +92,11 @@ class Choice:
             or ``"forced"``.
         tune_ms: milliseconds the timing took when it ran (0 otherwise).
         ms: the timed milliseconds on the sample: ``default``, ``chosen`` (the compiled kernels' forward + backward
-            under each blocking), ``torch`` (its forward + backward, or its probe's forward scaled to the sample when
-            that already lost).
+            under each blocking; ``fwd_*``, ``bwd_*`` each part), ``torch`` (its forward + backward, or its probe's
+            forward scaled to the sample when that already lost).
+        blocking_timed: whether the blocking was timed (on a batch's own rows); False: the default, where ``auto``
+            decided the backend before any batch came (``resolve_backend`` has none: random rows would not show
+            what a batch's gates do to the forward's skipping, so the blocking waits for the first real batch).
     """
 
     blocking: Blocking
@@ -101,6 +105,7 @@ class Choice:
     source: str = "cache"
     tune_ms: float = 0.0
     ms: dict[str, float] = dataclasses.field(default_factory=dict, compare=False, hash=False)
+    blocking_timed: bool = True
 
     @property
     def label(self) -> str:
@@ -115,14 +120,19 @@ def tuning_dir() -> Path:
     return Path(root) / "tuning" if root else Path.home() / ".cache" / "glai" / "tuning"
 
 
+def _cpu_model() -> str:
+    """The model name in this CPU's signature (``"cpu"`` where it has none)."""
+    signature = compiled._cpu_signature()
+    return next((ln.split(":", 1)[1].strip() for ln in signature.splitlines() if ln.startswith("model name")), "cpu")
+
+
 @functools.cache
 def cpu_key() -> str:
     """``<model>-<hash12>``: this CPU's model (letters and digits) and a hash of its model name and instruction-set
     flags (:func:`glai.kernels.estimator.compiled._cpu_signature`, the extension's own key) and of the kernels'
     source, whose changes void every choice. Read once per process."""
     signature = compiled._cpu_signature()
-    model = next((ln.split(":", 1)[1] for ln in signature.splitlines() if ln.startswith("model name")), "cpu")
-    slug = re.sub(r"[^A-Za-z0-9]+", "-", model).strip("-")[:40] or "cpu"
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", _cpu_model()).strip("-")[:40] or "cpu"
     digest = hashlib.sha256(signature.encode() + b"\0" + compiled.SOURCE.read_bytes()).hexdigest()[:12]
     return f"{slug}-{digest}"
 
@@ -159,7 +169,7 @@ def _entry_key(layout: PathLayout, batch: int, threads: int) -> str:
 # -- overrides -------------------------------------------------------------------------------------------------------
 
 _FIELDS = {"fwd_tiles": int, "fwd_chunk": int, "bwd_chunk": int, "bwd_kmov": lambda v: bool(int(v)),
-           "backend": str}
+           "fwd_skip": lambda v: bool(int(v)), "backend": str}
 _forced: str | None = None
 
 
@@ -243,7 +253,7 @@ def _write(path: Path, key: str, entry: dict[str, Any]) -> None:
         with FileLock(str(path.with_name(f".{path.name}.lock"))):
             entries = _read(path)
             entries[key] = entry
-            data = {"format": _FORMAT, "cpu": compiled._cpu_signature().splitlines()[:1], "entries": entries}
+            data = {"format": _FORMAT, "cpu": _cpu_model(), "entries": entries}
             fd, tmp = tempfile.mkstemp(prefix=f".{path.name}", suffix=".tmp", dir=path.parent)
             with os.fdopen(fd, "w") as f:
                 json.dump(data, f, indent=1, sort_keys=True)
@@ -257,16 +267,17 @@ def _write(path: Path, key: str, entry: dict[str, Any]) -> None:
 
 def _to_entry(choice: Choice) -> dict[str, Any]:
     return {**dataclasses.asdict(choice.blocking), "backend": choice.backend, "mode": choice.mode,
-            "tune_ms": round(choice.tune_ms, 3), "ms": {k: round(v, 4) for k, v in choice.ms.items()},
+            "blocking_timed": choice.blocking_timed, "tune_ms": round(choice.tune_ms, 3),
+            "ms": {k: round(v, 4) for k, v in choice.ms.items()},
             "time_utc": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
 
 def _from_entry(entry: dict[str, Any]) -> Choice | None:
     try:
         blocking = Blocking(int(entry["fwd_tiles"]), int(entry["fwd_chunk"]), int(entry["bwd_chunk"]),
-                            bool(entry["bwd_kmov"]))
+                            bool(entry["bwd_kmov"]), bool(entry["fwd_skip"]))
         return Choice(blocking, entry.get("backend"), str(entry["mode"]), "cache", float(entry.get("tune_ms", 0)),
-                      dict(entry.get("ms", {})))
+                      dict(entry.get("ms", {})), bool(entry["blocking_timed"]))
     except (KeyError, TypeError, ValueError):
         return None
 
@@ -285,16 +296,24 @@ def candidates(layout: PathLayout, batch: int) -> tuple[list[int], list[int], li
     return fwd_tiles, fwd_chunks, chunks
 
 
+def _clock() -> Callable[[], float]:
+    """The clock candidates are timed with: on one thread this process's CPU time (a call preempted by another
+    process on a shared machine is not charged the time it waited), else the wall clock (CPU time would charge a
+    candidate for every thread it keeps busy, and favour one that leaves the others idle)."""
+    return time.process_time if torch.get_num_threads() == 1 else time.perf_counter
+
+
 def _rounds(fns: dict[Any, Callable[[], None]], rounds: int, budget_s: float | None) -> dict[Any, list[float]]:
     """Seconds of each call, over interleaved rounds (load drifts hit every candidate alike); with ``budget_s``,
-    stops after 2 rounds once the rounds have taken that long."""
+    stops after 2 rounds once the rounds have taken that long (wall clock)."""
     times: dict[Any, list[float]] = {k: [] for k in fns}
+    clock = _clock()
     start = time.perf_counter()
     for r in range(rounds):
         for k, fn in fns.items():
-            t0 = time.perf_counter()
+            t0 = clock()
             fn()
-            times[k].append(time.perf_counter() - t0)
+            times[k].append(clock() - t0)
         if budget_s is not None and r >= 1 and time.perf_counter() - start > budget_s:
             break
     return times
@@ -354,35 +373,48 @@ def _steps(layout: PathLayout, sample) -> tuple[Callable[[Blocking], Callable[[]
     return forward, backward, step
 
 
+_FWD_FIELDS = ("fwd_tiles", "fwd_chunk", "fwd_skip")
+_BWD_FIELDS = ("bwd_chunk", "bwd_kmov")
+
+
 @torch.no_grad()
 def _time_blocking(layout: PathLayout, batch: int, sample) -> tuple[Blocking, dict[str, float]]:
-    """Coordinate search from the default, one field at a time: the forward's tiles, its chunks, the backward's
-    chunks, its mask loads (each stage keeps its value unless a candidate is :data:`MARGIN` faster); then the result
-    against the default, forward and backward together (:func:`_confirm`), or the default.
+    """Coordinate search from the default, one field at a time: the forward's tiles, its chunks, its skipping of rows
+    off for a whole tile group, the backward's chunks, its mask loads (each stage keeps its value unless a candidate
+    is :data:`MARGIN` faster); then the forward's fields found against the default's, on the forward, and the
+    backward's on the backward (:func:`_confirm`; the default's where they do not win).
 
     Returns:
-        The blocking, and ``{"default": ms, "chosen": ms}``: forward + backward on the sample (the same when the
-        default stays).
+        The blocking, and the milliseconds of the forward and the backward under the default and the choice
+        (``fwd_default``, ``fwd_chosen``, ``bwd_default``, ``bwd_chosen``) and of both (``default``, ``chosen``).
     """
     default = default_blocking(layout, batch)
-    forward, backward, step = _steps(layout, sample)
+    forward, backward, _ = _steps(layout, sample)
     fwd_tiles, fwd_chunks, bwd_chunks = candidates(layout, batch)
-    best, seen = default, {"fwd": {}, "bwd": {}}  # the default's best forward and backward seconds in the stages
+    best, seen = default, {"fwd": {}, "bwd": {}}  # best seconds of every blocking timed, per part
     stages = (("fwd_tiles", fwd_tiles, "fwd", forward), ("fwd_chunk", fwd_chunks, "fwd", forward),
-              ("bwd_chunk", bwd_chunks, "bwd", backward), ("bwd_kmov", (True, False), "bwd", backward))
+              ("fwd_skip", (True, False), "fwd", forward), ("bwd_chunk", bwd_chunks, "bwd", backward),
+              ("bwd_kmov", (True, False), "bwd", backward))
     for field, values, part, run in stages:
         if len(values) > 1:
             cands = {v: dataclasses.replace(best, **{field: v}) for v in {*values, getattr(best, field)}}
             winner, times = _fastest({v: run(b) for v, b in cands.items()}, getattr(best, field))
-            seen[part].update({cands[v]: t for v, t in times.items()})
+            seen[part].update({cands[v]: t * 1e3 for v, t in times.items()})
             best = cands[winner]
-    if best == default:
-        parts = [seen[p].get(default) or min(_rounds({0: run(default)}, ROUNDS, None)[0])
-                 for p, run in (("fwd", forward), ("bwd", backward))]
-        ms = sum(parts) * 1e3
-        return default, {"default": ms, "chosen": ms}
-    wins, chosen_ms, default_ms = _confirm(step(best), step(default))
-    return (best if wins else default), {"default": default_ms, "chosen": chosen_ms if wins else default_ms}
+    ms: dict[str, float] = {}
+    for part, fields, run in (("fwd", _FWD_FIELDS, forward), ("bwd", _BWD_FIELDS, backward)):
+        challenger = dataclasses.replace(default, **{f: getattr(best, f) for f in fields})
+        if challenger == default:
+            base = seen[part].get(default)
+            ms[f"{part}_default"] = ms[f"{part}_chosen"] = base if base is not None else min(
+                _rounds({0: run(default)}, ROUNDS, None)[0]) * 1e3
+            continue
+        wins, chosen_ms, default_ms = _confirm(run(challenger), run(default))
+        ms[f"{part}_default"], ms[f"{part}_chosen"] = default_ms, chosen_ms if wins else default_ms
+        if not wins:
+            best = dataclasses.replace(best, **{f: getattr(default, f) for f in fields})
+    ms["default"], ms["chosen"] = ms["fwd_default"] + ms["bwd_default"], ms["fwd_chosen"] + ms["bwd_chosen"]
+    return best, ms
 
 
 @torch.no_grad()
@@ -398,9 +430,10 @@ def _time_torch(layout: PathLayout, blocking: Blocking, cpp_ms: float, sample) -
     if layout.num_rows * x.shape[0] > TORCH_MAX_ELEMENTS:
         return "cpp", None
     probe = min(TORCH_PROBE_ROWS, x.shape[0])
-    t0 = time.perf_counter()
+    clock = _clock()
+    t0 = clock()
     estimator_fwd_torch(x[:probe], gates[:probe], layout, values, bias)
-    scaled = (time.perf_counter() - t0) * 1e3 * x.shape[0] / probe
+    scaled = (clock() - t0) * 1e3 * x.shape[0] / probe
     if scaled > 3 * cpp_ms:
         return "cpp", scaled
 
@@ -412,19 +445,28 @@ def _time_torch(layout: PathLayout, blocking: Blocking, cpp_ms: float, sample) -
     return ("torch" if wins else "cpp"), torch_ms
 
 
-def _time_choice(layout: PathLayout, batch: int, sample, need_backend: bool, known: Choice | None) -> Choice:
+def _time_choice(layout: PathLayout, batch: int, sample, real: bool, need_backend: bool,
+                 known: Choice | None) -> Choice:
+    """``known`` completed: its blocking timed on ``sample`` where it was not and the sample is a batch's own rows
+    (``real``), its backend where ``need_backend`` asks and it has none."""
     start = time.perf_counter()
-    if known is None:
+    if known is not None and (known.blocking_timed or not real):
+        blocking, ms, blocking_timed = known.blocking, dict(known.ms), known.blocking_timed
+    elif real:
         blocking, ms = _time_blocking(layout, batch, sample)
+        blocking_timed = True
     else:
-        blocking, ms = known.blocking, dict(known.ms)
+        blocking, ms, blocking_timed = default_blocking(layout, batch), {}, False
     backend = known.backend if known is not None else None
     if need_backend and backend is None:
+        if "chosen" not in ms:
+            step = _steps(layout, sample)[2](blocking)
+            ms["chosen"] = min(_rounds({0: step}, ROUNDS, STAGE_BUDGET_S)[0]) * 1e3
         backend, torch_ms = _time_torch(layout, blocking, ms["chosen"], sample)
         if torch_ms is not None:
             ms["torch"] = torch_ms
     tune_ms = (time.perf_counter() - start) * 1e3 + (known.tune_ms if known is not None else 0.0)
-    return Choice(blocking, backend, forward_mode(layout, batch), "timed", tune_ms, ms)
+    return Choice(blocking, backend, forward_mode(layout, batch), "timed", tune_ms, ms, blocking_timed)
 
 
 def choose(layout: PathLayout, batch: int, x_tilde: torch.Tensor | None = None, gates: torch.Tensor | None = None,
@@ -432,10 +474,14 @@ def choose(layout: PathLayout, batch: int, x_tilde: torch.Tensor | None = None, 
     """The choice for this layout and batch on this CPU at ``torch.get_num_threads()``: from this process's memory,
     else this CPU's file, else timed now (and saved).
 
+    The blocking is timed on a batch's own rows only (``x_tilde`` and ``gates`` given: the compiled kernels' forward
+    asks with them); ``auto``'s backend (``need_backend``) on them or, before any batch, on random rows with the
+    default blocking. A call with neither gets what is known (the default blocking where nothing is).
+
     Args:
         layout: the kept paths (on the CPU).
         batch: rows of the batch, B.
-        x_tilde, gates: the batch (float32 [B, n_in], {0, 1} [B, n_gates]), to time on its first rows; None: random.
+        x_tilde, gates: the batch (float32 [B, n_in], {0, 1} [B, n_gates]), to time on its first rows.
         need_backend: also decide ``auto``'s backend (times the torch backend once per class if not done yet).
 
     Raises:
@@ -443,12 +489,14 @@ def choose(layout: PathLayout, batch: int, x_tilde: torch.Tensor | None = None, 
     """
     spec = _override()
     threads = torch.get_num_threads()
+    real = x_tilde is not None and gates is not None
     # the per-call path (every forward): this layout's own record of the choice, valid while the CPU key and this
     # process's memory are those it was made under (about a microsecond, against ~25 for the full lookup)
     token = (cpu_key(), _generation)
     fast = layout.__dict__.setdefault("_cpp_tuned", {})
     hit = fast.get((batch, threads, spec))
-    if hit is not None and hit[0] == token and (hit[1].backend is not None or not need_backend):
+    if (hit is not None and hit[0] == token and (hit[1].backend is not None or not need_backend)
+            and (hit[1].blocking_timed or not real)):
         return hit[1]
     mode = forward_mode(layout, batch)
     if spec is not None:
@@ -463,13 +511,17 @@ def choose(layout: PathLayout, batch: int, x_tilde: torch.Tensor | None = None, 
     choice = _memo.get(key)
     if choice is None:
         choice = _from_entry(_read(path).get(key[1], {}))
-    if choice is None or (need_backend and choice.backend is None):
+    if (real and (choice is None or not choice.blocking_timed)) or (
+            need_backend and (choice is None or choice.backend is None)):
         timed.append(key)
-        choice = _time_choice(layout, batch, _sample(layout, batch, x_tilde, gates), need_backend, choice)
+        sample = _sample(layout, batch, x_tilde, gates)
+        choice = _time_choice(layout, batch, sample, real, need_backend, choice)
         _write(path, key[1], _to_entry(choice))
         _memo[key] = dataclasses.replace(choice, source="cache")
         fast[(batch, threads, None)] = (token, _memo[key])
         return choice
+    if choice is None:  # asked for what is known before anything was timed: the default, remembered nowhere
+        return Choice(default_blocking(layout, batch), None, mode, "default", blocking_timed=False)
     _memo[key] = choice
     fast[(batch, threads, None)] = (token, choice)
     return choice

@@ -267,10 +267,16 @@ inline void row_sums(const Forward& f, const float* const* x, int32_t start, int
   for (int t = 0; t < NT; ++t) h[t] = (a[t][0] + a[t][1]) + (a[t][2] + a[t][3]);
 }
 
-// The masks of gate s on tiles t0..t0+NT-1 (m[t]); whether any bit is set (the gate is on for a sample of the group).
-template <int NT>
-inline bool group_masks(const Forward& f, int64_t t0, int64_t s, uint16_t* m) {
+// The masks of gate s on tiles t0..t0+NT-1 (m[t]); with SKIP, whether any bit is set (the gate is on for a sample of
+// the group: a row whose gate is off for the whole group is skipped), else true (every row runs, its terms masked to
+// nothing: the same sums, bitwise, with no data-dependent branch). Which is faster depends on how often whole groups
+// are off and on the CPU's branch predictor (the forward's `skip_off_rows`, timed per CPU: tuning.py): in a family T
+// batch, whose tiles hold consecutive tokens of one text, 5 % of the path-weighted rows are off for a whole group and
+// the skip cost the block's step about 4 % more than tokens in random order, where none are.
+template <int NT, bool SKIP>
+GLAI_INLINE bool group_masks(const Forward& f, int64_t t0, int64_t s, uint16_t* m) {
   std::memcpy(m, group_base(f.gm, f.n_gates, t0) + s * kMaskTiles, NT * sizeof(uint16_t));
+  if constexpr (!SKIP) return true;
   uint16_t on = 0;
   for (int t = 0; t < NT; ++t) on |= m[t];
   return on;
@@ -278,7 +284,7 @@ inline bool group_masks(const Forward& f, int64_t t0, int64_t s, uint16_t* m) {
 
 // Outputs o0..o1 on tiles t0..t0+NT-1. With input segments (f.segments > 1) the rows are summed one segment of
 // inputs at a time (so that segment's x rows stay in the L1 cache) into `scratch` (NT x 16 floats per row).
-template <int NT>
+template <int NT, bool SKIP>
 void forward_group(const Forward& f, int64_t t0, int64_t o0, int64_t o1, float* scratch) {
   const float* x[NT];
   for (int t = 0; t < NT; ++t) x[t] = f.xp + (t0 + t) * f.n_in * kT;
@@ -287,7 +293,7 @@ void forward_group(const Forward& f, int64_t t0, int64_t o0, int64_t o1, float* 
   uint16_t m[NT];
   for (int64_t k = 0; segments > 1 && k < segments; ++k) {
     for (int64_t r = r_lo; r < r_hi; ++r) {
-      if (!group_masks<NT>(f, t0, f.rg[r], m)) continue;
+      if (!group_masks<NT, SKIP>(f, t0, f.rg[r], m)) continue;
       const int32_t* seg = f.seg_ptr + r * segments + k;
       row_sums<NT>(f, x, seg[0], seg[1], h);
       float* acc = scratch + (r - r_lo) * NT * kT;
@@ -302,7 +308,7 @@ void forward_group(const Forward& f, int64_t t0, int64_t o0, int64_t o1, float* 
     v16f y[NT], ys[NT];
     for (int t = 0; t < NT; ++t) y[t] = ys[t] = v16f{0};
     for (int64_t r = f.out_row[o]; r < f.out_row[o + 1]; ++r) {
-      if (!group_masks<NT>(f, t0, f.rg[r], m)) continue;  // the gate is off for every sample of the group: no term
+      if (!group_masks<NT, SKIP>(f, t0, f.rg[r], m)) continue;  // the gate is off for every sample of the group: no term
       const int32_t start = f.rp[r], end = f.rp[r + 1];
       if (segments > 1) {
         for (int t = 0; t < NT; ++t) h[t] = load16(scratch + ((r - r_lo) * NT + t) * kT);
@@ -328,7 +334,7 @@ void forward_group(const Forward& f, int64_t t0, int64_t o0, int64_t o1, float* 
 // Gate-major order: rows order[k0..k1) (sorted by gate, then output) on tiles t0..t0+NT-1, each row's term added
 // to its output in ybuf ([n_out, NT, 16], zeroed here). Consecutive rows of one gate share most of their inputs
 // (pruning ranks a gate's inputs alike for every output), so their x rows are still cached.
-template <int NT>
+template <int NT, bool SKIP>
 void forward_group_by_gate(const Forward& f, int64_t t0, const int32_t* order, int64_t k0, int64_t k1,
                            const int64_t* ro, float* ybuf) {
   const float* x[NT];
@@ -338,7 +344,7 @@ void forward_group_by_gate(const Forward& f, int64_t t0, const int32_t* order, i
   uint16_t m[NT];
   for (int64_t k = k0; k < k1; ++k) {
     const int64_t r = order[k];
-    if (!group_masks<NT>(f, t0, f.rg[r], m)) continue;
+    if (!group_masks<NT, SKIP>(f, t0, f.rg[r], m)) continue;
     row_sums<NT>(f, x, f.rp[r], f.rp[r + 1], h);
     float* y = ybuf + ro[r] * NT * kT;
     for (int t = 0; t < NT; ++t) {
@@ -352,7 +358,8 @@ void forward_group_by_gate(const Forward& f, int64_t t0, const int32_t* order, i
 void forward_by_output(const at::Tensor& xt, const at::Tensor& gm,
                        const at::Tensor& row_ptr, const at::Tensor& col, const at::Tensor& row_out,
                        const at::Tensor& row_gate, const at::Tensor& values, const at::Tensor& seg_ptr,
-                       int64_t segments, int64_t tiles_per_group, int64_t chunk_paths, at::Tensor& yt) {
+                       int64_t segments, int64_t tiles_per_group, int64_t chunk_paths, bool skip_off_rows,
+                       at::Tensor& yt) {
   const int64_t tiles = xt.size(0), n_in = xt.size(1), n_gates = gm.size(1), n_out = yt.size(1);
   const int64_t num_rows = row_out.size(0);
   const int32_t* rp = row_ptr.data_ptr<int32_t>();
@@ -381,7 +388,11 @@ void forward_by_output(const at::Tensor& xt, const at::Tensor& gm,
     for (int64_t k = k0; k < k1; ++k) {
       const int64_t c = k / groups, t0 = (k % groups) * tiles_per_group, o0 = chunk_out[c], o1 = chunk_out[c + 1];
       for_each_group(t0, std::min(tiles, t0 + tiles_per_group), tiles_per_group, [&](auto nt, int64_t t) {
-        forward_group<decltype(nt)::value>(f, t, o0, o1, scratch.data());
+        if (skip_off_rows) {
+          forward_group<decltype(nt)::value, true>(f, t, o0, o1, scratch.data());
+        } else {
+          forward_group<decltype(nt)::value, false>(f, t, o0, o1, scratch.data());
+        }
       });
     }
   });
@@ -393,7 +404,7 @@ void forward_by_output(const at::Tensor& xt, const at::Tensor& gm,
 void forward_by_gate(const at::Tensor& xt, const at::Tensor& gm,
                      const at::Tensor& row_ptr, const at::Tensor& col, const at::Tensor& row_out,
                      const at::Tensor& row_gate, const at::Tensor& values, const at::Tensor& row_order,
-                     int64_t tiles_per_group, int64_t chunk_paths, at::Tensor& yt) {
+                     int64_t tiles_per_group, int64_t chunk_paths, bool skip_off_rows, at::Tensor& yt) {
   const int64_t tiles = xt.size(0), n_in = xt.size(1), n_gates = gm.size(1), n_out = yt.size(1);
   const int64_t num_rows = row_out.size(0);
   const int32_t* rp = row_ptr.data_ptr<int32_t>();
@@ -420,7 +431,11 @@ void forward_by_gate(const at::Tensor& xt, const at::Tensor& gm,
       const int64_t c = i / groups, g0 = (i % groups) * tiles_per_group;
       for_each_group(g0, std::min(tiles, g0 + tiles_per_group), tiles_per_group, [&](auto group, int64_t t) {
         constexpr int nt = decltype(group)::value;
-        forward_group_by_gate<nt>(f, t, order, chunk_k[c], chunk_k[c + 1], ro, ybuf.data());
+        if (skip_off_rows) {
+          forward_group_by_gate<nt, true>(f, t, order, chunk_k[c], chunk_k[c + 1], ro, ybuf.data());
+        } else {
+          forward_group_by_gate<nt, false>(f, t, order, chunk_k[c], chunk_k[c + 1], ro, ybuf.data());
+        }
         for (int q = 0; q < nt; ++q)  // ybuf [n_out, nt, 16] -> part[c, t + q, :, :]
           for (int64_t o = 0; o < n_out; ++o)
             std::memcpy(pp + ((c * tiles + t + q) * n_out + o) * kT, ybuf.data() + (o * nt + q) * kT, sizeof(v16f));
@@ -474,7 +489,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> estimator_fwd(
     const at::Tensor& x_tilde, const at::Tensor& gates, const at::Tensor& row_ptr, const at::Tensor& col,
     const at::Tensor& row_out, const at::Tensor& row_gate, const at::Tensor& values, const at::Tensor& bias,
     const at::Tensor& row_order, const at::Tensor& seg_ptr, int64_t segments, int64_t tiles_per_group,
-    int64_t chunk_paths) {
+    int64_t chunk_paths, int64_t skip_off_rows) {
   check(x_tilde, at::kFloat, 2, "x_tilde");
   check(gates, at::kByte, 2, "gates");
   check(row_ptr, at::kInt, 1, "row_ptr");
@@ -507,10 +522,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> estimator_fwd(
   at::Tensor gm = gate_masks(gates.data_ptr<uint8_t>(), batch, n_gates);  // [ceil(T / 4), n_gates, 4] bit masks
   at::Tensor yt = at::empty({tiles, n_out, kT}, at::kFloat);               // [T, n_out, 16], all written
   if (by_gate) {
-    forward_by_gate(xt, gm, row_ptr, col, row_out, row_gate, values, row_order, tiles_per_group, chunk_paths, yt);
+    forward_by_gate(xt, gm, row_ptr, col, row_out, row_gate, values, row_order, tiles_per_group, chunk_paths,
+                    skip_off_rows != 0, yt);
   } else {
     forward_by_output(xt, gm, row_ptr, col, row_out, row_gate, values, seg_ptr, segments, tiles_per_group,
-                      chunk_paths, yt);
+                      chunk_paths, skip_off_rows != 0, yt);
   }
   return {tiles_to_rows(yt, bias, batch), xt, gm};
 }
@@ -700,7 +716,8 @@ std::tuple<at::Tensor, at::Tensor> estimator_bwd(
 
 TORCH_LIBRARY(glai_estimator_cpu, m) {
   m.def("fwd(Tensor x_tilde, Tensor gates, Tensor row_ptr, Tensor col, Tensor row_out, Tensor row_gate, "
-        "Tensor values, Tensor bias, Tensor row_order, Tensor seg_ptr, int segments, int tiles, int chunk_paths) -> "
+        "Tensor values, Tensor bias, Tensor row_order, Tensor seg_ptr, int segments, int tiles, int chunk_paths, "
+        "int skip_off_rows) -> "
         "(Tensor, Tensor, Tensor)");
   m.def("bwd(Tensor grad_y, Tensor xt, Tensor gm, Tensor row_ptr, Tensor col, Tensor row_out, Tensor row_gate, "
         "Tensor path_row, Tensor path_gate, int tiles, int chunk_paths, int mask_path) -> (Tensor, Tensor)");
