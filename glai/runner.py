@@ -217,8 +217,9 @@ def trial_reporter(cfg, units: int):
 
     p = tuning.pruner
     pruner = build_pruner(str(p.epochs), int(p.min_resource), int(p.reduction_factor), int(p.min_complete))
+    # full-batch L-BFGS runs one iteration an epoch: its epochs are not the others' (TrialReporter)
     return TrialReporter(str(tuning.storage), str(tuning.study), int(tuning.trial), pruner, float(p.fold_se),
-                         int(p.min_complete), units)
+                         int(p.min_complete), units, by_epoch=str(cfg.head.optimizer) != "lbfgs")
 
 
 def _unit_score(cfg, result: dict[str, Any]) -> float:

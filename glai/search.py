@@ -512,7 +512,10 @@ class TrialReporter:
     :meth:`epoch` reports the first fold's score after every epoch (the best so far, higher is better) and
     raises :class:`glai.training.loop.Pruned` when the study's epoch pruner stops the trial; :meth:`fold`
     records every fold's score (user attribute ``fold_scores``) and raises when :func:`fold_rule` prunes the
-    trial's other folds. A default trial of the head reports but is never pruned.
+    trial's other folds. A default trial of the head reports but is never pruned, and a trial whose epochs are
+    not minibatch passes (``by_epoch`` false: full-batch L-BFGS, one iteration an epoch) is never pruned by epoch:
+    at a rung's epoch count it would be compared with trials that took hundreds of steps (measured: successive
+    halving at epoch 2 stopped every L-BFGS trial of a digits search, and L-BFGS won the unpruned one).
 
     Args:
         storage, study: the study (:func:`open_storage`, its name).
@@ -520,13 +523,14 @@ class TrialReporter:
         pruner: the epoch pruner (:func:`build_pruner`).
         fold_se, min_complete: :func:`fold_rule`'s settings.
         folds: how many folds the trial trains.
+        by_epoch: whether the epoch pruner may stop the trial (its epochs compare with the other trials').
 
     Raises:
         ConfigError: the study or the trial is not in ``storage``.
     """
 
     def __init__(self, storage: str | Path, study: str, number: int, pruner: optuna.pruners.BasePruner,
-                 fold_se: float, min_complete: int, folds: int):
+                 fold_se: float, min_complete: int, folds: int, by_epoch: bool = True):
         try:
             self.study = optuna.load_study(study_name=study, storage=open_storage(storage), pruner=pruner)
             self.trial_id = self.study._storage.get_trial_id_from_study_id_trial_number(  # noqa: SLF001
@@ -539,6 +543,7 @@ class TrialReporter:
         self.trial = optuna.trial.Trial(self.study, self.trial_id)
         self.default = self.study._storage.get_trial(self.trial_id).user_attrs.get("default")  # noqa: SLF001
         self.fold_se, self.min_complete, self.folds = float(fold_se), int(min_complete), int(folds)
+        self.by_epoch = bool(by_epoch)
         self.scores: list[float] = []
 
     def epoch(self, epoch: int, value: float) -> None:
@@ -548,7 +553,7 @@ class TrialReporter:
         self.trial.report(float(value), int(epoch))
         # asked for every trial, defaults too: a rung-based pruner records each trial's value at its rungs when
         # asked, so the defaults are among the trials the others compete with
-        if self.trial.should_prune() and self.default is None:
+        if self.trial.should_prune() and self.default is None and self.by_epoch:
             raise Pruned(f"pruned at epoch {epoch} of its first fold (score so far {value:.4g}): the search's "
                          "epoch pruner", f"epoch {epoch} of fold 1", float(value), epochs=int(epoch))
 

@@ -42,8 +42,8 @@ def _study(path, n_trials=6, defaults=DEFAULTS):
     return SearchStudy(str(path), "s", "maximize", lambda seed: RandomSampler(seed=seed), n_trials, _space, defaults)
 
 
-def _reporter(path, number, pruner, folds=1, fold_se=2.0, min_complete=3):
-    return TrialReporter(str(path), "s", number, pruner, fold_se, min_complete, folds)
+def _reporter(path, number, pruner, folds=1, fold_se=2.0, min_complete=3, by_epoch=True):
+    return TrialReporter(str(path), "s", number, pruner, fold_se, min_complete, folds, by_epoch=by_epoch)
 
 
 def _job(path, proposal, curve, pruner, folds=None):
@@ -246,3 +246,24 @@ def test_a_corrupt_or_read_only_sqlite_study_is_one_line(tmp_path):
     db.write_bytes(b"this is not a database" * 100)
     with pytest.raises(ConfigError, match=r"cannot be opened .*Fix: move it away"):
         SearchStudy(f"sqlite:///{db}", "s", "maximize", lambda seed: RandomSampler(seed=seed), 3, _space, DEFAULTS)
+
+
+def test_a_trial_whose_epochs_are_not_minibatch_passes_is_never_pruned_by_epoch(tmp_path):
+    """Full-batch L-BFGS runs one iteration an epoch: at a rung it would meet trials that took hundreds of steps
+    (successive halving at epoch 2 stopped every L-BFGS trial of a digits search that L-BFGS won unpruned)."""
+    path = tmp_path / "a.journal"
+    study = _study(path, n_trials=4)
+    pruner = build_pruner("successive_halving", min_resource=1, reduction_factor=4)
+    proposals = study.propose(4)
+    for p in proposals[:3]:
+        study.tell(p, _job(path, p, [90.0, 95.0], pruner))
+    reporter = _reporter(path, proposals[3].number, pruner, by_epoch=False)
+    for epoch, value in enumerate([10.0, 20.0, 97.0], start=1):
+        reporter.epoch(epoch, value)  # the worst at every rung: not stopped
+    reporter.fold(97.0)
+    with pytest.raises(Pruned):  # the same curve with minibatch epochs is stopped at the first rung
+        other = _study(tmp_path / "c.journal", n_trials=4)
+        ps = other.propose(4)
+        for p in ps[:3]:
+            other.tell(p, _job(tmp_path / "c.journal", p, [90.0, 95.0], pruner))
+        _reporter(tmp_path / "c.journal", ps[3].number, pruner).epoch(1, 10.0)
