@@ -95,6 +95,10 @@ def mend_journal(path: str | Path) -> str | None:
 
     Returns:
         ``"ended"``, ``"dropped"``, or None when the file ends with a newline (or is empty or missing).
+
+    Raises:
+        ValueError: the unterminated line is not a whole record and no journal record precedes it (a file with
+            no newline, or whose last complete line is not JSON): not an Optuna journal, left as it is.
     """
     try:
         with open(path, "rb") as f:
@@ -118,12 +122,15 @@ def mend_journal(path: str | Path) -> str | None:
                 start = low
             f.seek(start)
             tail = f.read()
+            # the last complete line, which a journal's tear follows
+            f.seek(max(0, start - block))
+            before = f.read(start - max(0, start - block)).rstrip(b"\n").rsplit(b"\n", 1)[-1] if start else b""
     except FileNotFoundError:
         return None
-    try:
-        whole = isinstance(json.loads(tail), dict)
-    except ValueError:
-        whole = False
+    whole = _is_record(tail)
+    if not whole and not _is_record(before):
+        raise ValueError(f"{path}: its last line ({len(tail)} bytes, no newline) is not a whole record and follows "
+                         "no journal record: not an Optuna journal")
     with open(path, "r+b") as f:
         if whole:
             f.seek(0, os.SEEK_END)
@@ -136,6 +143,14 @@ def mend_journal(path: str | Path) -> str | None:
     print(f"[glai] search journal {path}: its last line was cut off ({len(tail)} bytes, "
           f"{'a whole record: ended' if whole else 'a partial record Optuna never read: dropped'})", file=sys.stderr)
     return action
+
+
+def _is_record(line: bytes) -> bool:
+    """Whether ``line`` is one whole journal record (a JSON object)."""
+    try:
+        return isinstance(json.loads(line), dict)
+    except ValueError:
+        return False
 
 
 def _journal_backend(path: str):

@@ -267,3 +267,16 @@ def test_a_trial_whose_epochs_are_not_minibatch_passes_is_never_pruned_by_epoch(
         for p in ps[:3]:
             other.tell(p, _job(tmp_path / "c.journal", p, [90.0, 95.0], pruner))
         _reporter(tmp_path / "c.journal", ps[3].number, pruner).epoch(1, 10.0)
+
+
+def test_a_file_that_is_no_journal_is_never_mended(tmp_path):
+    """Bytes without a newline, or after a line that is no record, are not a journal's torn end: left untouched,
+    and the study is refused as a file this Optuna cannot read."""
+    for data in (bytes(range(128, 256)) * 4, b"not a journal\nnor this"):
+        path = tmp_path / "x.journal"
+        path.write_bytes(data)
+        with pytest.raises(ValueError, match="not an Optuna journal"):
+            mend_journal(path)
+        with pytest.raises(ConfigError, match="cannot be opened .*Fix: move it away"):
+            _study(path)
+        assert path.read_bytes() == data
