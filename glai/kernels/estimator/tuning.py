@@ -107,9 +107,9 @@ class Choice:
     ms: dict[str, float] = dataclasses.field(default_factory=dict, compare=False, hash=False)
     blocking_timed: bool = True
 
-    @property
+    @functools.cached_property
     def label(self) -> str:
-        """``"fwd 4x32768 bwd 65536 kmov"``: the choice as the bench CSV and the run record name it."""
+        """``"fwd 4x32768/skip bwd 65536/kmov"``: the choice as the bench CSV and the run record name it."""
         return self.blocking.label(self.mode)
 
 
