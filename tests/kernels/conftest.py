@@ -23,5 +23,7 @@ def _tuning_in_a_folder_of_its_own(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("GLAI_CACHE_DIR", str(tmp_path_factory.mktemp("glai-cache")))
     monkeypatch.delenv(tuning.ENV, raising=False)
     tuning.clear_memory()
+    tuning.cpu_key.cache_clear()  # a test may stand in another CPU's signature
     yield
     tuning.clear_memory()
+    tuning.cpu_key.cache_clear()
