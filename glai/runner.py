@@ -347,7 +347,11 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, Any]:
     validate(cfg)
     device = resolve_device(cfg.device)
     config, fp, path = run_identity(cfg, device)
-    cfg.head.backend = config["head"]["backend"]  # the backend the record names is the one that runs
+    # the backend the record names is the one that runs; auto on the CPU stays auto for the estimator, which then
+    # runs the compiled backend or, where this CPU's timing says it is faster for the layout and batch, torch
+    # (glai.kernels.estimator.tuning; cost.estimator_backends names what ran at each batch)
+    if not (cfg.head.backend == "auto" and config["head"]["backend"] == "cpp"):
+        cfg.head.backend = config["head"]["backend"]
     existing = _previous_run(cfg, path, fp)
     if existing is not None and existing.get("status") == "done" and not cfg.overwrite:
         return _skip(existing, fp)

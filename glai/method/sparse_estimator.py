@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from glai.kernels.estimator import BACKENDS, PathLayout, glai_estimator, resolve_backend
+from glai.kernels.estimator import BACKENDS, PathLayout, backend_label, glai_estimator, resolve_backend
 
 __all__ = ["SparseEstimator"]
 
@@ -110,8 +110,11 @@ class SparseEstimator(nn.Module):
     def forward(self, x_tilde: torch.Tensor, gates: torch.Tensor) -> torch.Tensor:
         """x_tilde float32 [B, n_in], gates uint8 {0,1} [B, n_gates] -> float32 [B, n_out]."""
         batch = x_tilde.shape[0]
-        self.backends_ran[batch] = resolve_backend(self.backend, x_tilde.device, batch, self.layout)
-        return glai_estimator(x_tilde, gates, self.layout, self.values, self.bias, self.backends_ran[batch])
+        backend = resolve_backend(self.backend, x_tilde.device, batch, self.layout)
+        y = glai_estimator(x_tilde, gates, self.layout, self.values, self.bias, backend)
+        # what ran, as the record names it: the compiled backend with the blocking chosen on this CPU
+        self.backends_ran[batch] = backend_label(backend, batch, self.layout)
+        return y
 
     @torch.no_grad()
     def kept_paths(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:

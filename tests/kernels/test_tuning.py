@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import time
 
 import pytest
 import torch
@@ -238,14 +237,27 @@ def test_an_unreadable_file_is_timed_again_and_an_unwritable_folder_still_choose
     assert tuning.choose(layout, 40, p["x_tilde"], p["gates"]).source == "cache"
 
 
-def test_a_challenger_replaces_the_default_only_when_clearly_faster():
-    def sleeper(seconds):
-        return lambda: time.sleep(seconds)
+def test_a_challenger_replaces_the_default_only_when_clearly_faster(monkeypatch):
+    # candidates that cost a known time on the tuner's clock (the real one is the process's CPU time on one thread,
+    # which a sleep would not advance, and the wall clock is at the mercy of the machine's load)
+    now = [0.0]
+    monkeypatch.setattr(tuning, "_clock", lambda: (lambda: now[0]))
 
-    assert tuning._fastest({"d": sleeper(0.004), "c": sleeper(0.0005)}, "d")[0] == "c"
-    assert tuning._fastest({"d": sleeper(0.002), "c": sleeper(0.002)}, "d")[0] == "d"
-    assert tuning._confirm(sleeper(0.0005), sleeper(0.004))[0]
-    assert not tuning._confirm(sleeper(0.004), sleeper(0.0005))[0]
+    def costs(seconds, noise=0.0):
+        calls = [0]
+
+        def fn():
+            calls[0] += 1
+            now[0] += seconds * (1 + noise * (-1) ** calls[0])
+        return fn
+
+    assert tuning._fastest({"d": costs(0.004), "c": costs(0.0005)}, "d")[0] == "c"
+    assert tuning._fastest({"d": costs(0.002), "c": costs(0.002)}, "d")[0] == "d"
+    # within the margin (5 %): the default stays
+    assert tuning._fastest({"d": costs(0.002), "c": costs(0.00195)}, "d")[0] == "d"
+    assert tuning._confirm(costs(0.0005), costs(0.004))[0]
+    assert not tuning._confirm(costs(0.004), costs(0.0005))[0]
+    assert not tuning._confirm(costs(0.00195, noise=0.1), costs(0.002))[0]
 
 
 def test_classes():
