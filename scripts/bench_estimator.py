@@ -141,8 +141,9 @@ def cpu_columns() -> dict:
 
 
 def data_root() -> Path:
-    """``$GLAI_DATA_ROOT``, else the folder ``shared`` beside the repository (the config's ``data_root``)."""
-    return Path(os.environ.get("GLAI_DATA_ROOT", ROOT.parent / "shared"))
+    """``$GLAI_DATA_ROOT``, else ``data/`` in the repository (the config's ``data_root``, which ``make prefetch``
+    fills)."""
+    return Path(os.environ.get("GLAI_DATA_ROOT", ROOT / "data"))
 
 
 def pretrained_block(name: str, n_texts: int = PRETRAINED_TEXTS) -> tuple[nn.Module, torch.Tensor]:
