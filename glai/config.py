@@ -190,11 +190,11 @@ PRUNERS = ("successive_halving", "hyperband", "median", "none")
 class PrunerConfig:
     """How a search stops unpromising trials early (``tuning.pruner``; :mod:`glai.search`, docs/views.md).
 
-    The trial's first fold reports its tuning score (the best so far) after every epoch to the study's epoch
-    pruner; after each fold but the last, a trial whose mean over its folds so far lies more than ``fold_se``
-    standard errors below the best complete trial's on the same folds skips the rest. The head's default trials
-    are never pruned. Off by default (``epochs: none``, ``fold_se: 0``); ``conf/tuning/search.yaml`` switches
-    both on.
+    After each fold but the last, a trial whose mean over its folds so far lies more than ``fold_se`` standard
+    errors below the best complete trial's on the same folds skips the rest; with ``epochs`` set, the trial's first
+    fold also reports its tuning score (the best so far) after every epoch to that Optuna pruner. The head's default
+    trials are never pruned. Off here (``fold_se: 0``); ``conf/tuning/search.yaml`` switches the fold rule on and
+    leaves the epoch pruner off (it changed a measured search's choice: docs/views.md, Pruning).
     """
 
     # successive_halving | hyperband | median | none (glai.search.build_pruner)

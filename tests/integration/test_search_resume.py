@@ -77,8 +77,8 @@ def test_a_search_cut_off_resumes_without_repeats_and_runs_the_full_budget(tmp_p
     assert len(set(_keys(study))) == BUDGET  # no parameter set twice: the full budget of distinct trials
     # what the cut-off search had finished or pruned is kept as it was, never run again
     assert {t.number: (t.params, t.state) for t in study.trials if t.number in first} == first
-    # pruned trials (successive halving at epoch 2: the best third of a dozen random learning rates go on; the fold
-    # rule after each of the 5 folds) are stored as pruned, and so are their run records
+    # pruned trials (the fold rule after each of the 5 folds: a dozen random learning rates, some far below the
+    # best) are stored as pruned, and so are their run records
     pruned = [t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED]
     assert pruned and all(t.user_attrs.get("default") is None for t in pruned)
     for t in pruned:
