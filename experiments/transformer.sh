@@ -8,7 +8,7 @@
 #   relu_switch:  RELU_SWITCH=1 adds the classifier alone with only the block's activation switched to ReLU
 #                 (ffn.activation=relu, tag relu_switch): the switch's own cost on a frozen block
 #   tuned:        TUNED_HEADS (default ffn_mlp, ffn_lora, ffn_glai, linear) with their own search's settings
-#                 (experiments/tune.sh: HYDRA_TRIALS trials per head, default 8, its two defaults first, 3 folds of
+#                 (experiments/tune.sh: HYDRA_TRIALS trials per head, default 8, its two defaults first, 2 folds of
 #                 the training rows, pruned), tag tuned; TUNE=0 leaves it out
 # The frozen layers run once per data set (the token cache under GLAI_CACHE_DIR); each run trains one block.
 # Your own data: pass its overrides after the launcher (they reach every run and search):
