@@ -495,7 +495,8 @@ def fold_rule(scores: Sequence[float], complete: Sequence[Sequence[float]], best
     It does when its mean over those folds lies below the best complete trial's mean over the same folds by more
     than ``fold_se`` standard errors of that difference, ``s * sqrt(2 / (j + 1))`` with ``s`` the median
     standard deviation of a fold score over the complete trials (``complete``: their fold scores). Such a trial
-    cannot become the best trial, so it can never be chosen (:func:`choose`).
+    is unlikely to become the best trial on its remaining folds; a pruned trial is never chosen (:func:`choose`).
+    With few folds ``s`` rests on few values a trial, and the margin can shrink to a row or two of a fold.
 
     Args:
         scores: the trial's fold scores so far (at least one).
