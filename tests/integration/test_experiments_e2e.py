@@ -53,8 +53,10 @@ def test_run_py_on_a_stand_in_config(assets, tmp_path, repo_root):
     out = subprocess.run([sys.executable, "run.py", *overrides], cwd=repo_root, capture_output=True, text=True,
                          timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
-    rec = json.loads(next((tmp_path / "offline/C1" / "linear").glob("seed0-*.json")).read_text())  # no rho
+    # the tiny images are not the stand-in's data, so the record sits apart under @<dataset.name>; no rho
+    rec = json.loads(next((tmp_path / "offline/C1" / "@tiny_images" / "linear").glob("seed0-*.json")).read_text())
     assert rec["status"] == "done" and rec["metrics"]["episodes"]["n"] == 2
+    assert rec["config"]["dataset"]["name"] == "tiny_images"
 
 
 @pytest.mark.slow
