@@ -493,10 +493,13 @@ def fold_rule(scores: Sequence[float], complete: Sequence[Sequence[float]], best
     its other folds.
 
     It does when its mean over those folds lies below the best complete trial's mean over the same folds by more
-    than ``fold_se`` standard errors of that difference, ``s * sqrt(2 / (j + 1))`` with ``s`` the median
-    standard deviation of a fold score over the complete trials (``complete``: their fold scores). Such a trial
-    is unlikely to become the best trial on its remaining folds; a pruned trial is never chosen (:func:`choose`).
-    With few folds ``s`` rests on few values a trial, and the margin can shrink to a row or two of a fold.
+    than ``fold_se`` standard errors of that difference, ``s * sqrt(2 / (j + 1))`` with ``s`` the pooled
+    standard deviation of a fold score over the complete trials (``complete``: their fold scores), the root of
+    their mean variance. Pooled, not the median of the trials' own deviations: with 2 folds each of those rests
+    on one degree of freedom, their median is about two thirds of the true spread and is zero when half the
+    trials tie on their folds (a family T search pruned a trial one validation row below the best that way).
+    Such a trial is unlikely to become the best trial on its remaining folds; a pruned trial is never chosen
+    (:func:`choose`).
 
     Args:
         scores: the trial's fold scores so far (at least one).
@@ -509,10 +512,10 @@ def fold_rule(scores: Sequence[float], complete: Sequence[Sequence[float]], best
         the reason (one line) when the trial is pruned, else None.
     """
     n = len(scores)
-    spreads = [float(statistics.stdev(c)) for c in complete if len(c) >= 2]
-    if fold_se <= 0 or n < 1 or len(spreads) < max(1, min_complete) or len(best) < n:
+    variances = [float(statistics.variance(c)) for c in complete if len(c) >= 2]
+    if fold_se <= 0 or n < 1 or len(variances) < max(1, min_complete) or len(best) < n:
         return None
-    s = statistics.median(spreads)
+    s = math.sqrt(sum(variances) / len(variances))
     mine, theirs = sum(scores) / n, sum(best[:n]) / n
     margin = fold_se * s * math.sqrt(2.0 / n)
     if mine < theirs - margin:

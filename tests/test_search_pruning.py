@@ -126,7 +126,7 @@ def test_a_resumed_search_neither_reruns_nor_loses_a_pruned_trial(tmp_path):
     assert len(set(_keys(resumed))) == 7  # no parameter set run twice
 
 
-def test_the_fold_rule_prunes_only_what_cannot_become_the_best():
+def test_the_fold_rule_prunes_only_what_lies_clearly_below_the_best():
     complete = [[90.0, 92.0, 91.0], [88.0, 89.0, 90.0], [85.0, 86.0, 84.0]]  # fold sd 1.0 each
     best = complete[0]
     # one fold: the margin is 2 x 1.0 x sqrt(2) = 2.83 below the best's first fold (90): 87.17
@@ -138,6 +138,20 @@ def test_the_fold_rule_prunes_only_what_cannot_become_the_best():
     # too few complete trials, or the rule off: never
     assert fold_rule([0.0], complete[:2], best, 2.0, 3) is None
     assert fold_rule([0.0], complete, best, 0.0, 3) is None
+
+
+def test_the_fold_rule_pools_the_spread_so_tied_folds_do_not_shrink_the_margin():
+    # a family T search on 2 folds (350 rows each, one row 0.286 pp): two trials tied or one row apart on their
+    # folds and one 1.29 pp apart; the median of their deviations (0.10) made the margin one row, and pruned
+    # a trial one row below the best
+    complete = [[93.43, 93.29], [93.29, 93.29], [92.14, 92.0], [92.57, 93.86]]
+    best = complete[0]
+    pooled = (sum((a - b) ** 2 / 2 for a, b in complete) / 4) ** 0.5  # 0.46: the root of the mean variance
+    assert fold_rule([93.14], complete, best, 2.0, 3) is None  # one row below: within 2 x 0.46 x sqrt(2) = 1.31
+    assert fold_rule([93.43 - 2 * pooled * 2 ** 0.5 + 0.01], complete, best, 2.0, 3) is None
+    reason = fold_rule([93.43 - 2 * pooled * 2 ** 0.5 - 0.01], complete, best, 2.0, 3)
+    assert reason is not None and reason.endswith(f"2 x {pooled * 2 ** 0.5:.3g}")
+    assert fold_rule([91.43], complete, best, 2.0, 3) is not None  # clearly below: still pruned
 
 
 def test_a_trial_worse_on_its_first_fold_skips_the_others_and_a_default_never_does(tmp_path):
