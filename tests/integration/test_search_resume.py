@@ -116,3 +116,21 @@ def test_a_budget_of_the_defaults_alone_saves_the_best_default(tmp_path):
     data = yaml.safe_load(path.read_text())
     assert data["search"]["chosen"] in ("default: protocol", "default: adam")
     assert data["search"]["default_score"]["se"] > 0  # digits' small tuning split: 5 folds, a standard error
+
+
+def test_the_pruner_is_part_of_the_searchs_identity(tmp_path):
+    """The same search pruned otherwise is another study (its journal holds both, apart); search.yaml names the
+    pruner the study ran with."""
+    names = []
+    for fold_se in (None, 3.0):
+        extra = [] if fold_se is None else [f"tuning.pruner.fold_se={fold_se}"]
+        cmd = [sys.executable, str(ROOT / "run.py"), "-m", "tuning=search", "head=linear", "experiment.max_epochs=1",
+               "structure_samples=0", "verbose=false", f"results_dir={tmp_path}/runs",
+               f"hydra.sweep.dir={tmp_path}/sweep", "hydra.sweeper.n_jobs=1", "hydra.sweeper.n_trials=1", *extra]
+        out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+        assert out.returncode == 0, out.stderr[-3000:]
+        info = yaml.safe_load((tmp_path / "sweep" / "search.yaml").read_text())
+        assert info["pruner"]["fold_se"] == (2.0 if fold_se is None else fold_se)
+        names.append(info["study_name"])
+    assert names[0] != names[1]
+    assert set(optuna.get_all_study_names(open_storage(info["storage"]))) == set(names)
