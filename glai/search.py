@@ -497,9 +497,8 @@ def fold_rule(scores: Sequence[float], complete: Sequence[Sequence[float]], best
     standard deviation of a fold score over the complete trials (``complete``: their fold scores), the root of
     their mean variance. Pooled, not the median of the trials' own deviations: with 2 folds each of those rests
     on one degree of freedom, their median is about two thirds of the true spread and is zero when half the
-    trials tie on their folds (a family T search pruned a trial one validation row below the best that way).
-    Such a trial is unlikely to become the best trial on its remaining folds; a pruned trial is never chosen
-    (:func:`choose`).
+    trials tie on their folds, which makes the margin a row of a fold. Such a trial is unlikely to become the
+    best trial on its remaining folds; a pruned trial is never chosen (:func:`choose`).
 
     Args:
         scores: the trial's fold scores so far (at least one).
